@@ -1,0 +1,9 @@
+DROP TABLE service_bindings;
+DROP TABLE service_instances;
+DROP TABLE service_plan_visibilities;
+DROP TABLE service_plans;
+DROP TABLE services;
+DROP TABLE service_brokers;
+DROP TABLE apps;
+DROP TABLE spaces;
+DROP TABLE organizations;

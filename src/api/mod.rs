@@ -1,0 +1,206 @@
+//! HTTP layer: routing, request parsing, response envelopes. Handlers parse and authorize, then
+//! call `crate::service`.
+
+pub mod query;
+pub mod render;
+pub mod v2;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::auth::RequestId;
+use crate::error::ApiError;
+use query::{total_pages, ListParams};
+use render::PageDoc;
+
+pub const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";
+
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => HttpResponse::build(status)
+            .content_type(JSON_CONTENT_TYPE)
+            .body(bytes),
+        Err(e) => ApiError::internal(format!("serialization: {e}")).error_response_owned(),
+    }
+}
+
+impl ApiError {
+    fn error_response_owned(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+/// Renders a page of a list in CC's envelope.
+pub fn page<T: Serialize>(
+    params: &ListParams,
+    path: &str,
+    total: i64,
+    resources: Vec<T>,
+    preserve: &[&str],
+) -> HttpResponse {
+    let pages = total_pages(total, params.per_page);
+    let prev_url = (params.page > 1).then(|| params.page_url(path, params.page - 1, preserve));
+    let next_url = (params.page < pages).then(|| params.page_url(path, params.page + 1, preserve));
+    json(
+        StatusCode::OK,
+        &PageDoc {
+            total_results: total,
+            total_pages: pages,
+            prev_url,
+            next_url,
+            resources,
+        },
+    )
+}
+
+/// Parses a request body as a JSON object whatever the Content-Type (cf-client sends JSON text
+/// as `application/x-www-form-urlencoded`; CC reads it as JSON too). An empty body is `{}`.
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::MessageParseError(
+            "the request body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::MessageParseError(format!("invalid JSON: {e}"))),
+    }
+}
+
+/// Typed access to a request's JSON fields with CC-style messages.
+pub struct Fields<'a>(pub &'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    fn type_error(key: &str, what: &str) -> ApiError {
+        ApiError::MessageParseError(format!("Field: {key}, Error: Value must be {what}"))
+    }
+
+    pub fn required_str(&self, key: &str) -> Result<&'a str, ApiError> {
+        match self.0.get(key) {
+            Some(Value::String(s)) => Ok(s),
+            None | Some(Value::Null) => Err(ApiError::MessageParseError(format!(
+                "Field: {key}, Error: Missing field {key}"
+            ))),
+            Some(_) => Err(Self::type_error(key, "a string")),
+        }
+    }
+
+    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Self::type_error(key, "a string")),
+        }
+    }
+
+    pub fn opt_object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(Self::type_error(key, "a hash")),
+        }
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(Self::type_error(key, "a boolean")),
+        }
+    }
+
+    pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| Self::type_error(key, "an integer")),
+            Some(_) => Err(Self::type_error(key, "an integer")),
+        }
+    }
+
+    pub fn opt_string_list(&self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| Self::type_error(key, "an array of strings"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(Self::type_error(key, "an array of strings")),
+        }
+    }
+}
+
+/// `true` for CC's truthy flag values (`accepts_incomplete=true`, `async=true`).
+pub fn flag(req: &HttpRequest, name: &str) -> bool {
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .any(|(k, v)| k == name && v.eq_ignore_ascii_case("true"))
+}
+
+/// The externally visible base URL: configured, else scheme and Host of the request.
+pub fn base_url(req: &HttpRequest, configured: Option<&str>) -> String {
+    if let Some(url) = configured {
+        return url.to_string();
+    }
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// Adds a `X-Cf-Warnings` header (URL-encoded, comma-separated), as CC does.
+pub fn with_warnings(mut resp: HttpResponse, warnings: &[String]) -> HttpResponse {
+    if warnings.is_empty() {
+        return resp;
+    }
+    let value = warnings
+        .iter()
+        .map(|w| utf8_percent(w))
+        .collect::<Vec<_>>()
+        .join(",");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-cf-warnings"), v);
+    }
+    resp
+}
+
+fn utf8_percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Request id and CC's standard response headers on every response (errors included).
+pub async fn standard_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get("x-vcap-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 255)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert(HeaderName::from_static("x-vcap-request-id"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(res)
+}

@@ -1,0 +1,290 @@
+//! CC v2 list parameters: `page`, `results-per-page`, `order-direction`, `order-by`,
+//! `inline-relations-depth`, and repeated `q` filters (lib/vcap/rest_api/query.rb semantics:
+//! `;` joins filters inside one `q`, `;;` escapes a literal `;`; operators `:`, ` IN `, `>=`,
+//! `<=`, `<`, `>`; a key that is not queryable is a `BadQueryParameter`).
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::db::repo::{Filter, FilterOp, OrderBy, PageRequest};
+use crate::error::ApiError;
+
+pub const DEFAULT_PER_PAGE: i64 = 50;
+pub const MAX_PER_PAGE: i64 = 100;
+pub const MAX_INLINE_DEPTH: u8 = 2;
+
+#[derive(Debug, Clone)]
+pub struct ListParams {
+    pub page: i64,
+    pub per_page: i64,
+    pub descending: bool,
+    pub order_by: Option<String>,
+    pub inline_depth: Option<u8>,
+    /// The `q` values as given, for `next_url`/`prev_url`.
+    pub raw_q: Vec<String>,
+    pub filters: Vec<Filter>,
+    /// Other parameters, some of which CC preserves in page links.
+    pub extra: Vec<(String, String)>,
+}
+
+impl ListParams {
+    /// Parses the query string of a list request; `allowed` are the queryable keys.
+    pub fn parse(query: &str, allowed: &[&str]) -> Result<ListParams, ApiError> {
+        let mut params = ListParams {
+            page: 1,
+            per_page: DEFAULT_PER_PAGE,
+            descending: false,
+            order_by: None,
+            inline_depth: None,
+            raw_q: Vec::new(),
+            filters: Vec::new(),
+            extra: Vec::new(),
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "page" => {
+                    params.page = value
+                        .trim()
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|p| *p >= 1)
+                        .ok_or_else(|| ApiError::BadQueryParameter("page must be greater than 0".into()))?;
+                }
+                "results-per-page" => {
+                    let n = value.trim().parse::<i64>().map_err(|_| {
+                        ApiError::BadQueryParameter("results_per_page must be an integer".into())
+                    })?;
+                    if n > MAX_PER_PAGE {
+                        return Err(ApiError::BadQueryParameter(format!(
+                            "results_per_page must be <= {MAX_PER_PAGE}"
+                        )));
+                    }
+                    if n < 1 {
+                        return Err(ApiError::BadQueryParameter(
+                            "results_per_page must be greater than 0".into(),
+                        ));
+                    }
+                    params.per_page = n;
+                }
+                "order-direction" => {
+                    params.descending = match value.as_ref() {
+                        "asc" => false,
+                        "desc" => true,
+                        _ => {
+                            return Err(ApiError::BadQueryParameter(
+                                "order_direction must be 'asc' or 'desc'".into(),
+                            ))
+                        }
+                    }
+                }
+                "order-by" => params.order_by = Some(value.into_owned()),
+                "inline-relations-depth" => {
+                    let d = value.trim().parse::<i64>().map_err(|_| {
+                        ApiError::BadQueryParameter("inline_relations_depth must be an integer".into())
+                    })?;
+                    if d > MAX_INLINE_DEPTH as i64 {
+                        return Err(ApiError::BadQueryParameter(format!(
+                            "inline_relations_depth must be <= {MAX_INLINE_DEPTH}"
+                        )));
+                    }
+                    params.inline_depth = Some(d.max(0) as u8);
+                }
+                "q" => {
+                    params.filters.extend(parse_q(&value, allowed)?);
+                    params.raw_q.push(value.into_owned());
+                }
+                // The `qs`-library array form (`q[0]=`) is not CC syntax; silently ignoring it
+                // would return an unfiltered list, so reject it.
+                k if k.starts_with("q[") => {
+                    return Err(ApiError::BadQueryParameter(k.to_string()));
+                }
+                _ => params.extra.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        Ok(params)
+    }
+
+    pub fn page_request(&self, allow_name_order: bool) -> Result<PageRequest, ApiError> {
+        let order = match self.order_by.as_deref() {
+            None | Some("id") | Some("created_at") => OrderBy::Id,
+            Some("name") | Some("label") if allow_name_order => OrderBy::Name,
+            Some(other) => {
+                return Err(ApiError::BadQueryParameter(format!("order-by {other}")));
+            }
+        };
+        Ok(PageRequest {
+            page: self.page,
+            per_page: self.per_page,
+            descending: self.descending,
+            order,
+        })
+    }
+
+    pub fn extra(&self, key: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `next_url`/`prev_url` for a page, as CC builds them (keys in alphabetical order, `q`
+    /// repeated, relative path).
+    pub fn page_url(&self, path: &str, page: i64, preserve: &[&str]) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        if let Some(d) = self.inline_depth {
+            pairs.push(("inline-relations-depth", d.to_string()));
+        }
+        if let Some(o) = &self.order_by {
+            pairs.push(("order-by", o.clone()));
+        }
+        pairs.push((
+            "order-direction",
+            if self.descending { "desc" } else { "asc" }.to_string(),
+        ));
+        pairs.push(("page", page.to_string()));
+        for q in &self.raw_q {
+            pairs.push(("q", q.clone()));
+        }
+        pairs.push(("results-per-page", self.per_page.to_string()));
+        for key in preserve {
+            if let Some(v) = self.extra(key) {
+                pairs.push((key, v.to_string()));
+            }
+        }
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut url = String::with_capacity(path.len() + 96);
+        url.push_str(path);
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(k);
+            url.push('=');
+            url.extend(utf8_percent_encode(v, QUERY_VALUE));
+        }
+        url
+    }
+}
+
+/// Characters escaped in page-link query values (`:` and `,` stay readable, as in CC's links).
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b',');
+
+/// Splits one `q` value into filters.
+pub fn parse_q(q: &str, allowed: &[&str]) -> Result<Vec<Filter>, ApiError> {
+    const PLACEHOLDER: &str = "\u{0}";
+    let escaped = q.replace(";;", PLACEHOLDER);
+    let mut out = Vec::new();
+    for segment in escaped.split(';') {
+        let segment = segment.replace(PLACEHOLDER, ";");
+        let (key, op, value) = split_segment(&segment)
+            .ok_or_else(|| ApiError::BadQueryParameter(segment.clone()))?;
+        if !allowed.contains(&key) {
+            return Err(ApiError::BadQueryParameter(key.to_string()));
+        }
+        let values = if op == FilterOp::In {
+            value.split(',').map(str::to_string).collect()
+        } else {
+            vec![value.to_string()]
+        };
+        out.push(Filter {
+            key: key.to_string(),
+            op,
+            values,
+        });
+    }
+    Ok(out)
+}
+
+/// The leftmost operator wins, as with CC's `split(/(:|>=|<=|<|>| IN )/, 2)`.
+fn split_segment(segment: &str) -> Option<(&str, FilterOp, &str)> {
+    let bytes = segment.as_bytes();
+    for i in 0..bytes.len() {
+        let rest = &segment[i..];
+        let (op, len) = if rest.starts_with(':') {
+            (FilterOp::Eq, 1)
+        } else if rest.starts_with(">=") {
+            (FilterOp::Ge, 2)
+        } else if rest.starts_with("<=") {
+            (FilterOp::Le, 2)
+        } else if rest.starts_with('<') {
+            (FilterOp::Lt, 1)
+        } else if rest.starts_with('>') {
+            (FilterOp::Gt, 1)
+        } else if rest.starts_with(" IN ") {
+            (FilterOp::In, 4)
+        } else {
+            continue;
+        };
+        if !segment.is_char_boundary(i) {
+            continue;
+        }
+        return Some((&segment[..i], op, &segment[i + len..]));
+    }
+    None
+}
+
+/// Total pages as Sequel computes them (at least 1).
+pub fn total_pages(total: i64, per_page: i64) -> i64 {
+    ((total + per_page - 1) / per_page).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &[&str] = &["app_guid", "name", "service_instance_guid"];
+
+    #[test]
+    fn parses_operators_and_joined_filters() {
+        let f = parse_q("app_guid:a;name IN x,y;;z", KEYS).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].key, "app_guid");
+        assert_eq!(f[0].op, FilterOp::Eq);
+        assert_eq!(f[0].values, vec!["a"]);
+        assert_eq!(f[1].op, FilterOp::In);
+        assert_eq!(f[1].values, vec!["x", "y;z"]);
+        let f = parse_q("name>=b", KEYS).unwrap();
+        assert_eq!(f[0].op, FilterOp::Ge);
+        let f = parse_q("name:a:b", KEYS).unwrap();
+        assert_eq!(f[0].values, vec!["a:b"]);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_missing_operators() {
+        assert!(matches!(parse_q("space_guid:x", KEYS), Err(ApiError::BadQueryParameter(k)) if k == "space_guid"));
+        assert!(parse_q("name", KEYS).is_err());
+        assert!(parse_q("", KEYS).is_err());
+    }
+
+    #[test]
+    fn page_limits() {
+        assert!(ListParams::parse("results-per-page=101", KEYS).is_err());
+        assert!(ListParams::parse("results-per-page=0", KEYS).is_err());
+        assert!(ListParams::parse("page=0", KEYS).is_err());
+        assert!(ListParams::parse("page=x", KEYS).is_err());
+        assert!(ListParams::parse("inline-relations-depth=3", KEYS).is_err());
+        assert!(ListParams::parse("order-direction=up", KEYS).is_err());
+        assert!(ListParams::parse("q%5B0%5D=name:x", KEYS).is_err());
+        let p = ListParams::parse("results-per-page=100&page=3&order-direction=desc", KEYS).unwrap();
+        assert_eq!((p.per_page, p.page, p.descending), (100, 3, true));
+    }
+
+    #[test]
+    fn page_urls_are_sorted_relative_and_keep_q() {
+        let p = ListParams::parse("q=app_guid:a&q=name%20IN%20x,y&results-per-page=2", KEYS).unwrap();
+        assert_eq!(
+            p.page_url("/v2/service_bindings", 2, &[]),
+            "/v2/service_bindings?order-direction=asc&page=2&q=app_guid:a&q=name%20IN%20x,y&results-per-page=2"
+        );
+    }
+
+    #[test]
+    fn total_pages_is_at_least_one() {
+        assert_eq!(total_pages(0, 50), 1);
+        assert_eq!(total_pages(50, 50), 1);
+        assert_eq!(total_pages(51, 50), 2);
+    }
+}

@@ -1,0 +1,170 @@
+//! `/v2/apps` and `/v2/spaces/:guid/apps` (metadata only: nothing runs).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::State;
+use crate::api::query::ListParams;
+use crate::api::render::{raw_json, Metadata, Resource};
+use crate::api::{json, json_object, page, Fields};
+use crate::db::models::App;
+use crate::db::repo;
+use crate::error::{ApiError, ApiResult};
+use crate::service::resources::{self, AppInput};
+use crate::service::Caller;
+
+#[derive(Serialize)]
+pub struct DockerCredentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct AppEntity {
+    pub name: String,
+    pub production: bool,
+    pub space_guid: String,
+    pub stack_guid: Option<String>,
+    pub buildpack: Option<String>,
+    pub detected_buildpack: Option<String>,
+    pub detected_buildpack_guid: Option<String>,
+    pub environment_json: Box<RawValue>,
+    pub memory: i64,
+    pub instances: i32,
+    pub disk_quota: i64,
+    pub state: String,
+    pub version: String,
+    pub command: Option<String>,
+    pub console: bool,
+    pub debug: Option<String>,
+    pub staging_task_id: Option<String>,
+    pub package_state: &'static str,
+    pub health_check_type: &'static str,
+    pub health_check_timeout: Option<u64>,
+    pub health_check_http_endpoint: Option<String>,
+    pub staging_failed_reason: Option<String>,
+    pub staging_failed_description: Option<String>,
+    pub diego: bool,
+    pub docker_image: Option<String>,
+    pub docker_credentials: DockerCredentials,
+    pub package_updated_at: Option<String>,
+    pub detected_start_command: &'static str,
+    pub enable_ssh: bool,
+    pub ports: Option<Vec<u32>>,
+    pub space_url: String,
+    pub service_bindings_url: String,
+}
+
+pub fn render_app(a: &App) -> Resource<AppEntity> {
+    Resource {
+        metadata: Metadata::new("apps", &a.guid, a.created_at, a.updated_at),
+        entity: AppEntity {
+            name: a.name.clone(),
+            production: false,
+            space_guid: a.space_guid.clone(),
+            stack_guid: None,
+            buildpack: None,
+            detected_buildpack: None,
+            detected_buildpack_guid: None,
+            environment_json: raw_json(&a.environment_json, "{}"),
+            memory: a.memory,
+            instances: a.instances,
+            disk_quota: a.disk_quota,
+            state: a.state.clone(),
+            version: a.guid.clone(),
+            command: None,
+            console: false,
+            debug: None,
+            staging_task_id: None,
+            package_state: "PENDING",
+            health_check_type: "port",
+            health_check_timeout: None,
+            health_check_http_endpoint: None,
+            staging_failed_reason: None,
+            staging_failed_description: None,
+            diego: true,
+            docker_image: None,
+            docker_credentials: DockerCredentials { username: None, password: None },
+            package_updated_at: None,
+            detected_start_command: "",
+            enable_ssh: true,
+            ports: None,
+            space_url: format!("/v2/spaces/{}", a.space_guid),
+            service_bindings_url: format!("/v2/apps/{}/service_bindings", a.guid),
+        },
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v2/apps", web::get().to(list))
+        .route("/v2/apps", web::post().to(create))
+        .route("/v2/apps/{guid}", web::get().to(get))
+        .route("/v2/apps/{guid}", web::put().to(update))
+        .route("/v2/apps/{guid}", web::delete().to(delete))
+        .route("/v2/spaces/{guid}/apps", web::get().to(list_in_space));
+}
+
+fn app_input(body: &[u8]) -> ApiResult<AppInput> {
+    let obj = json_object(body)?;
+    let f = Fields(&obj);
+    let environment_json = match f.opt_object("environment_json")? {
+        Some(m) => Some(serde_json::Value::Object(m.clone()).to_string()),
+        None => None,
+    };
+    Ok(AppInput {
+        guid: None,
+        name: f.opt_str("name")?.map(str::to_string),
+        space_guid: f.opt_str("space_guid")?.map(str::to_string),
+        state: f.opt_str("state")?.map(str::to_string),
+        memory: f.opt_i64("memory")?,
+        instances: f.opt_i64("instances")?,
+        disk_quota: f.opt_i64("disk_quota")?,
+        environment_json,
+    })
+}
+
+async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
+    let loaded = resources::list_apps(&state, &caller, &params, None).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
+    Ok(page(&params, "/v2/apps", loaded.total, items, &[]))
+}
+
+async fn list_in_space(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
+    let loaded = resources::list_apps(&state, &caller, &params, Some(path.to_string())).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
+    Ok(page(&params, &format!("/v2/spaces/{path}/apps"), loaded.total, items, &[]))
+}
+
+async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let input = app_input(&body)?;
+    if input.name.is_none() {
+        return Err(ApiError::MessageParseError("Field: name, Error: Missing field name".into()));
+    }
+    if input.space_guid.is_none() {
+        return Err(ApiError::MessageParseError("Field: space_guid, Error: Missing field space_guid".into()));
+    }
+    let app = resources::create_app(&state, &caller, input).await?;
+    let mut resp = json(StatusCode::CREATED, &render_app(&app));
+    super::set_location(&mut resp, &format!("/v2/apps/{}", app.guid));
+    Ok(resp)
+}
+
+async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let app = resources::get_app(&state, &caller, &path).await?;
+    Ok(json(StatusCode::OK, &render_app(&app)))
+}
+
+async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let input = app_input(&body)?;
+    let app = resources::update_app(&state, &caller, &path, input).await?;
+    Ok(json(StatusCode::CREATED, &render_app(&app)))
+}
+
+async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    resources::delete_app(&state, &caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,286 @@
+//! `/v2/service_brokers`, `/v2/services`, `/v2/service_plans`, `/v2/service_plan_visibilities`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::State;
+use crate::api::query::ListParams;
+use crate::api::render::{raw_json, Metadata, Resource};
+use crate::api::{json, json_object, page, Fields};
+use crate::db::models::{ServiceBroker, ServicePlan, ServicePlanVisibility};
+use crate::db::repo;
+use crate::error::ApiResult;
+use crate::service::brokers::{self, BrokerInput, ServiceView};
+use crate::service::Caller;
+
+#[derive(Serialize)]
+pub struct BrokerEntity {
+    pub name: String,
+    pub broker_url: String,
+    pub auth_username: String,
+    pub space_guid: Option<String>,
+}
+
+pub fn render_broker(b: &ServiceBroker) -> Resource<BrokerEntity> {
+    Resource {
+        metadata: Metadata::new("service_brokers", &b.guid, b.created_at, b.updated_at),
+        entity: BrokerEntity {
+            name: b.name.clone(),
+            broker_url: b.broker_url.clone(),
+            auth_username: b.auth_username.clone(),
+            space_guid: b.space_guid.clone(),
+        },
+    }
+}
+
+#[derive(Serialize)]
+pub struct ServiceEntity {
+    pub label: String,
+    pub provider: Option<String>,
+    pub url: Option<String>,
+    pub description: String,
+    pub long_description: Option<String>,
+    pub version: Option<String>,
+    pub info_url: Option<String>,
+    pub active: bool,
+    pub bindable: bool,
+    pub unique_id: String,
+    /// CC sends the catalog metadata as a JSON-encoded string (the cf CLI decodes it so).
+    pub extra: Option<String>,
+    pub tags: Box<RawValue>,
+    pub requires: Box<RawValue>,
+    pub documentation_url: Option<String>,
+    pub service_broker_guid: String,
+    pub service_broker_name: String,
+    pub plan_updateable: bool,
+    pub bindings_retrievable: bool,
+    pub instances_retrievable: bool,
+    pub allow_context_updates: bool,
+    pub service_plans_url: String,
+}
+
+pub fn render_service(v: &ServiceView) -> Resource<ServiceEntity> {
+    let s = &v.service;
+    Resource {
+        metadata: Metadata::new("services", &s.guid, s.created_at, s.updated_at),
+        entity: ServiceEntity {
+            label: s.label.clone(),
+            provider: None,
+            url: None,
+            description: s.description.clone(),
+            long_description: None,
+            version: None,
+            info_url: None,
+            active: s.active,
+            bindable: s.bindable,
+            unique_id: s.unique_id.clone(),
+            extra: s.extra.clone(),
+            tags: raw_json(&s.tags, "[]"),
+            requires: raw_json(&s.requires, "[]"),
+            documentation_url: None,
+            service_broker_guid: s.service_broker_guid.clone(),
+            service_broker_name: v.broker_name.clone(),
+            plan_updateable: s.plan_updateable,
+            bindings_retrievable: s.bindings_retrievable,
+            instances_retrievable: s.instances_retrievable,
+            allow_context_updates: false,
+            service_plans_url: format!("/v2/services/{}/service_plans", s.guid),
+        },
+    }
+}
+
+#[derive(Serialize)]
+pub struct PlanEntity {
+    pub name: String,
+    pub free: bool,
+    pub description: String,
+    pub service_guid: String,
+    pub extra: Option<String>,
+    pub unique_id: String,
+    pub public: bool,
+    pub bindable: bool,
+    pub plan_updateable: bool,
+    pub active: bool,
+    pub maximum_polling_duration: Option<i64>,
+    pub maintenance_info: Box<RawValue>,
+    pub schemas: Box<RawValue>,
+    pub service_url: String,
+    pub service_instances_url: String,
+}
+
+const DEFAULT_SCHEMAS: &str = r#"{"service_instance":{"create":{"parameters":{}},"update":{"parameters":{}}},"service_binding":{"create":{"parameters":{}}}}"#;
+
+pub fn render_plan(p: &ServicePlan) -> Resource<PlanEntity> {
+    Resource {
+        metadata: Metadata::new("service_plans", &p.guid, p.created_at, p.updated_at),
+        entity: PlanEntity {
+            name: p.name.clone(),
+            free: p.free,
+            description: p.description.clone(),
+            service_guid: p.service_guid.clone(),
+            extra: p.extra.clone(),
+            unique_id: p.unique_id.clone(),
+            public: p.public,
+            bindable: p.bindable.unwrap_or(true),
+            plan_updateable: p.plan_updateable.unwrap_or(false),
+            active: p.active,
+            maximum_polling_duration: p.maximum_polling_duration,
+            maintenance_info: raw_json(p.maintenance_info.as_deref().unwrap_or("{}"), "{}"),
+            schemas: raw_json(p.schemas.as_deref().unwrap_or(DEFAULT_SCHEMAS), DEFAULT_SCHEMAS),
+            service_url: format!("/v2/services/{}", p.service_guid),
+            service_instances_url: format!("/v2/service_plans/{}/service_instances", p.guid),
+        },
+    }
+}
+
+#[derive(Serialize)]
+pub struct VisibilityEntity {
+    pub service_plan_guid: String,
+    pub organization_guid: String,
+    pub service_plan_url: String,
+    pub organization_url: String,
+}
+
+pub fn render_visibility(v: &ServicePlanVisibility) -> Resource<VisibilityEntity> {
+    Resource {
+        metadata: Metadata::new("service_plan_visibilities", &v.guid, v.created_at, v.updated_at),
+        entity: VisibilityEntity {
+            service_plan_guid: v.service_plan_guid.clone(),
+            organization_guid: v.organization_guid.clone(),
+            service_plan_url: format!("/v2/service_plans/{}", v.service_plan_guid),
+            organization_url: format!("/v2/organizations/{}", v.organization_guid),
+        },
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v2/service_brokers", web::get().to(list_brokers))
+        .route("/v2/service_brokers", web::post().to(create_broker))
+        .route("/v2/service_brokers/{guid}", web::get().to(get_broker))
+        .route("/v2/service_brokers/{guid}", web::put().to(update_broker))
+        .route("/v2/service_brokers/{guid}", web::delete().to(delete_broker))
+        .route("/v2/services", web::get().to(list_services))
+        .route("/v2/services/{guid}", web::get().to(get_service))
+        .route("/v2/services/{guid}/service_plans", web::get().to(list_service_plans))
+        .route("/v2/service_plans", web::get().to(list_plans))
+        .route("/v2/service_plans/{guid}", web::get().to(get_plan))
+        .route("/v2/service_plans/{guid}", web::put().to(update_plan))
+        .route("/v2/service_plan_visibilities", web::get().to(list_visibilities))
+        .route("/v2/service_plan_visibilities", web::post().to(create_visibility))
+        .route("/v2/service_plan_visibilities/{guid}", web::get().to(get_visibility))
+        .route("/v2/service_plan_visibilities/{guid}", web::delete().to(delete_visibility));
+}
+
+fn broker_input(body: &[u8]) -> ApiResult<BrokerInput> {
+    let obj = json_object(body)?;
+    let f = Fields(&obj);
+    Ok(BrokerInput {
+        name: f.opt_str("name")?.map(str::to_string),
+        broker_url: f.opt_str("broker_url")?.map(str::to_string),
+        auth_username: f.opt_str("auth_username")?.map(str::to_string),
+        auth_password: f.opt_str("auth_password")?.map(str::to_string),
+        space_guid: f.opt_str("space_guid")?.map(str::to_string),
+    })
+}
+
+async fn list_brokers(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::brokers::BROKER_FILTERS)?;
+    let loaded = brokers::list(&state, &caller, &params).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_broker).collect();
+    Ok(page(&params, "/v2/service_brokers", loaded.total, items, &[]))
+}
+
+async fn create_broker(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let input = broker_input(&body)?;
+    let broker = brokers::register(&state, &caller, input).await?;
+    let mut resp = json(StatusCode::CREATED, &render_broker(&broker));
+    super::set_location(&mut resp, &format!("/v2/service_brokers/{}", broker.guid));
+    Ok(resp)
+}
+
+async fn get_broker(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let broker = brokers::get(&state, &caller, &path).await?;
+    Ok(json(StatusCode::OK, &render_broker(&broker)))
+}
+
+async fn update_broker(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let input = broker_input(&body)?;
+    let broker = brokers::update(&state, &caller, &path, input).await?;
+    Ok(json(StatusCode::OK, &render_broker(&broker)))
+}
+
+async fn delete_broker(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    brokers::delete(&state, &caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_services(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::brokers::SERVICE_FILTERS)?;
+    let loaded = brokers::list_services(&state, &caller, &params).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_service).collect();
+    Ok(page(&params, "/v2/services", loaded.total, items, &[]))
+}
+
+async fn get_service(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let service = brokers::get_service(&state, &caller, &path).await?;
+    Ok(json(StatusCode::OK, &render_service(&service)))
+}
+
+async fn list_service_plans(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?;
+    let loaded = brokers::list_plans(&state, &caller, &params, Some(path.to_string())).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_plan).collect();
+    Ok(page(&params, &format!("/v2/services/{path}/service_plans"), loaded.total, items, &[]))
+}
+
+async fn list_plans(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?;
+    let loaded = brokers::list_plans(&state, &caller, &params, None).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_plan).collect();
+    Ok(page(&params, "/v2/service_plans", loaded.total, items, &[]))
+}
+
+async fn get_plan(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let plan = brokers::get_plan(&state, &caller, &path).await?;
+    Ok(json(StatusCode::OK, &render_plan(&plan)))
+}
+
+async fn update_plan(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let plan = match f.opt_bool("public")? {
+        Some(public) => brokers::set_plan_public(&state, &caller, &path, public).await?,
+        None => brokers::get_plan(&state, &caller, &path).await?,
+    };
+    Ok(json(StatusCode::CREATED, &render_plan(&plan)))
+}
+
+async fn list_visibilities(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::brokers::VISIBILITY_FILTERS)?;
+    let loaded = brokers::list_visibilities(&state, &caller, &params).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_visibility).collect();
+    Ok(page(&params, "/v2/service_plan_visibilities", loaded.total, items, &[]))
+}
+
+async fn create_visibility(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let plan = f.required_str("service_plan_guid")?.to_string();
+    let org = f.required_str("organization_guid")?.to_string();
+    let vis = brokers::create_visibility(&state, &caller, plan, org).await?;
+    let mut resp = json(StatusCode::CREATED, &render_visibility(&vis));
+    super::set_location(&mut resp, &format!("/v2/service_plan_visibilities/{}", vis.guid));
+    Ok(resp)
+}
+
+async fn get_visibility(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let vis = brokers::get_visibility(&state, &caller, &path).await?;
+    Ok(json(StatusCode::OK, &render_visibility(&vis)))
+}
+
+async fn delete_visibility(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    brokers::delete_visibility(&state, &caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

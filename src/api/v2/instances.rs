@@ -1,0 +1,261 @@
+//! `/v2/service_instances`, `/v2/user_provided_service_instances`,
+//! `/v2/spaces/:guid/service_instances`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::State;
+use crate::api::query::ListParams;
+use crate::api::render::{raw_json, EmptyObject, Metadata, Resource, Ts, REDACTED};
+use crate::api::{flag, json, json_object, page, Fields};
+use crate::db::repo;
+use crate::db::repo::instances::Kind;
+use crate::error::{ApiError, ApiResult};
+use crate::service::instances::{self, CreateInstance, InstanceDeleted, InstanceView, UpsiInput};
+use crate::service::Caller;
+
+#[derive(Serialize)]
+pub struct LastOperation {
+    #[serde(rename = "type")]
+    pub op_type: String,
+    pub state: String,
+    pub description: String,
+    pub updated_at: Ts,
+    pub created_at: Ts,
+}
+
+#[derive(Serialize)]
+pub struct ManagedEntity {
+    pub name: String,
+    pub credentials: EmptyObject,
+    pub service_plan_guid: Option<String>,
+    pub space_guid: String,
+    pub gateway_data: Option<()>,
+    pub dashboard_url: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub last_operation: LastOperation,
+    pub tags: Box<RawValue>,
+    pub maintenance_info: EmptyObject,
+    pub service_guid: Option<String>,
+    pub space_url: String,
+    pub service_plan_url: Option<String>,
+    pub service_bindings_url: String,
+    pub service_keys_url: String,
+    pub routes_url: String,
+    pub shared_from_url: String,
+    pub shared_to_url: String,
+    pub service_instance_parameters_url: String,
+}
+
+#[derive(Serialize)]
+pub struct UserProvidedEntity {
+    pub name: String,
+    pub credentials: Box<RawValue>,
+    pub space_guid: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub syslog_drain_url: String,
+    pub route_service_url: String,
+    pub tags: Box<RawValue>,
+    pub space_url: String,
+    pub service_bindings_url: String,
+    pub routes_url: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum InstanceEntity {
+    Managed(ManagedEntity),
+    UserProvided(UserProvidedEntity),
+}
+
+pub fn render_instance(v: &InstanceView) -> Resource<InstanceEntity> {
+    let i = &v.instance;
+    if i.is_user_provided {
+        let base = format!("/v2/user_provided_service_instances/{}", i.guid);
+        return Resource {
+            metadata: Metadata::new("user_provided_service_instances", &i.guid, i.created_at, i.updated_at),
+            entity: InstanceEntity::UserProvided(UserProvidedEntity {
+                name: i.name.clone(),
+                credentials: if v.show_credentials {
+                    raw_json(i.credentials.as_deref().unwrap_or("{}"), "{}")
+                } else {
+                    raw_json(REDACTED, "{}")
+                },
+                space_guid: i.space_guid.clone(),
+                kind: "user_provided_service_instance",
+                syslog_drain_url: i.syslog_drain_url.clone().unwrap_or_default(),
+                route_service_url: i.route_service_url.clone().unwrap_or_default(),
+                tags: raw_json(&i.tags, "[]"),
+                space_url: format!("/v2/spaces/{}", i.space_guid),
+                service_bindings_url: format!("{base}/service_bindings"),
+                routes_url: format!("{base}/routes"),
+            }),
+        };
+    }
+    let base = format!("/v2/service_instances/{}", i.guid);
+    let op_time = i.last_operation_updated_at.unwrap_or(i.updated_at);
+    Resource {
+        metadata: Metadata::new("service_instances", &i.guid, i.created_at, i.updated_at),
+        entity: InstanceEntity::Managed(ManagedEntity {
+            name: i.name.clone(),
+            credentials: EmptyObject,
+            service_plan_guid: i.service_plan_guid.clone(),
+            space_guid: i.space_guid.clone(),
+            gateway_data: None,
+            dashboard_url: i.dashboard_url.clone(),
+            kind: "managed_service_instance",
+            last_operation: LastOperation {
+                op_type: i.last_operation_type.clone().unwrap_or_else(|| "create".into()),
+                state: i.last_operation_state.clone().unwrap_or_else(|| "succeeded".into()),
+                description: i.last_operation_description.clone().unwrap_or_default(),
+                updated_at: Ts(op_time),
+                created_at: Ts(op_time),
+            },
+            tags: raw_json(&i.tags, "[]"),
+            maintenance_info: EmptyObject,
+            service_guid: v.service_guid.clone(),
+            space_url: format!("/v2/spaces/{}", i.space_guid),
+            service_plan_url: i.service_plan_guid.as_ref().map(|p| format!("/v2/service_plans/{p}")),
+            service_bindings_url: format!("{base}/service_bindings"),
+            service_keys_url: format!("{base}/service_keys"),
+            routes_url: format!("{base}/routes"),
+            shared_from_url: format!("{base}/shared_from"),
+            shared_to_url: format!("{base}/shared_to"),
+            service_instance_parameters_url: format!("{base}/parameters"),
+        }),
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v2/service_instances", web::get().to(list))
+        .route("/v2/service_instances", web::post().to(create))
+        .route("/v2/service_instances/{guid}", web::get().to(get))
+        .route("/v2/service_instances/{guid}", web::put().to(update))
+        .route("/v2/service_instances/{guid}", web::delete().to(delete))
+        .route("/v2/spaces/{guid}/service_instances", web::get().to(list_in_space))
+        .route("/v2/user_provided_service_instances", web::get().to(list_upsi))
+        .route("/v2/user_provided_service_instances", web::post().to(create_upsi))
+        .route("/v2/user_provided_service_instances/{guid}", web::get().to(get_upsi))
+        .route("/v2/user_provided_service_instances/{guid}", web::put().to(update_upsi))
+        .route("/v2/user_provided_service_instances/{guid}", web::delete().to(delete_upsi));
+}
+
+fn kind_for(params: &ListParams) -> Kind {
+    if params.extra("return_user_provided_service_instances") == Some("true") {
+        Kind::Both
+    } else {
+        Kind::Managed
+    }
+}
+
+const PRESERVE: &[&str] = &["return_user_provided_service_instances"];
+
+async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
+    let loaded = instances::list(&state, &caller, &params, kind_for(&params), None).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
+    Ok(page(&params, "/v2/service_instances", loaded.total, items, PRESERVE))
+}
+
+async fn list_in_space(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
+    let loaded = instances::list(&state, &caller, &params, kind_for(&params), Some(path.to_string())).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
+    Ok(page(&params, &format!("/v2/spaces/{path}/service_instances"), loaded.total, items, PRESERVE))
+}
+
+async fn create(state: State, caller: Caller, req: HttpRequest, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let input = CreateInstance {
+        name: f.opt_str("name")?.map(str::to_string),
+        space_guid: f.opt_str("space_guid")?.map(str::to_string),
+        service_plan_guid: f.opt_str("service_plan_guid")?.map(str::to_string),
+        parameters: f.opt_object("parameters")?.cloned(),
+        tags: f.opt_string_list("tags")?,
+        accepts_incomplete: flag(&req, "accepts_incomplete"),
+    };
+    let view = instances::create_managed(&state, &caller, input).await?;
+    let status = if view.instance.operation_in_progress() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    let mut resp = json(status, &render_instance(&view));
+    super::set_location(&mut resp, &format!("/v2/service_instances/{}", view.instance.guid));
+    Ok(resp)
+}
+
+async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let view = instances::get(&state, &caller, &path, Kind::Both).await?;
+    Ok(json(StatusCode::OK, &render_instance(&view)))
+}
+
+async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let name = f.opt_str("name")?.map(str::to_string);
+    let tags = f.opt_string_list("tags")?;
+    let wants_broker = f.opt_str("service_plan_guid")?.is_some() || f.opt_object("parameters")?.is_some_and(|p| !p.is_empty());
+    let view = instances::update_managed(&state, &caller, &path, name, tags, wants_broker).await?;
+    Ok(json(StatusCode::CREATED, &render_instance(&view)))
+}
+
+async fn delete(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    match instances::delete(&state, &caller, &path, Kind::Managed, flag(&req, "accepts_incomplete")).await? {
+        InstanceDeleted::Gone => Ok(HttpResponse::NoContent().finish()),
+        InstanceDeleted::InProgress(view) => Ok(json(StatusCode::ACCEPTED, &render_instance(&view))),
+    }
+}
+
+fn upsi_input(body: &[u8]) -> ApiResult<UpsiInput> {
+    let obj = json_object(body)?;
+    let f = Fields(&obj);
+    Ok(UpsiInput {
+        guid: None,
+        name: f.opt_str("name")?.map(str::to_string),
+        space_guid: f.opt_str("space_guid")?.map(str::to_string),
+        credentials: f.opt_object("credentials")?.cloned(),
+        syslog_drain_url: f.opt_str("syslog_drain_url")?.map(str::to_string),
+        route_service_url: f.opt_str("route_service_url")?.map(str::to_string),
+        tags: f.opt_string_list("tags")?,
+    })
+}
+
+async fn list_upsi(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::instances::UPSI_FILTERS)?;
+    let loaded = instances::list(&state, &caller, &params, Kind::UserProvided, None).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
+    Ok(page(&params, "/v2/user_provided_service_instances", loaded.total, items, &[]))
+}
+
+async fn create_upsi(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let input = upsi_input(&body)?;
+    if input.name.is_none() {
+        return Err(ApiError::ServiceInstanceNameEmpty);
+    }
+    let view = instances::create_upsi(&state, &caller, input).await?;
+    let mut resp = json(StatusCode::CREATED, &render_instance(&view));
+    super::set_location(&mut resp, &format!("/v2/user_provided_service_instances/{}", view.instance.guid));
+    Ok(resp)
+}
+
+async fn get_upsi(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let view = instances::get(&state, &caller, &path, Kind::UserProvided).await?;
+    Ok(json(StatusCode::OK, &render_instance(&view)))
+}
+
+async fn update_upsi(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let input = upsi_input(&body)?;
+    let view = instances::update_upsi(&state, &caller, &path, input).await?;
+    Ok(json(StatusCode::CREATED, &render_instance(&view)))
+}
+
+async fn delete_upsi(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    instances::delete(&state, &caller, &path, Kind::UserProvided, false).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

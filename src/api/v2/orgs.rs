@@ -1,0 +1,92 @@
+//! `/v2/organizations`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::State;
+use crate::api::query::ListParams;
+use crate::api::render::{Metadata, Resource};
+use crate::api::{json, json_object, page, Fields};
+use crate::db::models::Organization;
+use crate::db::repo;
+use crate::error::ApiResult;
+use crate::service::{resources, Caller};
+
+#[derive(Serialize)]
+pub struct OrgEntity {
+    pub name: String,
+    pub billing_enabled: bool,
+    pub quota_definition_guid: Option<String>,
+    pub status: String,
+    pub default_isolation_segment_guid: Option<String>,
+    pub spaces_url: String,
+    pub users_url: String,
+    pub managers_url: String,
+    pub billing_managers_url: String,
+    pub auditors_url: String,
+}
+
+pub fn render_org(o: &Organization) -> Resource<OrgEntity> {
+    let base = format!("/v2/organizations/{}", o.guid);
+    Resource {
+        metadata: Metadata::new("organizations", &o.guid, o.created_at, o.updated_at),
+        entity: OrgEntity {
+            name: o.name.clone(),
+            billing_enabled: false,
+            quota_definition_guid: None,
+            status: o.status.clone(),
+            default_isolation_segment_guid: None,
+            spaces_url: format!("{base}/spaces"),
+            users_url: format!("{base}/users"),
+            managers_url: format!("{base}/managers"),
+            billing_managers_url: format!("{base}/billing_managers"),
+            auditors_url: format!("{base}/auditors"),
+        },
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v2/organizations", web::get().to(list))
+        .route("/v2/organizations", web::post().to(create))
+        .route("/v2/organizations/{guid}", web::get().to(get))
+        .route("/v2/organizations/{guid}", web::put().to(update))
+        .route("/v2/organizations/{guid}", web::delete().to(delete));
+}
+
+async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::orgs::FILTERS)?;
+    let loaded = resources::list_orgs(&state, &caller, &params).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_org).collect();
+    Ok(page(&params, "/v2/organizations", loaded.total, items, &[]))
+}
+
+async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let name = f.required_str("name")?.to_string();
+    let org = resources::create_org(&state, &caller, name, None).await?;
+    let mut resp = json(StatusCode::CREATED, &render_org(&org));
+    crate::api::v2::set_location(&mut resp, &format!("/v2/organizations/{}", org.guid));
+    Ok(resp)
+}
+
+async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let org = resources::get_org(&state, &caller, &path).await?;
+    Ok(json(StatusCode::OK, &render_org(&org)))
+}
+
+async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let org = match f.opt_str("name")? {
+        Some(n) => resources::rename_org(&state, &caller, &path, n.to_string()).await?,
+        None => resources::get_org(&state, &caller, &path).await?,
+    };
+    Ok(json(StatusCode::CREATED, &render_org(&org)))
+}
+
+async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    resources::delete_org(&state, &caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

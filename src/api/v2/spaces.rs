@@ -1,0 +1,103 @@
+//! `/v2/spaces` and `/v2/organizations/:guid/spaces`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::State;
+use crate::api::query::ListParams;
+use crate::api::render::{Metadata, Resource};
+use crate::api::{json, json_object, page, Fields};
+use crate::db::models::Space;
+use crate::db::repo;
+use crate::error::ApiResult;
+use crate::service::{resources, Caller};
+
+#[derive(Serialize)]
+pub struct SpaceEntity {
+    pub name: String,
+    pub organization_guid: String,
+    pub space_quota_definition_guid: Option<String>,
+    pub isolation_segment_guid: Option<String>,
+    pub allow_ssh: bool,
+    pub organization_url: String,
+    pub developers_url: String,
+    pub managers_url: String,
+    pub auditors_url: String,
+    pub apps_url: String,
+    pub service_instances_url: String,
+}
+
+pub fn render_space(s: &Space) -> Resource<SpaceEntity> {
+    let base = format!("/v2/spaces/{}", s.guid);
+    Resource {
+        metadata: Metadata::new("spaces", &s.guid, s.created_at, s.updated_at),
+        entity: SpaceEntity {
+            name: s.name.clone(),
+            organization_guid: s.organization_guid.clone(),
+            space_quota_definition_guid: None,
+            isolation_segment_guid: None,
+            allow_ssh: true,
+            organization_url: format!("/v2/organizations/{}", s.organization_guid),
+            developers_url: format!("{base}/developers"),
+            managers_url: format!("{base}/managers"),
+            auditors_url: format!("{base}/auditors"),
+            apps_url: format!("{base}/apps"),
+            service_instances_url: format!("{base}/service_instances"),
+        },
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v2/spaces", web::get().to(list))
+        .route("/v2/spaces", web::post().to(create))
+        .route("/v2/spaces/{guid}", web::get().to(get))
+        .route("/v2/spaces/{guid}", web::put().to(update))
+        .route("/v2/spaces/{guid}", web::delete().to(delete))
+        .route("/v2/organizations/{guid}/spaces", web::get().to(list_in_org));
+}
+
+async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::spaces::FILTERS)?;
+    let loaded = resources::list_spaces(&state, &caller, &params, None).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_space).collect();
+    Ok(page(&params, "/v2/spaces", loaded.total, items, &[]))
+}
+
+async fn list_in_org(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::spaces::FILTERS)?;
+    let loaded = resources::list_spaces(&state, &caller, &params, Some(path.to_string())).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_space).collect();
+    Ok(page(&params, &format!("/v2/organizations/{path}/spaces"), loaded.total, items, &[]))
+}
+
+async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let name = f.required_str("name")?.to_string();
+    let org = f.required_str("organization_guid")?.to_string();
+    let space = resources::create_space(&state, &caller, name, org, None).await?;
+    let mut resp = json(StatusCode::CREATED, &render_space(&space));
+    super::set_location(&mut resp, &format!("/v2/spaces/{}", space.guid));
+    Ok(resp)
+}
+
+async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let space = resources::get_space(&state, &caller, &path).await?;
+    Ok(json(StatusCode::OK, &render_space(&space)))
+}
+
+async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let obj = json_object(&body)?;
+    let f = Fields(&obj);
+    let space = match f.opt_str("name")? {
+        Some(n) => resources::rename_space(&state, &caller, &path, n.to_string()).await?,
+        None => resources::get_space(&state, &caller, &path).await?,
+    };
+    Ok(json(StatusCode::CREATED, &render_space(&space)))
+}
+
+async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    resources::delete_space(&state, &caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

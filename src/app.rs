@@ -1,0 +1,81 @@
+//! Application state and the route table, shared by `tether serve` and the tests.
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::auth::{TokenIssuer, TokenVerifier};
+use crate::broker::{BrokerClient, BrokerClientConfig};
+use crate::config::Config;
+use crate::db::{Db, DbConfig};
+
+/// Everything a request handler or background job needs.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub verifier: TokenVerifier,
+    pub issuer: TokenIssuer,
+    pub broker: BrokerClient,
+    /// Wakes the job runner when a job is enqueued (so polls start without waiting a tick).
+    pub jobs_wakeup: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    /// Connects to the database (running migrations) and builds the shared clients.
+    pub fn new(config: Config) -> anyhow::Result<AppState> {
+        let db = Db::connect(&DbConfig {
+            url: config.database_url.clone(),
+            pool_size: config.db_pool_size,
+            acquire_timeout: config.db_acquire_timeout,
+        })?;
+        let broker = BrokerClient::new(BrokerClientConfig {
+            timeout: config.broker_timeout,
+            api_version: config.broker_api_version.clone(),
+            api_info_location: config.external_url.as_ref().map(|u| format!("{u}/v2/info")),
+            max_concurrent_requests: config.broker_max_concurrent,
+        })?;
+        let issuer_url = config
+            .external_url
+            .clone()
+            .unwrap_or_else(|| "http://localhost".to_string());
+        Ok(AppState {
+            verifier: TokenVerifier::hs256(&config.jwt_secret),
+            issuer: TokenIssuer::hs256(
+                &config.jwt_secret,
+                format!("{issuer_url}/oauth/token"),
+                config.token_ttl.as_secs() as i64,
+            ),
+            broker,
+            db,
+            config: Arc::new(config),
+            jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+}
+
+/// Registers every route. Used by `main` and by the tests' `init_service`, so both exercise the
+/// same application.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    crate::api::v2::configure(cfg);
+}
+
+/// Body size accepted on JSON endpoints.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Builds the actix `App` around shared state.
+#[macro_export]
+macro_rules! build_app {
+    ($state:expr) => {{
+        actix_web::App::new()
+            .app_data($state.clone())
+            .app_data(actix_web::web::PayloadConfig::new($crate::app::MAX_BODY_BYTES))
+            .app_data(
+                actix_web::web::QueryConfig::default().error_handler(|_, _| {
+                    $crate::error::ApiError::BadQueryParameter("query string".into()).into()
+                }),
+            )
+            .wrap(actix_web::middleware::from_fn($crate::api::standard_headers))
+            .configure($crate::app::configure)
+            .default_service(actix_web::web::to($crate::api::v2::not_found))
+    }};
+}

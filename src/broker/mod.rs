@@ -1,0 +1,9 @@
+//! The Open Service Broker API client (the platform side of OSB v2).
+
+mod client;
+mod error;
+pub mod model;
+
+pub use client::{BrokerClient, BrokerClientConfig, CallContext};
+pub use error::{BrokerError, BrokerErrorKind, BrokerHttpInfo};
+pub use model::*;

@@ -1,0 +1,400 @@
+//! OSB wire types: the catalog we read, the bodies we send, and what we accept back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Where a broker lives and how we authenticate (OSB: basic auth on every request).
+#[derive(Clone)]
+pub struct BrokerTarget {
+    pub url: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BrokerTarget {
+    // Never print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTarget")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Catalog
+
+#[derive(Debug, Clone)]
+pub struct CatalogService {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub bindable: bool,
+    pub tags: Vec<String>,
+    pub requires: Vec<String>,
+    pub metadata: Option<Value>,
+    pub plan_updateable: bool,
+    pub bindings_retrievable: bool,
+    pub instances_retrievable: bool,
+    pub plans: Vec<CatalogPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogPlan {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub free: bool,
+    pub bindable: Option<bool>,
+    pub plan_updateable: Option<bool>,
+    pub metadata: Option<Value>,
+    pub schemas: Option<Value>,
+    pub maximum_polling_duration: Option<i64>,
+    pub maintenance_info: Option<Value>,
+}
+
+fn str_field<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    ctx: &str,
+    errors: &mut Vec<String>,
+) -> Option<&'a str> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            errors.push(format!("{ctx} {key} is required"));
+            None
+        }
+        Some(_) => {
+            errors.push(format!("{ctx} {key} should be a string"));
+            None
+        }
+    }
+}
+
+fn bool_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    ctx: &str,
+    errors: &mut Vec<String>,
+) -> Option<bool> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            errors.push(format!("{ctx} \"{key}\" field must be a boolean"));
+            None
+        }
+    }
+}
+
+fn string_list(
+    obj: &Map<String, Value>,
+    key: &str,
+    ctx: &str,
+    errors: &mut Vec<String>,
+) -> Vec<String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(_) => {
+            errors.push(format!("{ctx} {key} must be an array of strings"));
+            Vec::new()
+        }
+    }
+}
+
+fn object_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    ctx: &str,
+    errors: &mut Vec<String>,
+) -> Option<Value> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => {
+            errors.push(format!("{ctx} {key} must be a hash"));
+            None
+        }
+    }
+}
+
+/// Validates a `GET /v2/catalog` body. Errors are collected, CC-style, so the broker author sees
+/// every problem at once.
+pub fn parse_catalog(body: &[u8]) -> Result<Vec<CatalogService>, Vec<String>> {
+    let root: Value = serde_json::from_slice(body)
+        .map_err(|_| vec!["the catalog is not a valid JSON document".to_string()])?;
+    let Some(services) = root.get("services") else {
+        return Err(vec!["the catalog has no services array".to_string()]);
+    };
+    let Some(services) = services.as_array() else {
+        return Err(vec!["services must be an array".to_string()]);
+    };
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(services.len());
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut seen_names = std::collections::HashSet::new();
+    for (i, svc) in services.iter().enumerate() {
+        let Some(obj) = svc.as_object() else {
+            errors.push(format!("Service #{} must be an object", i + 1));
+            continue;
+        };
+        let ctx = format!("Service #{}", i + 1);
+        let id = str_field(obj, "id", &ctx, &mut errors);
+        let name = str_field(obj, "name", &ctx, &mut errors);
+        let description = str_field(obj, "description", &ctx, &mut errors);
+        let bindable = match obj.get("bindable") {
+            Some(Value::Bool(b)) => Some(*b),
+            None | Some(Value::Null) => {
+                errors.push(format!("{ctx} bindable is required"));
+                None
+            }
+            Some(_) => {
+                errors.push(format!("{ctx} \"bindable\" field must be a boolean"));
+                None
+            }
+        };
+        let ctx = match name {
+            Some(n) => format!("Service {n}"),
+            None => ctx,
+        };
+        if let Some(id) = id {
+            if !seen_ids.insert(id.to_string()) {
+                errors.push(format!("{ctx} service ids must be unique"));
+            }
+        }
+        if let Some(n) = name {
+            if !seen_names.insert(n.to_string()) {
+                errors.push(format!("{ctx} service names must be unique within a broker"));
+            }
+        }
+        let tags = string_list(obj, "tags", &ctx, &mut errors);
+        let requires = string_list(obj, "requires", &ctx, &mut errors);
+        for r in &requires {
+            if !matches!(r.as_str(), "syslog_drain" | "route_forwarding" | "volume_mount") {
+                errors.push(format!("{ctx} requires contains an unknown permission: {r}"));
+            }
+        }
+        let metadata = object_field(obj, "metadata", &ctx, &mut errors);
+        let plan_updateable = bool_field(obj, "plan_updateable", &ctx, &mut errors);
+        let bindings_retrievable = bool_field(obj, "bindings_retrievable", &ctx, &mut errors);
+        let instances_retrievable = bool_field(obj, "instances_retrievable", &ctx, &mut errors);
+        let mut plans = Vec::new();
+        match obj.get("plans") {
+            Some(Value::Array(ps)) if !ps.is_empty() => {
+                let mut plan_ids = std::collections::HashSet::new();
+                let mut plan_names = std::collections::HashSet::new();
+                for (j, p) in ps.iter().enumerate() {
+                    let Some(pobj) = p.as_object() else {
+                        errors.push(format!("{ctx} plan #{} must be an object", j + 1));
+                        continue;
+                    };
+                    let pctx = format!("{ctx} plan #{}", j + 1);
+                    let pid = str_field(pobj, "id", &pctx, &mut errors);
+                    let pname = str_field(pobj, "name", &pctx, &mut errors);
+                    let pdesc = str_field(pobj, "description", &pctx, &mut errors);
+                    let pctx = match pname {
+                        Some(n) => format!("{ctx} plan {n}"),
+                        None => pctx,
+                    };
+                    if let Some(pid) = pid {
+                        if !plan_ids.insert(pid.to_string()) {
+                            errors.push(format!("{pctx} plan ids must be unique"));
+                        }
+                    }
+                    if let Some(n) = pname {
+                        if !plan_names.insert(n.to_string()) {
+                            errors.push(format!("{pctx} plan names must be unique within a service"));
+                        }
+                    }
+                    let free = bool_field(pobj, "free", &pctx, &mut errors).unwrap_or(true);
+                    let pbindable = bool_field(pobj, "bindable", &pctx, &mut errors);
+                    let pupdate = bool_field(pobj, "plan_updateable", &pctx, &mut errors);
+                    let pmeta = object_field(pobj, "metadata", &pctx, &mut errors);
+                    let schemas = object_field(pobj, "schemas", &pctx, &mut errors);
+                    let maintenance_info =
+                        object_field(pobj, "maintenance_info", &pctx, &mut errors);
+                    let maximum_polling_duration = match pobj.get("maximum_polling_duration") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v > 0) => n.as_i64(),
+                        Some(_) => {
+                            errors.push(format!(
+                                "{pctx} maximum_polling_duration must be a positive integer"
+                            ));
+                            None
+                        }
+                    };
+                    if let (Some(id), Some(name), Some(desc)) = (pid, pname, pdesc) {
+                        plans.push(CatalogPlan {
+                            id: id.to_string(),
+                            name: name.to_string(),
+                            description: desc.to_string(),
+                            free,
+                            bindable: pbindable,
+                            plan_updateable: pupdate,
+                            metadata: pmeta,
+                            schemas,
+                            maximum_polling_duration,
+                            maintenance_info,
+                        });
+                    }
+                }
+            }
+            Some(Value::Array(_)) | None | Some(Value::Null) => {
+                errors.push(format!("{ctx} At least one plan is required"))
+            }
+            Some(_) => errors.push(format!("{ctx} plans must be an array")),
+        }
+        if let (Some(id), Some(name), Some(description), Some(bindable)) =
+            (id, name, description, bindable)
+        {
+            out.push(CatalogService {
+                id: id.to_string(),
+                name: name.to_string(),
+                description: description.to_string(),
+                bindable,
+                tags,
+                requires,
+                metadata,
+                plan_updateable: plan_updateable.unwrap_or(false),
+                bindings_retrievable: bindings_retrievable.unwrap_or(false),
+                instances_retrievable: instances_retrievable.unwrap_or(false),
+                plans,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Requests
+
+/// `context` as CF sends it (OSB profile.md, Cloud Foundry section).
+#[derive(Debug, Clone, Serialize)]
+pub struct CfContext {
+    pub platform: &'static str,
+    pub organization_guid: String,
+    pub space_guid: String,
+    pub organization_name: String,
+    pub space_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BindResource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_guid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space_guid: Option<String>,
+    /// Service keys bind without an app (CF sends the key's client id instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BindRequest {
+    pub service_id: String,
+    pub plan_id: String,
+    /// Deprecated twin of `bind_resource.app_guid`; CF still sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_guid: Option<String>,
+    pub bind_resource: BindResource,
+    pub context: CfContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProvisionRequest {
+    pub service_id: String,
+    pub plan_id: String,
+    pub organization_guid: String,
+    pub space_guid: String,
+    pub context: CfContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_info: Option<Value>,
+}
+
+/// Identifies the catalog entry a binding or instance belongs to (sent as query on DELETE/polls).
+#[derive(Debug, Clone)]
+pub struct CatalogIds {
+    pub service_id: String,
+    pub plan_id: String,
+}
+
+// ------------------------------------------------------------------------------------------------
+// Responses
+
+/// What a successful bind or fetch gives us.
+#[derive(Debug, Clone, Default)]
+pub struct BindingData {
+    /// Serialized JSON object.
+    pub credentials: String,
+    pub syslog_drain_url: Option<String>,
+    /// Serialized JSON array, as the broker sent it.
+    pub volume_mounts: String,
+    pub parameters: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BindOutcome {
+    Created(BindingData),
+    Async { operation: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub enum UnbindOutcome {
+    /// 200 (or 410: already gone).
+    Deleted,
+    Async { operation: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub enum ProvisionOutcome {
+    Created { dashboard_url: Option<String> },
+    Async { operation: Option<String>, dashboard_url: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationState {
+    InProgress,
+    Succeeded,
+    Failed,
+}
+
+impl OperationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::InProgress => "in progress",
+            OperationState::Succeeded => "succeeded",
+            OperationState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum LastOperationOutcome {
+    State {
+        state: OperationState,
+        description: Option<String>,
+        /// Seconds, from the `Retry-After` header.
+        retry_after: Option<u64>,
+    },
+    /// 410: the resource is gone (success while polling a delete).
+    Gone,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ErrorBody {
+    pub error: Option<String>,
+    pub description: Option<String>,
+}

@@ -1,0 +1,175 @@
+//! Typed configuration, built once from flags/environment and passed by value (no globals, so a
+//! test can run several differently configured servers in one process).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// Settings shared by every command that touches the database or signs tokens.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Database: an SQLite file path (default, created on start) or a postgres:// URL.
+    #[arg(long, env = "TETHER_DATABASE_URL", default_value = "tether.db")]
+    pub database_url: String,
+
+    /// File holding generated secrets (token signing key, encryption keys); created 0600.
+    #[arg(long, env = "TETHER_SECRETS_FILE", default_value = "tether-secrets.json")]
+    pub secrets_file: PathBuf,
+
+    /// Shared HS256 key for bearer tokens. Overrides the key in the secrets file.
+    #[arg(long, env = "TETHER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Database connections (SQLite: readers; there is always one writer).
+    #[arg(long, env = "TETHER_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "TETHER_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// The URL clients reach this server at (used in /v2/info and root links). Default: the
+    /// scheme and Host of each request.
+    #[arg(long, env = "TETHER_EXTERNAL_URL")]
+    pub external_url: Option<String>,
+
+    /// An external UAA advertised to clients as login/token endpoint (default: the built-in one).
+    #[arg(long, env = "TETHER_UAA_URL")]
+    pub uaa_url: Option<String>,
+
+    /// Timeout for each broker request, seconds (CC: 60).
+    #[arg(long, env = "TETHER_BROKER_TIMEOUT_SECS", default_value_t = 60)]
+    pub broker_timeout_secs: u64,
+
+    /// At most this many broker requests in flight (0: unlimited).
+    #[arg(long, env = "TETHER_BROKER_MAX_CONCURRENT", default_value_t = 0)]
+    pub broker_max_concurrent: usize,
+
+    /// HTTP worker threads (default: number of CPUs).
+    #[arg(long, env = "TETHER_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Milliseconds a request may wait for a database connection before a 503.
+    #[arg(long, env = "TETHER_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_acquire_timeout_ms: u64,
+}
+
+/// The running server's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub db_pool_size: u32,
+    pub db_acquire_timeout: Duration,
+    pub bind: String,
+    pub external_url: Option<String>,
+    /// An external UAA to advertise as the login/token endpoint (default: our own issuer).
+    pub uaa_url: Option<String>,
+    pub broker_timeout: Duration,
+    pub broker_max_concurrent: usize,
+    pub broker_api_version: String,
+    pub workers: Option<usize>,
+    pub jwt_secret: Vec<u8>,
+    /// Access-token lifetime for tokens we issue.
+    pub token_ttl: Duration,
+}
+
+impl Config {
+    /// A configuration for tests and tools: given database, fixed key, short timeouts.
+    pub fn for_database(database_url: impl Into<String>, jwt_secret: &[u8]) -> Self {
+        Config {
+            database_url: database_url.into(),
+            db_pool_size: 4,
+            db_acquire_timeout: Duration::from_secs(5),
+            bind: "127.0.0.1:0".into(),
+            external_url: None,
+            uaa_url: None,
+            broker_timeout: Duration::from_secs(60),
+            broker_max_concurrent: 0,
+            broker_api_version: "2.15".into(),
+            workers: None,
+            jwt_secret: jwt_secret.to_vec(),
+            token_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+
+    pub fn from_serve_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        let secrets = Secrets::load_or_create(&args.common.secrets_file)?;
+        let jwt_secret = args.common.jwt_secret.clone().map(String::into_bytes).unwrap_or(secrets.jwt_key()?);
+        Ok(Config {
+            database_url: args.common.database_url.clone(),
+            db_pool_size: args.common.db_pool_size,
+            db_acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
+            bind: args.bind.clone(),
+            external_url: args.external_url.clone().map(|u| u.trim_end_matches('/').to_string()),
+            uaa_url: args.uaa_url.clone().map(|u| u.trim_end_matches('/').to_string()),
+            broker_timeout: Duration::from_secs(args.broker_timeout_secs.max(1)),
+            broker_max_concurrent: args.broker_max_concurrent,
+            broker_api_version: "2.15".into(),
+            workers: args.workers,
+            jwt_secret,
+            token_ttl: Duration::from_secs(12 * 3600),
+        })
+    }
+}
+
+/// Secrets generated on first start and kept in a 0600 file next to the database.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Secrets {
+    /// Base64 HS256 key for bearer tokens.
+    pub jwt_key: String,
+}
+
+impl Secrets {
+    pub fn jwt_key(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(base64::engine::general_purpose::STANDARD.decode(&self.jwt_key)?)
+    }
+
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Secrets> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is not a valid secrets file: {e}", path.display()))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use rand::RngCore;
+                let mut key = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut key);
+                let secrets = Secrets {
+                    jwt_key: base64::engine::general_purpose::STANDARD.encode(key),
+                };
+                write_private(path, &serde_json::to_vec_pretty(&secrets)?)?;
+                tracing::info!(path = %path.display(), "generated a new secrets file");
+                Ok(secrets)
+            }
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+/// Writes a file readable by its owner only (created with mode 0600, never world-readable even
+/// for an instant).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Storage: one diesel `MultiConnection` over SQLite (embedded default) and PostgreSQL, r2d2 pools,
+//! embedded per-backend migrations, and the bounded bridge from async handlers to blocking diesel.
+//!
+//! Rules the rest of the crate follows:
+//! - repository functions (`db::repo::*`) take `&mut DbConnection` and never open transactions;
+//!   services open them with [`Db::write`] so several repository calls commit together;
+//! - no connection is held across an `.await` on a broker call: each [`Db::read`]/[`Db::write`]
+//!   is one short blocking closure.
+
+pub mod models;
+pub mod repo;
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection, Pool};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use tokio::sync::Semaphore;
+
+use crate::error::{ApiError, ApiResult};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Arbitrary but fixed key for `pg_advisory_lock` around migrations, so that several tether
+/// processes starting together migrate once.
+const MIGRATION_LOCK_KEY: i64 = 0x7465_7468_6572; // "tether"
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database location, picked by URL scheme (never by trying backends in turn: a typo in a
+/// PostgreSQL URL must not silently create an SQLite file of that name).
+#[derive(Debug, Clone)]
+pub enum DbUrl {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl DbUrl {
+    pub fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DbUrl::Postgres(url.to_string())
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            DbUrl::Sqlite(path.to_string())
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbUrl::Postgres(_) => Backend::Postgres,
+            DbUrl::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// r2d2 manager that builds the right variant and applies per-connection settings.
+pub struct ConnectionManager {
+    url: DbUrl,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DbUrl::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Pg)
+                .map_err(r2d2::Error::ConnectionError),
+            DbUrl::Sqlite(path) => {
+                let mut conn =
+                    SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                // Per connection: wait on locks instead of failing, WAL-friendly durability,
+                // and foreign keys (off by default in SQLite).
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA cache_size = -16000;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub url: String,
+    /// Connections for reads (SQLite) or for everything (PostgreSQL).
+    pub pool_size: u32,
+    /// How long a request may wait for a connection before it gets a 503.
+    pub acquire_timeout: Duration,
+}
+
+impl DbConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        DbConfig {
+            url: url.into(),
+            pool_size: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Gate {
+    pool: Pool<ConnectionManager>,
+    permits: Arc<Semaphore>,
+}
+
+/// The shared database handle.
+#[derive(Clone)]
+pub struct Db {
+    backend: Backend,
+    read: Arc<Gate>,
+    /// On SQLite a single writer connection: writers queue here instead of spinning on
+    /// `SQLITE_BUSY`, which measured as fast and with a lower tail. On PostgreSQL, the same
+    /// gate as `read`.
+    write: Arc<Gate>,
+    acquire_timeout: Duration,
+}
+
+fn build_pool(url: &DbUrl, size: u32, timeout: Duration) -> anyhow::Result<Pool<ConnectionManager>> {
+    Ok(Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .test_on_check_out(false)
+        .build(ConnectionManager { url: url.clone() })?)
+}
+
+impl Db {
+    /// Opens the pools and runs pending migrations.
+    pub fn connect(config: &DbConfig) -> anyhow::Result<Db> {
+        let url = DbUrl::parse(&config.url);
+        let db = match &url {
+            DbUrl::Sqlite(path) => {
+                if let Some(parent) = std::path::Path::new(path).parent() {
+                    if !parent.as_os_str().is_empty() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                }
+                // WAL is a property of the database file; set it once before the pools open.
+                let mut conn = SqliteConnection::establish(path)?;
+                conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")?;
+                drop(conn);
+                let write = build_pool(&url, 1, config.acquire_timeout)?;
+                let read = build_pool(&url, config.pool_size.max(1), config.acquire_timeout)?;
+                Db {
+                    backend: Backend::Sqlite,
+                    read: Arc::new(Gate {
+                        permits: Arc::new(Semaphore::new(config.pool_size.max(1) as usize)),
+                        pool: read,
+                    }),
+                    write: Arc::new(Gate {
+                        permits: Arc::new(Semaphore::new(1)),
+                        pool: write,
+                    }),
+                    acquire_timeout: config.acquire_timeout,
+                }
+            }
+            DbUrl::Postgres(_) => {
+                let pool = build_pool(&url, config.pool_size.max(1), config.acquire_timeout)?;
+                let gate = Arc::new(Gate {
+                    permits: Arc::new(Semaphore::new(config.pool_size.max(1) as usize)),
+                    pool,
+                });
+                Db {
+                    backend: Backend::Postgres,
+                    read: gate.clone(),
+                    write: gate,
+                    acquire_timeout: config.acquire_timeout,
+                }
+            }
+        };
+        let mut conn = db.write.pool.get()?;
+        run_migrations(&mut conn)?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn run<F, T>(&self, gate: &Arc<Gate>, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = tokio::time::timeout(self.acquire_timeout, gate.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| ApiError::Busy)?
+            .map_err(|_| ApiError::Busy)?;
+        let pool = gate.pool.clone();
+        actix_web::web::block(move || {
+            let _permit = permit;
+            let mut conn = pool.get().map_err(|e| {
+                tracing::warn!(error = %e, "database connection unavailable");
+                ApiError::Busy
+            })?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Runs `f` on a read connection (no transaction).
+    pub async fn read<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let gate = self.read.clone();
+        self.run(&gate, f).await
+    }
+
+    /// Runs `f` in one write transaction (SQLite: `BEGIN IMMEDIATE`, so the write lock is taken
+    /// up front and a read-then-write cannot deadlock with another process).
+    pub async fn write<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let gate = self.write.clone();
+        self.run(&gate, move |conn| write_transaction(conn, f)).await
+    }
+
+    /// Blocking variant for CLI commands and start-up (not for request handlers).
+    pub fn write_blocking<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T>,
+    {
+        let mut conn = self.write.pool.get().map_err(|_| ApiError::Busy)?;
+        write_transaction(&mut conn, f)
+    }
+
+    /// Blocking read for CLI commands.
+    pub fn read_blocking<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T>,
+    {
+        let mut conn = self.read.pool.get().map_err(|_| ApiError::Busy)?;
+        f(&mut conn)
+    }
+}
+
+fn write_transaction<F, T>(conn: &mut DbConnection, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&mut DbConnection) -> ApiResult<T>,
+{
+    match conn {
+        DbConnection::Sqlite(_) => {
+            conn.batch_execute("BEGIN IMMEDIATE")?;
+            match f(conn) {
+                Ok(v) => match conn.batch_execute("COMMIT") {
+                    Ok(()) => Ok(v),
+                    Err(e) => {
+                        let _ = conn.batch_execute("ROLLBACK");
+                        Err(e.into())
+                    }
+                },
+                Err(e) => {
+                    let _ = conn.batch_execute("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
+        DbConnection::Pg(_) => conn.transaction(f),
+    }
+}
+
+/// Applies pending migrations; on PostgreSQL under an advisory lock so concurrent starts are safe.
+pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
+    match conn {
+        DbConnection::Sqlite(c) => {
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        }
+        DbConnection::Pg(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("migrations failed: {e}"));
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// Now, as stored: naive UTC, microsecond precision (PostgreSQL's), so that a value read back
+/// equals the value written on both backends.
+pub fn now() -> chrono::NaiveDateTime {
+    let t = chrono::Utc::now().naive_utc();
+    use chrono::Timelike;
+    t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
+/// A unique-index violation, as reported by either backend.
+#[derive(Debug, Clone)]
+pub struct UniqueViolation {
+    pub constraint: Option<String>,
+    pub message: String,
+}
+
+impl UniqueViolation {
+    /// True if this violation is on `index` (PostgreSQL) / on exactly `columns` of `table` (SQLite).
+    pub fn is(&self, index: &str, table: &str, columns: &[&str]) -> bool {
+        if let Some(c) = &self.constraint {
+            return c == index;
+        }
+        let expected = columns
+            .iter()
+            .map(|c| format!("{table}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.message
+            .strip_prefix("UNIQUE constraint failed: ")
+            .is_some_and(|cols| cols == expected)
+    }
+}
+
+/// Inspects a diesel error for a unique violation.
+pub fn as_unique_violation(err: &diesel::result::Error) -> Option<UniqueViolation> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => Some(UniqueViolation {
+            constraint: info.constraint_name().map(str::to_string),
+            message: info.message().to_string(),
+        }),
+        _ => None,
+    }
+}

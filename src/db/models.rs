@@ -1,0 +1,235 @@
+//! Row types. `New*` types are owned so they can move into a blocking closure.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct Organization {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = spaces)]
+pub struct Space {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub organization_guid: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = apps)]
+pub struct App {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub space_guid: String,
+    pub state: String,
+    pub memory: i64,
+    pub instances: i32,
+    pub disk_quota: i64,
+    pub environment_json: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_brokers)]
+pub struct ServiceBroker {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub broker_url: String,
+    pub auth_username: String,
+    pub auth_password: String,
+    pub space_guid: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = services)]
+pub struct Service {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub service_broker_guid: String,
+    pub unique_id: String,
+    pub label: String,
+    pub description: String,
+    pub active: bool,
+    pub bindable: bool,
+    /// JSON array of strings.
+    pub tags: String,
+    /// JSON array of strings.
+    pub requires: String,
+    /// The catalog's `metadata`, as JSON text (CC calls it `extra`).
+    pub extra: Option<String>,
+    pub plan_updateable: bool,
+    pub bindings_retrievable: bool,
+    pub instances_retrievable: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl Service {
+    pub fn requires_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.requires).unwrap_or_default()
+    }
+    pub fn tags_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.tags).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_plans)]
+pub struct ServicePlan {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub service_guid: String,
+    pub unique_id: String,
+    pub name: String,
+    pub description: String,
+    pub free: bool,
+    pub bindable: Option<bool>,
+    pub plan_updateable: Option<bool>,
+    pub public: bool,
+    pub active: bool,
+    pub extra: Option<String>,
+    pub schemas: Option<String>,
+    pub maximum_polling_duration: Option<i64>,
+    pub maintenance_info: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_plan_visibilities)]
+pub struct ServicePlanVisibility {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub service_plan_guid: String,
+    pub organization_guid: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_instances)]
+pub struct ServiceInstance {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub space_guid: String,
+    pub is_user_provided: bool,
+    pub service_plan_guid: Option<String>,
+    /// User-provided instances only: JSON object text.
+    pub credentials: Option<String>,
+    pub syslog_drain_url: Option<String>,
+    pub route_service_url: Option<String>,
+    /// JSON array of strings.
+    pub tags: String,
+    pub dashboard_url: Option<String>,
+    pub last_operation_type: Option<String>,
+    pub last_operation_state: Option<String>,
+    pub last_operation_description: Option<String>,
+    pub broker_operation: Option<String>,
+    pub last_operation_updated_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl ServiceInstance {
+    pub fn operation_in_progress(&self) -> bool {
+        self.last_operation_state.as_deref() == Some("in progress")
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_bindings)]
+pub struct ServiceBinding {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub app_guid: String,
+    pub service_instance_guid: String,
+    pub name: Option<String>,
+    /// JSON object text.
+    pub credentials: String,
+    pub syslog_drain_url: Option<String>,
+    /// JSON array text, as the broker returned it.
+    pub volume_mounts: String,
+    pub last_operation_type: Option<String>,
+    pub last_operation_state: Option<String>,
+    pub last_operation_description: Option<String>,
+    pub broker_operation: Option<String>,
+    pub last_operation_created_at: Option<NaiveDateTime>,
+    pub last_operation_updated_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl ServiceBinding {
+    pub fn operation_in_progress(&self) -> bool {
+        self.last_operation_state.as_deref() == Some("in progress")
+    }
+
+    /// CC's `is_created?`: the binding exists for the app (VCAP_SERVICES, etc.).
+    pub fn is_created(&self) -> bool {
+        match (
+            self.last_operation_type.as_deref(),
+            self.last_operation_state.as_deref(),
+        ) {
+            (Some("create"), Some(state)) => state == "succeeded",
+            (Some("delete"), Some("succeeded")) => false,
+            _ => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct User {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub username: Option<String>,
+    /// argon2 PHC string; None for users who log in elsewhere (an external UAA).
+    pub password_hash: Option<String>,
+    pub origin: String,
+    /// JSON array: extra scopes granted at login (e.g. `cloud_controller.admin`).
+    pub scopes: String,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_clients)]
+pub struct OauthClient {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub client_id: String,
+    pub secret_hash: Option<String>,
+    pub scopes: String,
+    pub grant_types: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}

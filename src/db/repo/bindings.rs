@@ -1,0 +1,273 @@
+//! Service bindings.
+
+use diesel::prelude::*;
+use diesel::QueryResult;
+
+use super::{optional, DbConnection, Filter, Loaded, PageRequest};
+use crate::db::models::ServiceBinding;
+use crate::db::schema::service_bindings::dsl as sb;
+use crate::db::schema::{apps, service_instances};
+
+/// A binding with what rendering needs from its neighbours: whether its instance is
+/// user-provided (for `service_instance_url`) and its app's space (for credential redaction).
+#[derive(Debug, Clone, Queryable)]
+pub struct BindingView {
+    pub binding: ServiceBinding,
+    pub user_provided: bool,
+    pub space_guid: String,
+}
+
+pub const FILTERS: &[&str] = &["app_guid", "name", "service_instance_guid"];
+
+/// Where a list is rooted: everything, one app, or one instance (nested routes).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    All,
+    App(&'a str),
+    Instance(&'a str),
+}
+
+macro_rules! apply_filters {
+    ($q:expr, $filters:expr, $scope:expr) => {{
+        let mut q = $q;
+        for f in $filters {
+            q = match f.key.as_str() {
+                "app_guid" => crate::filter_text!(q, sb::app_guid, f),
+                "name" => crate::filter_text!(q, sb::name, f),
+                "service_instance_guid" => crate::filter_text!(q, sb::service_instance_guid, f),
+                _ => q,
+            };
+        }
+        match $scope {
+            Scope::All => q,
+            Scope::App(app) => q.filter(sb::app_guid.eq(app)),
+            Scope::Instance(si) => q.filter(sb::service_instance_guid.eq(si)),
+        }
+    }};
+}
+
+pub fn insert(conn: &mut DbConnection, binding: &ServiceBinding) -> QueryResult<()> {
+    diesel::insert_into(sb::service_bindings)
+        .values(binding)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceBinding>> {
+    optional(
+        sb::service_bindings
+            .filter(sb::guid.eq(guid))
+            .select(ServiceBinding::as_select())
+            .first(conn),
+    )
+}
+
+pub fn find_by_app_and_instance(
+    conn: &mut DbConnection,
+    app: &str,
+    instance: &str,
+) -> QueryResult<Option<ServiceBinding>> {
+    optional(
+        sb::service_bindings
+            .filter(sb::app_guid.eq(app))
+            .filter(sb::service_instance_guid.eq(instance))
+            .select(ServiceBinding::as_select())
+            .first(conn),
+    )
+}
+
+pub fn find_by_app_and_name(
+    conn: &mut DbConnection,
+    app: &str,
+    name: &str,
+) -> QueryResult<Option<ServiceBinding>> {
+    optional(
+        sb::service_bindings
+            .filter(sb::app_guid.eq(app))
+            .filter(sb::name.eq(name))
+            .select(ServiceBinding::as_select())
+            .first(conn),
+    )
+}
+
+pub fn find_view(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<BindingView>> {
+    optional(
+        sb::service_bindings
+            .inner_join(service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)))
+            .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+            .filter(sb::guid.eq(guid))
+            .select((
+                ServiceBinding::as_select(),
+                service_instances::is_user_provided,
+                apps::space_guid,
+            ))
+            .first(conn),
+    )
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    filters: &[Filter],
+    scope: Scope<'_>,
+    visible_spaces: Option<&[String]>,
+    page: &PageRequest,
+) -> QueryResult<Loaded<BindingView>> {
+    let mut count_q = apply_filters!(sb::service_bindings.into_boxed(), filters, scope);
+    if let Some(v) = visible_spaces {
+        let visible_apps = apps::table
+            .filter(apps::space_guid.eq_any(v))
+            .select(apps::guid);
+        count_q = count_q.filter(sb::app_guid.eq_any(visible_apps));
+    }
+    let total: i64 = count_q.count().get_result(conn)?;
+    if total == 0 || page.offset() >= total {
+        return Ok(Loaded {
+            total,
+            rows: Vec::new(),
+        });
+    }
+    let mut q = apply_filters!(
+        sb::service_bindings
+            .inner_join(
+                service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
+            )
+            .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+            .into_boxed(),
+        filters,
+        scope
+    );
+    if let Some(v) = visible_spaces {
+        q = q.filter(apps::space_guid.eq_any(v));
+    }
+    let q = if page.descending {
+        q.order(sb::id.desc())
+    } else {
+        q.order(sb::id.asc())
+    };
+    let rows = q
+        .limit(page.per_page)
+        .offset(page.offset())
+        .select((
+            ServiceBinding::as_select(),
+            service_instances::is_user_provided,
+            apps::space_guid,
+        ))
+        .load(conn)?;
+    Ok(Loaded { total, rows })
+}
+
+/// All bindings of an app (for VCAP_SERVICES and unbind-all).
+pub fn for_app(conn: &mut DbConnection, app: &str) -> QueryResult<Vec<ServiceBinding>> {
+    sb::service_bindings
+        .filter(sb::app_guid.eq(app))
+        .order(sb::id.asc())
+        .select(ServiceBinding::as_select())
+        .load(conn)
+}
+
+pub fn count_for_instance(conn: &mut DbConnection, instance: &str) -> QueryResult<i64> {
+    sb::service_bindings
+        .filter(sb::service_instance_guid.eq(instance))
+        .count()
+        .get_result(conn)
+}
+
+pub fn count_for_app(conn: &mut DbConnection, app: &str) -> QueryResult<i64> {
+    sb::service_bindings
+        .filter(sb::app_guid.eq(app))
+        .count()
+        .get_result(conn)
+}
+
+/// Stores what the broker returned and marks the create (or fetch) succeeded.
+pub fn complete_create(
+    conn: &mut DbConnection,
+    guid: &str,
+    credentials: &str,
+    syslog_drain_url: Option<&str>,
+    volume_mounts: &str,
+    description: Option<&str>,
+) -> QueryResult<usize> {
+    let now = crate::db::now();
+    diesel::update(sb::service_bindings.filter(sb::guid.eq(guid)))
+        .set((
+            sb::credentials.eq(credentials),
+            sb::syslog_drain_url.eq(syslog_drain_url),
+            sb::volume_mounts.eq(volume_mounts),
+            sb::last_operation_type.eq("create"),
+            sb::last_operation_state.eq("succeeded"),
+            sb::last_operation_description.eq(description),
+            sb::broker_operation.eq(None::<String>),
+            sb::last_operation_updated_at.eq(now),
+            sb::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Records a new operation on a binding (type, state, description, broker operation id).
+pub fn set_operation(
+    conn: &mut DbConnection,
+    guid: &str,
+    op_type: &str,
+    state: &str,
+    description: Option<&str>,
+    broker_operation: Option<&str>,
+) -> QueryResult<usize> {
+    let now = crate::db::now();
+    diesel::update(sb::service_bindings.filter(sb::guid.eq(guid)))
+        .set((
+            sb::last_operation_type.eq(op_type),
+            sb::last_operation_state.eq(state),
+            sb::last_operation_description.eq(description),
+            sb::broker_operation.eq(broker_operation),
+            sb::last_operation_created_at.eq(now),
+            sb::last_operation_updated_at.eq(now),
+            sb::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Starts a delete unless another delete is already running. Returns rows changed (0: busy).
+pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
+    let now = crate::db::now();
+    diesel::update(
+        sb::service_bindings
+            .filter(sb::guid.eq(guid))
+            .filter(
+                sb::last_operation_type
+                    .ne("delete")
+                    .or(sb::last_operation_state.ne("in progress"))
+                    .or(sb::last_operation_type.is_null())
+                    .or(sb::last_operation_state.is_null()),
+            ),
+    )
+    .set((
+        sb::last_operation_type.eq("delete"),
+        sb::last_operation_state.eq("in progress"),
+        sb::last_operation_description.eq(None::<String>),
+        sb::broker_operation.eq(None::<String>),
+        sb::last_operation_created_at.eq(now),
+        sb::last_operation_updated_at.eq(now),
+        sb::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Updates only the description of the running operation (polling progress).
+pub fn set_operation_description(
+    conn: &mut DbConnection,
+    guid: &str,
+    description: Option<&str>,
+) -> QueryResult<usize> {
+    let now = crate::db::now();
+    diesel::update(sb::service_bindings.filter(sb::guid.eq(guid)))
+        .set((
+            sb::last_operation_description.eq(description),
+            sb::last_operation_updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+pub fn delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
+    diesel::delete(sb::service_bindings.filter(sb::guid.eq(guid))).execute(conn)
+}

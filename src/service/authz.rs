@@ -1,0 +1,172 @@
+//! Authorization as Cloud Controller does it: global scopes first (admin, read-only admin,
+//! global auditor), then the caller's org and space roles.
+
+use diesel::QueryResult;
+
+use crate::auth::Actor;
+use crate::db::{repo, DbConnection};
+use crate::error::ApiError;
+
+/// Fails unless the token may call read endpoints.
+pub fn require_read_scope(actor: &Actor) -> Result<(), ApiError> {
+    if actor.can_read() || actor.can_write() {
+        Ok(())
+    } else {
+        Err(ApiError::InsufficientScope)
+    }
+}
+
+/// Fails unless the token may call write endpoints.
+pub fn require_write_scope(actor: &Actor) -> Result<(), ApiError> {
+    if actor.can_write() {
+        Ok(())
+    } else {
+        Err(ApiError::NotAuthorized)
+    }
+}
+
+pub fn require_admin(actor: &Actor) -> Result<(), ApiError> {
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::NotAuthorized)
+    }
+}
+
+/// The roles of a caller, loaded once per request when needed.
+#[derive(Debug, Default, Clone)]
+pub struct Roles {
+    pub developer_spaces: Vec<String>,
+    pub manager_spaces: Vec<String>,
+    pub auditor_spaces: Vec<String>,
+    pub user_orgs: Vec<String>,
+    pub manager_orgs: Vec<String>,
+    pub auditor_orgs: Vec<String>,
+    pub billing_manager_orgs: Vec<String>,
+    /// Spaces whose resources the caller sees: any space role there, or org manager of its org.
+    pub readable_spaces: Vec<String>,
+}
+
+impl Roles {
+    pub fn can_read_space(&self, space: &str) -> bool {
+        self.readable_spaces.iter().any(|s| s == space)
+    }
+
+    pub fn is_developer(&self, space: &str) -> bool {
+        self.developer_spaces.iter().any(|s| s == space)
+    }
+}
+
+/// Loads the caller's roles. Client tokens (no user) hold no roles.
+pub fn load_roles(conn: &mut DbConnection, actor: &Actor) -> QueryResult<Roles> {
+    let Some(user) = actor.user_id.as_deref() else {
+        return Ok(Roles::default());
+    };
+    let mut roles = Roles::default();
+    for (space, role) in repo::roles::space_roles_of(conn, user)? {
+        match role.as_str() {
+            "developer" => roles.developer_spaces.push(space),
+            "manager" => roles.manager_spaces.push(space),
+            "auditor" => roles.auditor_spaces.push(space),
+            _ => {}
+        }
+    }
+    for (org, role) in repo::roles::org_roles_of(conn, user)? {
+        match role.as_str() {
+            "user" => roles.user_orgs.push(org),
+            "manager" => roles.manager_orgs.push(org),
+            "auditor" => roles.auditor_orgs.push(org),
+            "billing_manager" => roles.billing_manager_orgs.push(org),
+            _ => {}
+        }
+    }
+    let mut readable: Vec<String> = roles
+        .developer_spaces
+        .iter()
+        .chain(&roles.manager_spaces)
+        .chain(&roles.auditor_spaces)
+        .cloned()
+        .collect();
+    readable.extend(repo::roles::spaces_of_orgs(conn, &roles.manager_orgs)?);
+    readable.sort();
+    readable.dedup();
+    roles.readable_spaces = readable;
+    Ok(roles)
+}
+
+pub fn is_org_manager(conn: &mut DbConnection, actor: &Actor, org: &str) -> QueryResult<bool> {
+    match actor.user_id.as_deref() {
+        Some(user) => repo::roles::has_org_role(conn, user, org, "manager"),
+        None => Ok(false),
+    }
+}
+
+pub fn is_space_manager(conn: &mut DbConnection, actor: &Actor, space: &str) -> QueryResult<bool> {
+    match actor.user_id.as_deref() {
+        Some(user) => repo::roles::has_space_role(conn, user, space, "manager"),
+        None => Ok(false),
+    }
+}
+
+/// Admin, or a space developer there (and holding the write scope).
+pub fn can_write_space(conn: &mut DbConnection, actor: &Actor, space: &str) -> QueryResult<bool> {
+    if actor.is_admin() {
+        return Ok(true);
+    }
+    if !actor.can_write() {
+        return Ok(false);
+    }
+    match actor.user_id.as_deref() {
+        Some(user) => repo::roles::has_space_role(conn, user, space, "developer"),
+        None => Ok(false),
+    }
+}
+
+/// Sees the space's resources.
+pub fn can_read_space(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    space: &str,
+    org: &str,
+) -> QueryResult<bool> {
+    if actor.reads_everything() {
+        return Ok(true);
+    }
+    let _ = org;
+    Ok(load_roles(conn, actor)?.can_read_space(space))
+}
+
+/// Sees credentials in the space (CC: who may read the app's environment).
+pub fn can_see_secrets_in(roles: Option<&Roles>, actor: &Actor, space: &str) -> bool {
+    if actor.reads_all_secrets() {
+        return true;
+    }
+    roles.is_some_and(|r| r.is_developer(space))
+}
+
+/// Space guids a caller may list resources of; `None` means all.
+pub fn visible_spaces(conn: &mut DbConnection, actor: &Actor) -> QueryResult<Option<Vec<String>>> {
+    if actor.reads_everything() {
+        return Ok(None);
+    }
+    Ok(Some(load_roles(conn, actor)?.readable_spaces))
+}
+
+/// Organization guids a caller may list; `None` means all.
+pub fn visible_orgs(conn: &mut DbConnection, actor: &Actor) -> QueryResult<Option<Vec<String>>> {
+    if actor.reads_everything() {
+        return Ok(None);
+    }
+    let roles = load_roles(conn, actor)?;
+    let mut orgs: Vec<String> = roles
+        .user_orgs
+        .iter()
+        .chain(&roles.manager_orgs)
+        .chain(&roles.auditor_orgs)
+        .chain(&roles.billing_manager_orgs)
+        .cloned()
+        .collect();
+    orgs.sort();
+    orgs.dedup();
+    Ok(Some(orgs))
+}

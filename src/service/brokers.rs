@@ -1,0 +1,385 @@
+//! Service brokers: registration fetches the catalog (no connection held meanwhile), then stores
+//! broker, services and plans in one transaction. Plus plan access (public flag, visibilities).
+
+use super::{authz, new_guid, on_unique, Caller};
+use crate::api::query::ListParams;
+use crate::app::AppState;
+use crate::broker::{parse_catalog, BrokerTarget, CatalogService};
+use crate::db::models::{Service, ServiceBroker, ServicePlan, ServicePlanVisibility};
+use crate::db::repo::{self, Loaded};
+use crate::error::{ApiError, ApiResult};
+
+pub struct BrokerInput {
+    pub name: Option<String>,
+    pub broker_url: Option<String>,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+    pub space_guid: Option<String>,
+}
+
+fn validate_url(url: &str) -> ApiResult<()> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| ApiError::ServiceBrokerUrlInvalid(url.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ApiError::ServiceBrokerUrlInvalid(url.to_string()));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ApiError::ServiceBrokerUrlBasicAuthNotSupported);
+    }
+    Ok(())
+}
+
+async fn fetch_catalog(
+    state: &AppState,
+    caller: &Caller,
+    target: &BrokerTarget,
+) -> ApiResult<Vec<CatalogService>> {
+    let mut ctx = caller.broker_ctx();
+    // Platform-initiated (OSB D.3): no originating identity on catalog fetches.
+    ctx.user_id = None;
+    let body = state.broker.fetch_catalog(target, &ctx).await?;
+    parse_catalog(&body).map_err(|errors| ApiError::ServiceBrokerCatalogInvalid(errors.join("\n")))
+}
+
+fn name_unique(v: &crate::db::UniqueViolation) -> Option<ApiError> {
+    if v.is("service_brokers_name_key", "service_brokers", &["name"]) {
+        Some(ApiError::ServiceBrokerNameTaken)
+    } else {
+        None
+    }
+}
+
+pub async fn register(state: &AppState, caller: &Caller, input: BrokerInput) -> ApiResult<ServiceBroker> {
+    authz::require_admin(&caller.actor)?;
+    let missing = |f: &str| ApiError::ServiceBrokerInvalid(format!("{f} presence"));
+    let name = input.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| missing("name"))?;
+    let broker_url = input.broker_url.filter(|u| !u.is_empty()).ok_or_else(|| missing("broker_url"))?;
+    let auth_username = input.auth_username.filter(|u| !u.is_empty()).ok_or_else(|| missing("auth_username"))?;
+    let auth_password = input.auth_password.filter(|p| !p.is_empty()).ok_or_else(|| missing("auth_password"))?;
+    validate_url(&broker_url)?;
+    let n = name.clone();
+    let space = input.space_guid.clone();
+    state
+        .db
+        .read(move |conn| {
+            if repo::brokers::list_brokers(
+                conn,
+                &[repo::Filter {
+                    key: "name".into(),
+                    op: repo::FilterOp::Eq,
+                    values: vec![n.clone()],
+                }],
+                &repo::PageRequest {
+                    page: 1,
+                    per_page: 1,
+                    descending: false,
+                    order: repo::OrderBy::Id,
+                },
+            )?
+            .total
+                > 0
+            {
+                return Err(ApiError::ServiceBrokerNameTaken);
+            }
+            if let Some(s) = &space {
+                repo::spaces::find(conn, s)?.ok_or_else(|| {
+                    ApiError::InvalidRelation(format!("Could not find VCAP::CloudController::Space with guid: {s}"))
+                })?;
+            }
+            Ok(())
+        })
+        .await?;
+    let target = BrokerTarget {
+        url: broker_url.clone(),
+        username: auth_username.clone(),
+        password: auth_password.clone(),
+    };
+    let catalog = fetch_catalog(state, caller, &target).await?;
+    let now = crate::db::now();
+    let broker = ServiceBroker {
+        id: 0,
+        guid: new_guid(),
+        name,
+        broker_url: broker_url.trim_end_matches('/').to_string(),
+        auth_username,
+        auth_password,
+        space_guid: input.space_guid,
+        created_at: now,
+        updated_at: now,
+    };
+    let row = broker.clone();
+    state
+        .db
+        .write(move |conn| {
+            on_unique(repo::brokers::insert_broker(conn, &row), name_unique)?;
+            repo::brokers::sync_catalog(conn, &row, &catalog)?;
+            Ok(())
+        })
+        .await?;
+    Ok(broker)
+}
+
+pub async fn update(state: &AppState, caller: &Caller, guid: &str, input: BrokerInput) -> ApiResult<ServiceBroker> {
+    authz::require_admin(&caller.actor)?;
+    let g = guid.to_string();
+    let mut broker = state
+        .db
+        .read(move |conn| {
+            repo::brokers::find_broker(conn, &g)?.ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
+        })
+        .await?;
+    if let Some(n) = input.name {
+        if n.trim().is_empty() {
+            return Err(ApiError::ServiceBrokerInvalid("name presence".into()));
+        }
+        broker.name = n;
+    }
+    if let Some(u) = input.broker_url {
+        validate_url(&u)?;
+        broker.broker_url = u.trim_end_matches('/').to_string();
+    }
+    if let Some(u) = input.auth_username {
+        broker.auth_username = u;
+    }
+    if let Some(p) = input.auth_password {
+        broker.auth_password = p;
+    }
+    let target = BrokerTarget {
+        url: broker.broker_url.clone(),
+        username: broker.auth_username.clone(),
+        password: broker.auth_password.clone(),
+    };
+    let catalog = fetch_catalog(state, caller, &target).await?;
+    let row = broker.clone();
+    state
+        .db
+        .write(move |conn| {
+            on_unique(repo::brokers::update_broker(conn, &row), name_unique)?;
+            repo::brokers::sync_catalog(conn, &row, &catalog)?;
+            Ok(())
+        })
+        .await?;
+    Ok(broker)
+}
+
+pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceBroker> {
+    authz::require_read_scope(&caller.actor)?;
+    if !caller.actor.reads_everything() {
+        return Err(ApiError::NotAuthorized);
+    }
+    let g = guid.to_string();
+    state
+        .db
+        .read(move |conn| {
+            repo::brokers::find_broker(conn, &g)?.ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
+        })
+        .await
+}
+
+pub async fn list(state: &AppState, caller: &Caller, params: &ListParams) -> ApiResult<Loaded<ServiceBroker>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = params.page_request(true)?;
+    let filters = params.filters.clone();
+    let all = caller.actor.reads_everything();
+    state
+        .db
+        .read(move |conn| {
+            if !all {
+                // CC shows brokers to admins only (and space-scoped ones to their space).
+                return Ok(Loaded { total: 0, rows: vec![] });
+            }
+            Ok(repo::brokers::list_brokers(conn, &filters, &page)?)
+        })
+        .await
+}
+
+pub async fn delete(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
+    authz::require_admin(&caller.actor)?;
+    let g = guid.to_string();
+    state
+        .db
+        .write(move |conn| {
+            let broker = repo::brokers::find_broker(conn, &g)?
+                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))?;
+            if repo::brokers::count_broker_instances(conn, &g)? > 0 {
+                return Err(ApiError::ServiceBrokerNotRemovable(broker.name));
+            }
+            repo::brokers::delete_broker(conn, &g)?;
+            Ok(())
+        })
+        .await
+}
+
+// ---- services and plans ----------------------------------------------------------------------
+
+/// A service with its broker's name (rendered as `service_broker_name`).
+pub struct ServiceView {
+    pub service: Service,
+    pub broker_name: String,
+}
+
+pub async fn list_services(state: &AppState, caller: &Caller, params: &ListParams) -> ApiResult<Loaded<ServiceView>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = params.page_request(true)?;
+    let filters = params.filters.clone();
+    state
+        .db
+        .read(move |conn| {
+            let loaded = repo::brokers::list_services(conn, &filters, &page)?;
+            let broker_guids: Vec<String> = loaded.rows.iter().map(|s| s.service_broker_guid.clone()).collect();
+            let names = repo::brokers::broker_names(conn, &broker_guids)?;
+            let rows = loaded
+                .rows
+                .into_iter()
+                .map(|service| {
+                    let broker_name = names
+                        .iter()
+                        .find(|(g, _)| *g == service.service_broker_guid)
+                        .map(|(_, n)| n.clone())
+                        .unwrap_or_default();
+                    ServiceView { service, broker_name }
+                })
+                .collect();
+            Ok(Loaded { total: loaded.total, rows })
+        })
+        .await
+}
+
+pub async fn get_service(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceView> {
+    authz::require_read_scope(&caller.actor)?;
+    let g = guid.to_string();
+    state
+        .db
+        .read(move |conn| {
+            let service = repo::brokers::find_service(conn, &g)?.ok_or_else(|| ApiError::ServiceNotFound(g.clone()))?;
+            let broker_name = repo::brokers::broker_names(conn, &[service.service_broker_guid.clone()])?
+                .pop()
+                .map(|(_, n)| n)
+                .unwrap_or_default();
+            Ok(ServiceView { service, broker_name })
+        })
+        .await
+}
+
+pub async fn list_plans(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+    service: Option<String>,
+) -> ApiResult<Loaded<ServicePlan>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = params.page_request(true)?;
+    let filters = params.filters.clone();
+    state
+        .db
+        .read(move |conn| {
+            if let Some(s) = &service {
+                repo::brokers::find_service(conn, s)?.ok_or_else(|| ApiError::ServiceNotFound(s.clone()))?;
+            }
+            Ok(repo::brokers::list_plans(conn, &filters, service.as_deref(), &page)?)
+        })
+        .await
+}
+
+pub async fn get_plan(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServicePlan> {
+    authz::require_read_scope(&caller.actor)?;
+    let g = guid.to_string();
+    state
+        .db
+        .read(move |conn| repo::brokers::find_plan(conn, &g)?.ok_or_else(|| ApiError::ServicePlanNotFound(g.clone())))
+        .await
+}
+
+pub async fn set_plan_public(state: &AppState, caller: &Caller, guid: &str, public: bool) -> ApiResult<ServicePlan> {
+    authz::require_admin(&caller.actor)?;
+    let g = guid.to_string();
+    state
+        .db
+        .write(move |conn| {
+            repo::brokers::find_plan(conn, &g)?.ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))?;
+            repo::brokers::set_plan_public(conn, &g, public)?;
+            repo::brokers::find_plan(conn, &g)?.ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
+        })
+        .await
+}
+
+pub async fn create_visibility(
+    state: &AppState,
+    caller: &Caller,
+    plan: String,
+    org: String,
+) -> ApiResult<ServicePlanVisibility> {
+    authz::require_admin(&caller.actor)?;
+    let now = crate::db::now();
+    let vis = ServicePlanVisibility {
+        id: 0,
+        guid: new_guid(),
+        service_plan_guid: plan,
+        organization_guid: org,
+        created_at: now,
+        updated_at: now,
+    };
+    let row = vis.clone();
+    state
+        .db
+        .write(move |conn| {
+            repo::brokers::find_plan(conn, &row.service_plan_guid)?.ok_or_else(|| {
+                ApiError::ServicePlanVisibilityInvalid(format!("service_plan {} not found", row.service_plan_guid))
+            })?;
+            repo::orgs::find(conn, &row.organization_guid)?.ok_or_else(|| {
+                ApiError::ServicePlanVisibilityInvalid(format!("organization {} not found", row.organization_guid))
+            })?;
+            on_unique(repo::brokers::insert_visibility(conn, &row), |_| {
+                Some(ApiError::ServicePlanVisibilityAlreadyExists(format!(
+                    "{}, {}",
+                    row.service_plan_guid, row.organization_guid
+                )))
+            })
+        })
+        .await?;
+    Ok(vis)
+}
+
+pub async fn list_visibilities(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+) -> ApiResult<Loaded<ServicePlanVisibility>> {
+    authz::require_read_scope(&caller.actor)?;
+    if !caller.actor.reads_everything() {
+        return Ok(Loaded { total: 0, rows: vec![] });
+    }
+    let page = params.page_request(false)?;
+    let filters = params.filters.clone();
+    state
+        .db
+        .read(move |conn| Ok(repo::brokers::list_visibilities(conn, &filters, &page)?))
+        .await
+}
+
+pub async fn get_visibility(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServicePlanVisibility> {
+    authz::require_read_scope(&caller.actor)?;
+    if !caller.actor.reads_everything() {
+        return Err(ApiError::NotAuthorized);
+    }
+    let g = guid.to_string();
+    state
+        .db
+        .read(move |conn| {
+            repo::brokers::find_visibility(conn, &g)?.ok_or_else(|| ApiError::ServicePlanVisibilityNotFound(g.clone()))
+        })
+        .await
+}
+
+pub async fn delete_visibility(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
+    authz::require_admin(&caller.actor)?;
+    let g = guid.to_string();
+    state
+        .db
+        .write(move |conn| {
+            if repo::brokers::delete_visibility(conn, &g)? == 0 {
+                return Err(ApiError::ServicePlanVisibilityNotFound(g.clone()));
+            }
+            Ok(())
+        })
+        .await
+}

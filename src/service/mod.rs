@@ -1,0 +1,54 @@
+//! Use cases. Each function validates, authorizes against stored roles, talks to brokers with no
+//! database connection held, and persists in short transactions.
+
+pub mod authz;
+pub mod bindings;
+pub mod brokers;
+pub mod demo;
+pub mod instances;
+pub mod orphans;
+pub mod resources;
+pub mod roles;
+
+use crate::auth::Actor;
+use crate::broker::CallContext;
+use crate::db::{as_unique_violation, UniqueViolation};
+use crate::error::ApiError;
+
+/// Who is asking, and the request id to trace broker calls with.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: Actor,
+    pub request_id: String,
+}
+
+impl Caller {
+    pub fn broker_ctx(&self) -> CallContext {
+        CallContext {
+            request_id: Some(self.request_id.clone()),
+            user_id: self.actor.user_id.clone(),
+        }
+    }
+}
+
+/// Runs a write and turns a unique-index violation into the caller's error.
+pub fn on_unique<T>(
+    result: diesel::QueryResult<T>,
+    map: impl FnOnce(&UniqueViolation) -> Option<ApiError>,
+) -> Result<T, ApiError> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if let Some(v) = as_unique_violation(&e) {
+                if let Some(api) = map(&v) {
+                    return Err(api);
+                }
+            }
+            Err(e.into())
+        }
+    }
+}
+
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,421 @@
+//! Organizations, spaces and apps: the places a binding lives in. Apps are metadata only;
+//! nothing is run.
+
+use super::{authz, new_guid, on_unique, Caller};
+use crate::api::query::ListParams;
+use crate::app::AppState;
+use crate::db::models::{App, Organization, Space};
+use crate::db::repo::{self, Loaded};
+use crate::error::{ApiError, ApiResult};
+
+fn check_name(name: &str, invalid: fn(String) -> ApiError) -> ApiResult<()> {
+    if name.trim().is_empty() {
+        return Err(invalid("name can't be blank".into()));
+    }
+    if name.chars().count() > 255 {
+        return Err(invalid("name is too long (maximum is 255 characters)".into()));
+    }
+    Ok(())
+}
+
+// ---- organizations -----------------------------------------------------------------------------
+
+pub async fn create_org(state: &AppState, caller: &Caller, name: String, guid: Option<String>) -> ApiResult<Organization> {
+    authz::require_admin(&caller.actor)?;
+    check_name(&name, ApiError::OrganizationInvalid)?;
+    let now = crate::db::now();
+    let org = Organization {
+        id: 0,
+        guid: guid.unwrap_or_else(new_guid),
+        name,
+        status: "active".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let row = org.clone();
+    state
+        .db
+        .write(move |conn| {
+            on_unique(repo::orgs::insert(conn, &row), |v| {
+                if v.is("organizations_name_key", "organizations", &["name"]) {
+                    Some(ApiError::OrganizationNameTaken(row.name.clone()))
+                } else {
+                    Some(ApiError::OrganizationInvalid(format!("guid {} is taken", row.guid)))
+                }
+            })
+        })
+        .await?;
+    Ok(org)
+}
+
+pub async fn get_org(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Organization> {
+    authz::require_read_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            let org = repo::orgs::find(conn, &g)?
+                .ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
+            if let Some(visible) = authz::visible_orgs(conn, &actor)? {
+                if !visible.contains(&org.guid) {
+                    return Err(ApiError::NotAuthorized);
+                }
+            }
+            Ok(org)
+        })
+        .await
+}
+
+pub async fn list_orgs(state: &AppState, caller: &Caller, params: &ListParams) -> ApiResult<Loaded<Organization>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = params.page_request(true)?;
+    let filters = params.filters.clone();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            let visible = authz::visible_orgs(conn, &actor)?;
+            Ok(repo::orgs::list(conn, &filters, visible.as_deref(), &page)?)
+        })
+        .await
+}
+
+pub async fn rename_org(state: &AppState, caller: &Caller, guid: &str, name: String) -> ApiResult<Organization> {
+    authz::require_admin(&caller.actor)?;
+    check_name(&name, ApiError::OrganizationInvalid)?;
+    let g = guid.to_string();
+    state
+        .db
+        .write(move |conn| {
+            repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
+            on_unique(repo::orgs::rename(conn, &g, &name), |_| {
+                Some(ApiError::OrganizationNameTaken(name.clone()))
+            })?;
+            repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))
+        })
+        .await
+}
+
+pub async fn delete_org(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
+    authz::require_admin(&caller.actor)?;
+    let g = guid.to_string();
+    state
+        .db
+        .write(move |conn| {
+            repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
+            if repo::spaces::count_in_org(conn, &g)? > 0 {
+                return Err(ApiError::AssociationNotEmpty("spaces".into(), "organization".into()));
+            }
+            crate::service::roles::delete_org_roles(conn, &g)?;
+            repo::orgs::delete(conn, &g)?;
+            Ok(())
+        })
+        .await
+}
+
+// ---- spaces ------------------------------------------------------------------------------------
+
+pub async fn create_space(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+    org_guid: String,
+    guid: Option<String>,
+) -> ApiResult<Space> {
+    authz::require_write_scope(&caller.actor)?;
+    check_name(&name, ApiError::SpaceInvalid)?;
+    let now = crate::db::now();
+    let space = Space {
+        id: 0,
+        guid: guid.unwrap_or_else(new_guid),
+        name,
+        organization_guid: org_guid,
+        created_at: now,
+        updated_at: now,
+    };
+    let row = space.clone();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .write(move |conn| {
+            repo::orgs::find(conn, &row.organization_guid)?.ok_or_else(|| {
+                ApiError::InvalidRelation(format!(
+                    "Could not find VCAP::CloudController::Organization with guid: {}",
+                    row.organization_guid
+                ))
+            })?;
+            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &row.organization_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            on_unique(repo::spaces::insert(conn, &row), |v| {
+                if v.is("spaces_org_name_key", "spaces", &["organization_guid", "name"]) {
+                    Some(ApiError::SpaceNameTaken(row.name.clone()))
+                } else {
+                    Some(ApiError::SpaceInvalid(format!("guid {} is taken", row.guid)))
+                }
+            })
+        })
+        .await?;
+    Ok(space)
+}
+
+pub async fn get_space(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Space> {
+    authz::require_read_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            let space = repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            if !authz::can_read_space(conn, &actor, &space.guid, &space.organization_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            Ok(space)
+        })
+        .await
+}
+
+pub async fn list_spaces(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+    org: Option<String>,
+) -> ApiResult<Loaded<Space>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = params.page_request(true)?;
+    let filters = params.filters.clone();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            if let Some(o) = &org {
+                repo::orgs::find(conn, o)?.ok_or_else(|| ApiError::OrganizationNotFound(o.clone()))?;
+            }
+            let visible = authz::visible_spaces(conn, &actor)?;
+            Ok(repo::spaces::list(conn, &filters, org.as_deref(), visible.as_deref(), &page)?)
+        })
+        .await
+}
+
+pub async fn rename_space(state: &AppState, caller: &Caller, guid: &str, name: String) -> ApiResult<Space> {
+    authz::require_write_scope(&caller.actor)?;
+    check_name(&name, ApiError::SpaceInvalid)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .write(move |conn| {
+            let space = repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            if !actor.is_admin()
+                && !authz::is_org_manager(conn, &actor, &space.organization_guid)?
+                && !authz::is_space_manager(conn, &actor, &space.guid)?
+            {
+                return Err(ApiError::NotAuthorized);
+            }
+            on_unique(repo::spaces::rename(conn, &g, &name), |_| Some(ApiError::SpaceNameTaken(name.clone())))?;
+            repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))
+        })
+        .await
+}
+
+pub async fn delete_space(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
+    authz::require_write_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .write(move |conn| {
+            let space = repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &space.organization_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            if repo::apps::count_in_space(conn, &g)? > 0 || repo::instances::count_in_space(conn, &g)? > 0 {
+                return Err(ApiError::AssociationNotEmpty(
+                    "apps, service_instances".into(),
+                    "space".into(),
+                ));
+            }
+            crate::service::roles::delete_space_roles(conn, &g)?;
+            repo::spaces::delete(conn, &g)?;
+            Ok(())
+        })
+        .await
+}
+
+// ---- apps --------------------------------------------------------------------------------------
+
+pub struct AppInput {
+    pub guid: Option<String>,
+    pub name: Option<String>,
+    pub space_guid: Option<String>,
+    pub state: Option<String>,
+    pub memory: Option<i64>,
+    pub instances: Option<i64>,
+    pub disk_quota: Option<i64>,
+    pub environment_json: Option<String>,
+}
+
+fn apply_app_input(app: &mut App, input: &AppInput) -> ApiResult<()> {
+    if let Some(n) = &input.name {
+        check_name(n, ApiError::AppInvalid)?;
+        app.name = n.clone();
+    }
+    if let Some(s) = &input.state {
+        if s != "STARTED" && s != "STOPPED" {
+            return Err(ApiError::AppInvalid("state must be STARTED or STOPPED".into()));
+        }
+        app.state = s.clone();
+    }
+    if let Some(m) = input.memory {
+        if m < 1 {
+            return Err(ApiError::AppInvalid("memory must be greater than 0MB".into()));
+        }
+        app.memory = m;
+    }
+    if let Some(i) = input.instances {
+        if !(0..=i32::MAX as i64).contains(&i) {
+            return Err(ApiError::AppInvalid("instances must be greater than or equal to 0".into()));
+        }
+        app.instances = i as i32;
+    }
+    if let Some(d) = input.disk_quota {
+        if d < 1 {
+            return Err(ApiError::AppInvalid("disk_quota must be greater than 0MB".into()));
+        }
+        app.disk_quota = d;
+    }
+    if let Some(e) = &input.environment_json {
+        app.environment_json = e.clone();
+    }
+    Ok(())
+}
+
+fn app_unique_error(v: &crate::db::UniqueViolation, app: &App) -> Option<ApiError> {
+    if v.is("apps_space_name_key", "apps", &["space_guid", "name"]) {
+        Some(ApiError::AppNameTaken(app.name.clone()))
+    } else {
+        Some(ApiError::AppInvalid(format!("guid {} is taken", app.guid)))
+    }
+}
+
+pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> ApiResult<App> {
+    authz::require_write_scope(&caller.actor)?;
+    let name = input.name.clone().ok_or_else(|| ApiError::AppInvalid("name is required".into()))?;
+    let space_guid = input
+        .space_guid
+        .clone()
+        .ok_or_else(|| ApiError::AppInvalid("space_guid is required".into()))?;
+    let now = crate::db::now();
+    let mut app = App {
+        id: 0,
+        guid: input.guid.clone().unwrap_or_else(new_guid),
+        name,
+        space_guid,
+        state: "STOPPED".into(),
+        memory: 1024,
+        instances: 1,
+        disk_quota: 1024,
+        environment_json: "{}".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply_app_input(&mut app, &input)?;
+    let row = app.clone();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .write(move |conn| {
+            repo::spaces::find(conn, &row.space_guid)?.ok_or_else(|| {
+                ApiError::InvalidRelation(format!(
+                    "Could not find VCAP::CloudController::Space with guid: {}",
+                    row.space_guid
+                ))
+            })?;
+            if !authz::can_write_space(conn, &actor, &row.space_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            on_unique(repo::apps::insert(conn, &row), |v| app_unique_error(v, &row))
+        })
+        .await?;
+    Ok(app)
+}
+
+pub async fn get_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<App> {
+    authz::require_read_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            let app = repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            if !actor.reads_everything() && !authz::load_roles(conn, &actor)?.can_read_space(&app.space_guid) {
+                return Err(ApiError::NotAuthorized);
+            }
+            Ok(app)
+        })
+        .await
+}
+
+pub async fn list_apps(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+    space: Option<String>,
+) -> ApiResult<Loaded<App>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = params.page_request(true)?;
+    let filters = params.filters.clone();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            if let Some(s) = &space {
+                repo::spaces::find(conn, s)?.ok_or_else(|| ApiError::SpaceNotFound(s.clone()))?;
+            }
+            let visible = authz::visible_spaces(conn, &actor)?;
+            Ok(repo::apps::list(conn, &filters, space.as_deref(), visible.as_deref(), &page)?)
+        })
+        .await
+}
+
+pub async fn update_app(state: &AppState, caller: &Caller, guid: &str, input: AppInput) -> ApiResult<App> {
+    authz::require_write_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .write(move |conn| {
+            let mut app = repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            if !authz::can_write_space(conn, &actor, &app.space_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            if input.space_guid.as_ref().is_some_and(|s| s != &app.space_guid) {
+                return Err(ApiError::AppInvalid("cannot change the space of an app".into()));
+            }
+            apply_app_input(&mut app, &input)?;
+            on_unique(repo::apps::update(conn, &app), |v| app_unique_error(v, &app))?;
+            repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))
+        })
+        .await
+}
+
+pub async fn delete_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
+    authz::require_write_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .write(move |conn| {
+            let app = repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            if !authz::can_write_space(conn, &actor, &app.space_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            if repo::bindings::count_for_app(conn, &g)? > 0 {
+                return Err(ApiError::AssociationNotEmpty("service_bindings".into(), "app".into()));
+            }
+            repo::apps::delete(conn, &g)?;
+            Ok(())
+        })
+        .await
+}
