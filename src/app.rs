@@ -68,13 +68,17 @@ macro_rules! build_app {
     ($state:expr) => {{
         actix_web::App::new()
             .app_data($state.clone())
-            .app_data(actix_web::web::PayloadConfig::new($crate::app::MAX_BODY_BYTES))
+            .app_data(actix_web::web::PayloadConfig::new(
+                $crate::app::MAX_BODY_BYTES,
+            ))
             .app_data(
                 actix_web::web::QueryConfig::default().error_handler(|_, _| {
                     $crate::error::ApiError::BadQueryParameter("query string".into()).into()
                 }),
             )
-            .wrap(actix_web::middleware::from_fn($crate::api::standard_headers))
+            .wrap(actix_web::middleware::from_fn(
+                $crate::api::standard_headers,
+            ))
             .configure($crate::app::configure)
             .default_service(actix_web::web::to($crate::api::v2::not_found))
     }};

@@ -1,7 +1,7 @@
 //! The `tether` command line: `serve`, `migrate`, `token`, `seed-demo`, `demo-broker`.
 
-use std::process::ExitCode;
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 use crate::app::AppState;
 use crate::auth::{Actor, SCOPE_ADMIN};
@@ -10,7 +10,11 @@ use crate::jobs::{JobRunner, RunnerConfig};
 use crate::service::Caller;
 
 #[derive(Parser)]
-#[command(name = "tether", version, about = "A Cloud Foundry compatible Cloud Controller (v2) for service bindings")]
+#[command(
+    name = "tether",
+    version,
+    about = "A Cloud Foundry compatible Cloud Controller (v2) for service bindings"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -192,8 +196,18 @@ fn redact_url(url: &str) -> String {
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let config = config_from_common(&args.common)?;
-    let issuer = crate::auth::TokenIssuer::hs256(&config.jwt_secret, "http://localhost/oauth/token", args.ttl);
-    let (token, _) = issuer.user_token(&args.user_id, &args.user_name, &args.scopes, "cf", "password")?;
+    let issuer = crate::auth::TokenIssuer::hs256(
+        &config.jwt_secret,
+        "http://localhost/oauth/token",
+        args.ttl,
+    );
+    let (token, _) = issuer.user_token(
+        &args.user_id,
+        &args.user_name,
+        &args.scopes,
+        "cf",
+        "password",
+    )?;
     println!("{token}");
     Ok(())
 }
@@ -239,7 +253,9 @@ fn demo_broker(args: DemoBrokerArgs) -> anyhow::Result<()> {
         "demo broker listening at {} (basic auth {}:{})",
         broker.url, args.username, args.password
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });

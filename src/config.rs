@@ -15,7 +15,11 @@ pub struct CommonArgs {
     pub database_url: String,
 
     /// File holding generated secrets (token signing key, encryption keys); created 0600.
-    #[arg(long, env = "TETHER_SECRETS_FILE", default_value = "tether-secrets.json")]
+    #[arg(
+        long,
+        env = "TETHER_SECRETS_FILE",
+        default_value = "tether-secrets.json"
+    )]
     pub secrets_file: PathBuf,
 
     /// Shared HS256 key for bearer tokens. Overrides the key in the secrets file.
@@ -102,14 +106,25 @@ impl Config {
 
     pub fn from_serve_args(args: &ServeArgs) -> anyhow::Result<Self> {
         let secrets = Secrets::load_or_create(&args.common.secrets_file)?;
-        let jwt_secret = args.common.jwt_secret.clone().map(String::into_bytes).unwrap_or(secrets.jwt_key()?);
+        let jwt_secret = args
+            .common
+            .jwt_secret
+            .clone()
+            .map(String::into_bytes)
+            .unwrap_or(secrets.jwt_key()?);
         Ok(Config {
             database_url: args.common.database_url.clone(),
             db_pool_size: args.common.db_pool_size,
             db_acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
             bind: args.bind.clone(),
-            external_url: args.external_url.clone().map(|u| u.trim_end_matches('/').to_string()),
-            uaa_url: args.uaa_url.clone().map(|u| u.trim_end_matches('/').to_string()),
+            external_url: args
+                .external_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            uaa_url: args
+                .uaa_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_string()),
             broker_timeout: Duration::from_secs(args.broker_timeout_secs.max(1)),
             broker_max_concurrent: args.broker_max_concurrent,
             broker_api_version: "2.15".into(),
@@ -134,8 +149,9 @@ impl Secrets {
 
     pub fn load_or_create(path: &Path) -> anyhow::Result<Secrets> {
         match std::fs::read(path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("{} is not a valid secrets file: {e}", path.display()))?),
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).map_err(|e| {
+                anyhow::anyhow!("{} is not a valid secrets file: {e}", path.display())
+            })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use rand::RngCore;
                 let mut key = [0u8; 32];

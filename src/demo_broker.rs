@@ -264,10 +264,17 @@ impl DemoBroker {
 impl Drop for DemoBroker {
     fn drop(&mut self) {
         let handle = self.handle.clone();
-        // Stopping needs a runtime; a tiny one is enough.
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            rt.block_on(handle.stop(false));
-        }
+        // Stopping needs a runtime, and we may be dropped inside one (an async test): stop from
+        // a plain thread.
+        let stopper = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(handle.stop(false));
+            }
+        });
+        let _ = stopper.join();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -354,7 +361,9 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
             };
             provision(&state, id, body, accepts_incomplete).await
         }
-        ("DELETE", ["v2", "service_instances", id]) => deprovision(&state, id, &query, accepts_incomplete).await,
+        ("DELETE", ["v2", "service_instances", id]) => {
+            deprovision(&state, id, &query, accepts_incomplete).await
+        }
         ("GET", ["v2", "service_instances", id, "last_operation"]) => poll(&state, id, &query),
         ("PUT", ["v2", "service_instances", _, "service_bindings", bid]) => {
             let Some(body) = parsed_body else {
@@ -368,7 +377,9 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
         ("GET", ["v2", "service_instances", _, "service_bindings", bid, "last_operation"]) => {
             poll(&state, bid, &query)
         }
-        ("GET", ["v2", "service_instances", _, "service_bindings", bid]) => fetch(&state, bid).await,
+        ("GET", ["v2", "service_instances", _, "service_bindings", bid]) => {
+            fetch(&state, bid).await
+        }
         _ => error(404, None, "no such endpoint"),
     }
 }
@@ -399,13 +410,21 @@ fn credentials_for(id: &str) -> Value {
     })
 }
 
-async fn bind(state: &BrokerState, id: &str, body: Value, accepts_incomplete: bool) -> HttpResponse {
+async fn bind(
+    state: &BrokerState,
+    id: &str,
+    body: Value,
+    accepts_incomplete: bool,
+) -> HttpResponse {
     if body.get("service_id").and_then(Value::as_str).is_none()
         || body.get("plan_id").and_then(Value::as_str).is_none()
     {
         return error(400, None, "service_id and plan_id are required");
     }
-    let plan = body.get("plan_id").and_then(Value::as_str).unwrap_or_default();
+    let plan = body
+        .get("plan_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut reply = resolve(state, "bind").await;
     if matches!(reply, Reply::Normal) && plan == PLAN_ASYNC_ID {
         reply = Reply::Async {
@@ -446,8 +465,14 @@ async fn bind(state: &BrokerState, id: &str, body: Value, accepts_incomplete: bo
         _ => {
             let creds = credentials_for(id);
             let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
-            let existed = inner.bindings.insert(id.to_string(), creds.clone()).is_some();
-            ok_json(if existed { 200 } else { 201 }, json!({ "credentials": creds }))
+            let existed = inner
+                .bindings
+                .insert(id.to_string(), creds.clone())
+                .is_some();
+            ok_json(
+                if existed { 200 } else { 201 },
+                json!({ "credentials": creds }),
+            )
         }
     }
 }
@@ -459,7 +484,11 @@ async fn unbind(
     accepts_incomplete: bool,
 ) -> HttpResponse {
     if !query.contains_key("service_id") || !query.contains_key("plan_id") {
-        return error(400, None, "service_id and plan_id are required query parameters");
+        return error(
+            400,
+            None,
+            "service_id and plan_id are required query parameters",
+        );
     }
     match resolve(state, "unbind").await {
         Reply::Status(code, body) => raw(code, body),
@@ -501,7 +530,11 @@ async fn unbind(
 
 fn poll(state: &BrokerState, id: &str, query: &HashMap<String, String>) -> HttpResponse {
     if !query.contains_key("service_id") || !query.contains_key("plan_id") {
-        return error(400, None, "service_id and plan_id are required query parameters");
+        return error(
+            400,
+            None,
+            "service_id and plan_id are required query parameters",
+        );
     }
     if let Reply::Status(code, body) = state.next_reply("poll") {
         return raw(code, body);
@@ -522,9 +555,10 @@ fn poll(state: &BrokerState, id: &str, query: &HashMap<String, String>) -> HttpR
         if let Some(r) = retry {
             resp.insert_header(("Retry-After", r.to_string()));
         }
-        return resp
-            .content_type("application/json")
-            .body(json!({"state": "in progress", "description": format!("{left} polls to go")}).to_string());
+        return resp.content_type("application/json").body(
+            json!({"state": "in progress", "description": format!("{left} polls to go")})
+                .to_string(),
+        );
     }
     let op = op.clone();
     inner.ops.remove(id);
@@ -565,7 +599,12 @@ async fn fetch(state: &BrokerState, id: &str) -> HttpResponse {
     }
 }
 
-async fn provision(state: &BrokerState, id: &str, body: Value, accepts_incomplete: bool) -> HttpResponse {
+async fn provision(
+    state: &BrokerState,
+    id: &str,
+    body: Value,
+    accepts_incomplete: bool,
+) -> HttpResponse {
     for key in ["service_id", "plan_id", "organization_guid", "space_guid"] {
         if body.get(key).and_then(Value::as_str).is_none() {
             return error(400, None, &format!("{key} is required"));
@@ -613,7 +652,11 @@ async fn deprovision(
     accepts_incomplete: bool,
 ) -> HttpResponse {
     if !query.contains_key("service_id") || !query.contains_key("plan_id") {
-        return error(400, None, "service_id and plan_id are required query parameters");
+        return error(
+            400,
+            None,
+            "service_id and plan_id are required query parameters",
+        );
     }
     match resolve(state, "deprovision").await {
         Reply::Status(code, body) => raw(code, body),

@@ -79,7 +79,9 @@ pub enum ApiError {
     ServiceInstanceInvalid(String),
     #[error("The service instance could not be found: {0}")]
     ServiceInstanceNotFound(String),
-    #[error("You have requested an invalid service instance name. Names are limited to 255 characters.")]
+    #[error(
+        "You have requested an invalid service instance name. Names are limited to 255 characters."
+    )]
     ServiceInstanceNameTooLong,
     #[error("Combined length of tags for service {0} must be 2048 characters or less.")]
     ServiceInstanceTagsTooLong(String),

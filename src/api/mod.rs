@@ -82,9 +82,18 @@ impl<'a> Fields<'a> {
         ApiError::MessageParseError(format!("Field: {key}, Error: Value must be {what}"))
     }
 
+    fn no_nul(key: &str, s: &'a str) -> Result<&'a str, ApiError> {
+        if s.contains('\0') {
+            return Err(ApiError::MessageParseError(format!(
+                "Field: {key}, Error: must not contain NUL characters"
+            )));
+        }
+        Ok(s)
+    }
+
     pub fn required_str(&self, key: &str) -> Result<&'a str, ApiError> {
         match self.0.get(key) {
-            Some(Value::String(s)) => Ok(s),
+            Some(Value::String(s)) => Self::no_nul(key, s),
             None | Some(Value::Null) => Err(ApiError::MessageParseError(format!(
                 "Field: {key}, Error: Missing field {key}"
             ))),
@@ -95,7 +104,7 @@ impl<'a> Fields<'a> {
     pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Value::String(s)) => Self::no_nul(key, s).map(Some),
             Some(_) => Err(Self::type_error(key, "a string")),
         }
     }
@@ -134,8 +143,9 @@ impl<'a> Fields<'a> {
                 .iter()
                 .map(|v| {
                     v.as_str()
-                        .map(str::to_string)
                         .ok_or_else(|| Self::type_error(key, "an array of strings"))
+                        .and_then(|s| Self::no_nul(key, s))
+                        .map(str::to_string)
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
@@ -183,7 +193,7 @@ fn utf8_percent(s: &str) -> String {
 /// Request id and CC's standard response headers on every response (errors included).
 pub async fn standard_headers(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req
         .headers()
@@ -193,7 +203,13 @@ pub async fn standard_headers(
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.call(req).await?;
+    // A NUL byte can name no resource, and PostgreSQL refuses it in text: answer here.
+    let mut res = if req.path().to_ascii_lowercase().contains("%00") {
+        let resp = actix_web::ResponseError::error_response(&ApiError::NotFound);
+        req.into_response(resp).map_into_right_body()
+    } else {
+        next.call(req).await?.map_into_left_body()
+    };
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(HeaderName::from_static("x-vcap-request-id"), v);

@@ -40,6 +40,11 @@ impl ListParams {
             extra: Vec::new(),
         };
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if key.contains('\0') || value.contains('\0') {
+                return Err(ApiError::BadQueryParameter(
+                    "query parameters must not contain NUL characters".into(),
+                ));
+            }
             match key.as_ref() {
                 "page" => {
                     params.page = value
@@ -47,7 +52,9 @@ impl ListParams {
                         .parse::<i64>()
                         .ok()
                         .filter(|p| *p >= 1)
-                        .ok_or_else(|| ApiError::BadQueryParameter("page must be greater than 0".into()))?;
+                        .ok_or_else(|| {
+                            ApiError::BadQueryParameter("page must be greater than 0".into())
+                        })?;
                 }
                 "results-per-page" => {
                     let n = value.trim().parse::<i64>().map_err(|_| {
@@ -79,7 +86,9 @@ impl ListParams {
                 "order-by" => params.order_by = Some(value.into_owned()),
                 "inline-relations-depth" => {
                     let d = value.trim().parse::<i64>().map_err(|_| {
-                        ApiError::BadQueryParameter("inline_relations_depth must be an integer".into())
+                        ApiError::BadQueryParameter(
+                            "inline_relations_depth must be an integer".into(),
+                        )
                     })?;
                     if d > MAX_INLINE_DEPTH as i64 {
                         return Err(ApiError::BadQueryParameter(format!(
@@ -179,8 +188,8 @@ pub fn parse_q(q: &str, allowed: &[&str]) -> Result<Vec<Filter>, ApiError> {
     let mut out = Vec::new();
     for segment in escaped.split(';') {
         let segment = segment.replace(PLACEHOLDER, ";");
-        let (key, op, value) = split_segment(&segment)
-            .ok_or_else(|| ApiError::BadQueryParameter(segment.clone()))?;
+        let (key, op, value) =
+            split_segment(&segment).ok_or_else(|| ApiError::BadQueryParameter(segment.clone()))?;
         if !allowed.contains(&key) {
             return Err(ApiError::BadQueryParameter(key.to_string()));
         }
@@ -254,7 +263,9 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_and_missing_operators() {
-        assert!(matches!(parse_q("space_guid:x", KEYS), Err(ApiError::BadQueryParameter(k)) if k == "space_guid"));
+        assert!(
+            matches!(parse_q("space_guid:x", KEYS), Err(ApiError::BadQueryParameter(k)) if k == "space_guid")
+        );
         assert!(parse_q("name", KEYS).is_err());
         assert!(parse_q("", KEYS).is_err());
     }
@@ -268,13 +279,15 @@ mod tests {
         assert!(ListParams::parse("inline-relations-depth=3", KEYS).is_err());
         assert!(ListParams::parse("order-direction=up", KEYS).is_err());
         assert!(ListParams::parse("q%5B0%5D=name:x", KEYS).is_err());
-        let p = ListParams::parse("results-per-page=100&page=3&order-direction=desc", KEYS).unwrap();
+        let p =
+            ListParams::parse("results-per-page=100&page=3&order-direction=desc", KEYS).unwrap();
         assert_eq!((p.per_page, p.page, p.descending), (100, 3, true));
     }
 
     #[test]
     fn page_urls_are_sorted_relative_and_keep_q() {
-        let p = ListParams::parse("q=app_guid:a&q=name%20IN%20x,y&results-per-page=2", KEYS).unwrap();
+        let p =
+            ListParams::parse("q=app_guid:a&q=name%20IN%20x,y&results-per-page=2", KEYS).unwrap();
         assert_eq!(
             p.page_url("/v2/service_bindings", 2, &[]),
             "/v2/service_bindings?order-direction=asc&page=2&q=app_guid:a&q=name%20IN%20x,y&results-per-page=2"

@@ -54,7 +54,12 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    pub fn new(collection: &str, guid: &str, created: NaiveDateTime, updated: NaiveDateTime) -> Self {
+    pub fn new(
+        collection: &str,
+        guid: &str,
+        created: NaiveDateTime,
+        updated: NaiveDateTime,
+    ) -> Self {
         Metadata {
             guid: guid.to_string(),
             url: format!("/v2/{collection}/{guid}"),

@@ -94,7 +94,10 @@ pub fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
     let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         return Err(ApiError::NotAuthenticated);
     };
-    let value = value.to_str().map_err(|_| ApiError::InvalidAuthToken)?.trim();
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidAuthToken)?
+        .trim();
     if value.is_empty() {
         return Err(ApiError::NotAuthenticated);
     }

@@ -110,7 +110,10 @@ impl TokenVerifier {
 /// a `cloud_controller.*` scope; and it must identify a user or a client.
 pub fn actor_from_claims(claims: Claims) -> Result<Actor, ApiError> {
     let for_cc = if claims.aud.is_empty() {
-        claims.scope.iter().any(|s| s.starts_with("cloud_controller."))
+        claims
+            .scope
+            .iter()
+            .any(|s| s.starts_with("cloud_controller."))
     } else {
         claims.aud.iter().any(|a| a == "cloud_controller")
     };
@@ -186,7 +189,11 @@ impl TokenIssuer {
     }
 
     /// A client-credentials access token (no user).
-    pub fn client_token(&self, client_id: &str, scopes: &[String]) -> anyhow::Result<(String, Claims)> {
+    pub fn client_token(
+        &self,
+        client_id: &str,
+        scopes: &[String],
+    ) -> anyhow::Result<(String, Claims)> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),

@@ -73,8 +73,13 @@ impl BrokerError {
     pub fn status(&self) -> u16 {
         use BrokerErrorKind::*;
         match self.kind {
-            ApiAuthenticationFailed | ApiUnreachable | RequestRejected | BadResponse
-            | ResponseMalformed | InvalidSyslogDrainUrl | InvalidVolumeMounts => 502,
+            ApiAuthenticationFailed
+            | ApiUnreachable
+            | RequestRejected
+            | BadResponse
+            | ResponseMalformed
+            | InvalidSyslogDrainUrl
+            | InvalidVolumeMounts => 502,
             ApiTimeout | HttpClientTimeout => 504,
             Conflict => 409,
             AsyncRequired | AppRequired => 400,

@@ -169,14 +169,21 @@ pub fn parse_catalog(body: &[u8]) -> Result<Vec<CatalogService>, Vec<String>> {
         }
         if let Some(n) = name {
             if !seen_names.insert(n.to_string()) {
-                errors.push(format!("{ctx} service names must be unique within a broker"));
+                errors.push(format!(
+                    "{ctx} service names must be unique within a broker"
+                ));
             }
         }
         let tags = string_list(obj, "tags", &ctx, &mut errors);
         let requires = string_list(obj, "requires", &ctx, &mut errors);
         for r in &requires {
-            if !matches!(r.as_str(), "syslog_drain" | "route_forwarding" | "volume_mount") {
-                errors.push(format!("{ctx} requires contains an unknown permission: {r}"));
+            if !matches!(
+                r.as_str(),
+                "syslog_drain" | "route_forwarding" | "volume_mount"
+            ) {
+                errors.push(format!(
+                    "{ctx} requires contains an unknown permission: {r}"
+                ));
             }
         }
         let metadata = object_field(obj, "metadata", &ctx, &mut errors);
@@ -208,7 +215,8 @@ pub fn parse_catalog(body: &[u8]) -> Result<Vec<CatalogService>, Vec<String>> {
                     }
                     if let Some(n) = pname {
                         if !plan_names.insert(n.to_string()) {
-                            errors.push(format!("{pctx} plan names must be unique within a service"));
+                            errors
+                                .push(format!("{pctx} plan names must be unique within a service"));
                         }
                     }
                     let free = bool_field(pobj, "free", &pctx, &mut errors).unwrap_or(true);
@@ -355,13 +363,20 @@ pub enum BindOutcome {
 pub enum UnbindOutcome {
     /// 200 (or 410: already gone).
     Deleted,
-    Async { operation: Option<String> },
+    Async {
+        operation: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum ProvisionOutcome {
-    Created { dashboard_url: Option<String> },
-    Async { operation: Option<String>, dashboard_url: Option<String> },
+    Created {
+        dashboard_url: Option<String>,
+    },
+    Async {
+        operation: Option<String>,
+        dashboard_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

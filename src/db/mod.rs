@@ -145,7 +145,11 @@ pub struct Db {
     acquire_timeout: Duration,
 }
 
-fn build_pool(url: &DbUrl, size: u32, timeout: Duration) -> anyhow::Result<Pool<ConnectionManager>> {
+fn build_pool(
+    url: &DbUrl,
+    size: u32,
+    timeout: Duration,
+) -> anyhow::Result<Pool<ConnectionManager>> {
     Ok(Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
@@ -212,10 +216,11 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = tokio::time::timeout(self.acquire_timeout, gate.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| ApiError::Busy)?
-            .map_err(|_| ApiError::Busy)?;
+        let permit =
+            tokio::time::timeout(self.acquire_timeout, gate.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| ApiError::Busy)?
+                .map_err(|_| ApiError::Busy)?;
         let pool = gate.pool.clone();
         actix_web::web::block(move || {
             let _permit = permit;
@@ -246,7 +251,8 @@ impl Db {
         T: Send + 'static,
     {
         let gate = self.write.clone();
-        self.run(&gate, move |conn| write_transaction(conn, f)).await
+        self.run(&gate, move |conn| write_transaction(conn, f))
+            .await
     }
 
     /// Blocking variant for CLI commands and start-up (not for request handlers).

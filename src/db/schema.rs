@@ -151,8 +151,6 @@ diesel::table! {
     }
 }
 
-
-
 diesel::table! {
     jobs (id) {
         id -> BigInt,

@@ -27,7 +27,13 @@ pub(super) enum Outcome {
     Fail(String),
 }
 
-fn catalog_of(c: Option<(crate::db::models::ServicePlan, crate::db::models::Service, crate::db::models::ServiceBroker)>) -> Option<Catalog> {
+fn catalog_of(
+    c: Option<(
+        crate::db::models::ServicePlan,
+        crate::db::models::Service,
+        crate::db::models::ServiceBroker,
+    )>,
+) -> Option<Catalog> {
     c.map(|(plan, service, broker)| Catalog {
         plan,
         service,
@@ -200,7 +206,8 @@ async fn poll_binding(
     let g = guid.to_string();
     let op_s = op.to_string();
     if expired(config, started_at, plan_max_secs) {
-        let description = format!("Service Broker failed to {op} binding within the required time.");
+        let description =
+            format!("Service Broker failed to {op} binding within the required time.");
         let orphan = (op == "create").then(|| orphan_job(&catalog, &instance.guid, guid));
         state
             .db
@@ -310,7 +317,9 @@ async fn poll_binding(
                                 &g,
                                 "create",
                                 "failed",
-                                Some("A valid binding could not be fetched from the service broker."),
+                                Some(
+                                    "A valid binding could not be fetched from the service broker.",
+                                ),
                                 None,
                             )?;
                             super::enqueue(conn, &orphan)?;
@@ -370,7 +379,14 @@ async fn orphan_unbind(
     // Platform-initiated: no originating identity (OSB D.3).
     match state
         .broker
-        .unbind(&target, instance, binding, &ids, true, &CallContext::default())
+        .unbind(
+            &target,
+            instance,
+            binding,
+            &ids,
+            true,
+            &CallContext::default(),
+        )
         .await
     {
         Ok(_) => {
@@ -416,7 +432,14 @@ async fn delete_binding(state: &AppState, guid: &str, ctx: CallContext) -> ApiRe
     let _ = binding;
     let result = state
         .broker
-        .unbind(&catalog.target(), &instance.guid, guid, &catalog.ids(), true, &ctx)
+        .unbind(
+            &catalog.target(),
+            &instance.guid,
+            guid,
+            &catalog.ids(),
+            true,
+            &ctx,
+        )
         .await;
     match result {
         Ok(UnbindOutcome::Deleted) => {
@@ -431,7 +454,14 @@ async fn delete_binding(state: &AppState, guid: &str, ctx: CallContext) -> ApiRe
             state
                 .db
                 .write(move |conn| {
-                    repo::bindings::set_operation(conn, &g, "delete", "in progress", None, operation.as_deref())?;
+                    repo::bindings::set_operation(
+                        conn,
+                        &g,
+                        "delete",
+                        "in progress",
+                        None,
+                        operation.as_deref(),
+                    )?;
                     super::enqueue(conn, &poll)?;
                     Ok(())
                 })
@@ -444,7 +474,14 @@ async fn delete_binding(state: &AppState, guid: &str, ctx: CallContext) -> ApiRe
             state
                 .db
                 .write(move |conn| {
-                    Ok(repo::bindings::set_operation(conn, &g, "delete", "failed", Some(&description), None)?)
+                    Ok(repo::bindings::set_operation(
+                        conn,
+                        &g,
+                        "delete",
+                        "failed",
+                        Some(&description),
+                        None,
+                    )?)
                 })
                 .await?;
             Ok(Outcome::Fail(e.description))
@@ -477,11 +514,19 @@ async fn poll_instance(
     let g = guid.to_string();
     let op_s = op.to_string();
     if expired(config, started_at, plan_max_secs) {
-        let description = format!("Service Broker failed to {op} service instance within the required time.");
+        let description =
+            format!("Service Broker failed to {op} service instance within the required time.");
         state
             .db
             .write(move |conn| {
-                Ok(repo::instances::set_operation(conn, &g, &op_s, "failed", Some(&description), None)?)
+                Ok(repo::instances::set_operation(
+                    conn,
+                    &g,
+                    &op_s,
+                    "failed",
+                    Some(&description),
+                    None,
+                )?)
             })
             .await?;
         return Ok(Outcome::Done);
@@ -541,7 +586,14 @@ async fn poll_instance(
                     if op_s == "delete" {
                         repo::instances::delete(conn, &g)?;
                     } else {
-                        repo::instances::set_operation(conn, &g, &op_s, "succeeded", description.as_deref(), None)?;
+                        repo::instances::set_operation(
+                            conn,
+                            &g,
+                            &op_s,
+                            "succeeded",
+                            description.as_deref(),
+                            None,
+                        )?;
                     }
                     Ok(())
                 })
@@ -556,7 +608,14 @@ async fn poll_instance(
             state
                 .db
                 .write(move |conn| {
-                    Ok(repo::instances::set_operation(conn, &g, &op_s, "failed", description.as_deref(), None)?)
+                    Ok(repo::instances::set_operation(
+                        conn,
+                        &g,
+                        &op_s,
+                        "failed",
+                        description.as_deref(),
+                        None,
+                    )?)
                 })
                 .await?;
             Ok(Outcome::Done)

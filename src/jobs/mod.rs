@@ -132,7 +132,11 @@ pub fn enqueue(conn: &mut DbConnection, job: &Job) -> QueryResult<String> {
     enqueue_at(conn, job, crate::db::now())
 }
 
-pub fn enqueue_at(conn: &mut DbConnection, job: &Job, run_at: NaiveDateTime) -> QueryResult<String> {
+pub fn enqueue_at(
+    conn: &mut DbConnection,
+    job: &Job,
+    run_at: NaiveDateTime,
+) -> QueryResult<String> {
     let now = crate::db::now();
     let guid = uuid::Uuid::new_v4().to_string();
     let row = JobRow {

@@ -85,7 +85,9 @@ impl JobRunner {
                 .write(|conn| Ok(super::release_stale_leases(conn)?))
                 .await
             {
-                Ok(n) if n > 0 => tracing::info!(jobs = n, "resumed jobs left running by a previous process"),
+                Ok(n) if n > 0 => {
+                    tracing::info!(jobs = n, "resumed jobs left running by a previous process")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not release stale job leases"),
             }
@@ -149,7 +151,16 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
         Ok(j) => j,
         Err(e) => {
             tracing::error!(job = %row.guid, error = %e, "unreadable job payload");
-            settle(state, row.id, worker, FAILED, None, Some("unreadable job payload".into()), None).await;
+            settle(
+                state,
+                row.id,
+                worker,
+                FAILED,
+                None,
+                Some("unreadable job payload".into()),
+                None,
+            )
+            .await;
             return;
         }
     };
@@ -176,11 +187,25 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
                 settle(state, row.id, worker, FAILED, None, Some(error), None).await;
             } else {
                 let factor = 1u32 << (row.attempts.clamp(1, 20) - 1) as u32;
-                let delay = config.retry_base.saturating_mul(factor).min(config.retry_max);
-                settle(state, row.id, worker, QUEUED, Some(now + chrono_dur(delay)), Some(error), None).await;
+                let delay = config
+                    .retry_base
+                    .saturating_mul(factor)
+                    .min(config.retry_max);
+                settle(
+                    state,
+                    row.id,
+                    worker,
+                    QUEUED,
+                    Some(now + chrono_dur(delay)),
+                    Some(error),
+                    None,
+                )
+                .await;
             }
         }
-        Outcome::Fail(error) => settle(state, row.id, worker, FAILED, None, Some(error), None).await,
+        Outcome::Fail(error) => {
+            settle(state, row.id, worker, FAILED, None, Some(error), None).await
+        }
     }
 }
 

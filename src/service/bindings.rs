@@ -13,7 +13,9 @@ use crate::app::AppState;
 use crate::broker::{
     BindOutcome, BindRequest, BindResource, BrokerTarget, CatalogIds, CfContext, UnbindOutcome,
 };
-use crate::db::models::{App, Organization, Service, ServiceBinding, ServiceBroker, ServiceInstance, ServicePlan, Space};
+use crate::db::models::{
+    App, Organization, Service, ServiceBinding, ServiceBroker, ServiceInstance, ServicePlan, Space,
+};
 use crate::db::repo;
 use crate::db::repo::bindings::BindingView;
 use crate::error::{ApiError, ApiResult};
@@ -104,9 +106,15 @@ fn unique_error(v: &crate::db::UniqueViolation, name: Option<&str>) -> Option<Ap
         "service_bindings",
         &["app_guid", "service_instance_guid"],
     ) {
-        return Some(ApiError::ServiceBindingAppServiceTaken(ALREADY_BOUND.into()));
+        return Some(ApiError::ServiceBindingAppServiceTaken(
+            ALREADY_BOUND.into(),
+        ));
     }
-    if v.is("service_bindings_app_name_key", "service_bindings", &["app_guid", "name"]) {
+    if v.is(
+        "service_bindings_app_name_key",
+        "service_bindings",
+        &["app_guid", "name"],
+    ) {
         return Some(ApiError::ServiceBindingAppServiceTaken(name_taken(
             name.unwrap_or_default(),
         )));
@@ -344,7 +352,14 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
             state
                 .db
                 .write(move |conn| {
-                    repo::bindings::set_operation(conn, &g, "create", "in progress", None, op.as_deref())?;
+                    repo::bindings::set_operation(
+                        conn,
+                        &g,
+                        "create",
+                        "in progress",
+                        None,
+                        op.as_deref(),
+                    )?;
                     crate::jobs::enqueue(conn, &poll)?;
                     Ok(())
                 })
@@ -376,7 +391,9 @@ fn precheck_duplicates(conn: &mut crate::db::DbConnection, row: &ServiceBinding)
     if repo::bindings::find_by_app_and_instance(conn, &row.app_guid, &row.service_instance_guid)?
         .is_some()
     {
-        return Err(ApiError::ServiceBindingAppServiceTaken(ALREADY_BOUND.into()));
+        return Err(ApiError::ServiceBindingAppServiceTaken(
+            ALREADY_BOUND.into(),
+        ));
     }
     if let Some(name) = &row.name {
         if repo::bindings::find_by_app_and_name(conn, &row.app_guid, name)?.is_some() {
@@ -418,7 +435,8 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Sho
                     return Err(ApiError::NotAuthorized);
                 }
             }
-            let show_credentials = authz::can_see_secrets_in(roles.as_ref(), &actor, &view.space_guid);
+            let show_credentials =
+                authz::can_see_secrets_in(roles.as_ref(), &actor, &view.space_guid);
             Ok(Shown {
                 view,
                 show_credentials,
@@ -433,7 +451,7 @@ pub enum Deleted {
     /// Gone (204).
     Gone { warnings: Vec<String> },
     /// The broker is unbinding asynchronously (202 with the binding).
-    InProgress(Shown),
+    InProgress(Box<Shown>),
 }
 
 pub async fn delete(
@@ -514,7 +532,14 @@ pub async fn delete(
             state
                 .db
                 .write(move |conn| {
-                    repo::bindings::set_operation(conn, &g, "delete", "in progress", None, op.as_deref())?;
+                    repo::bindings::set_operation(
+                        conn,
+                        &g,
+                        "delete",
+                        "in progress",
+                        None,
+                        op.as_deref(),
+                    )?;
                     crate::jobs::enqueue(conn, &poll)?;
                     Ok(())
                 })
@@ -529,11 +554,11 @@ pub async fn delete(
             view.binding.last_operation_created_at = Some(now);
             view.binding.last_operation_updated_at = Some(now);
             let show_credentials = true;
-            Ok(Deleted::InProgress(Shown {
+            Ok(Deleted::InProgress(Box::new(Shown {
                 view,
                 show_credentials,
                 warnings: vec![],
-            }))
+            })))
         }
         Ok(UnbindOutcome::Async { .. }) => {
             // The client did not accept async; CC deletes the row and warns.
@@ -568,7 +593,8 @@ pub async fn delete(
             );
             if e.kind == crate::broker::BrokerErrorKind::ConcurrencyError {
                 return Err(ApiError::AsyncServiceBindingOperationInProgress(
-                    app.name, instance.name,
+                    app.name,
+                    instance.name,
                 ));
             }
             Err(ApiError::Broker(e.wrap_description(&prefix)))

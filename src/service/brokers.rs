@@ -18,7 +18,8 @@ pub struct BrokerInput {
 }
 
 fn validate_url(url: &str) -> ApiResult<()> {
-    let parsed = reqwest::Url::parse(url).map_err(|_| ApiError::ServiceBrokerUrlInvalid(url.to_string()))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| ApiError::ServiceBrokerUrlInvalid(url.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(ApiError::ServiceBrokerUrlInvalid(url.to_string()));
     }
@@ -48,13 +49,29 @@ fn name_unique(v: &crate::db::UniqueViolation) -> Option<ApiError> {
     }
 }
 
-pub async fn register(state: &AppState, caller: &Caller, input: BrokerInput) -> ApiResult<ServiceBroker> {
+pub async fn register(
+    state: &AppState,
+    caller: &Caller,
+    input: BrokerInput,
+) -> ApiResult<ServiceBroker> {
     authz::require_admin(&caller.actor)?;
     let missing = |f: &str| ApiError::ServiceBrokerInvalid(format!("{f} presence"));
-    let name = input.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| missing("name"))?;
-    let broker_url = input.broker_url.filter(|u| !u.is_empty()).ok_or_else(|| missing("broker_url"))?;
-    let auth_username = input.auth_username.filter(|u| !u.is_empty()).ok_or_else(|| missing("auth_username"))?;
-    let auth_password = input.auth_password.filter(|p| !p.is_empty()).ok_or_else(|| missing("auth_password"))?;
+    let name = input
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| missing("name"))?;
+    let broker_url = input
+        .broker_url
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| missing("broker_url"))?;
+    let auth_username = input
+        .auth_username
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| missing("auth_username"))?;
+    let auth_password = input
+        .auth_password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| missing("auth_password"))?;
     validate_url(&broker_url)?;
     let n = name.clone();
     let space = input.space_guid.clone();
@@ -82,7 +99,9 @@ pub async fn register(state: &AppState, caller: &Caller, input: BrokerInput) -> 
             }
             if let Some(s) = &space {
                 repo::spaces::find(conn, s)?.ok_or_else(|| {
-                    ApiError::InvalidRelation(format!("Could not find VCAP::CloudController::Space with guid: {s}"))
+                    ApiError::InvalidRelation(format!(
+                        "Could not find VCAP::CloudController::Space with guid: {s}"
+                    ))
                 })?;
             }
             Ok(())
@@ -118,13 +137,19 @@ pub async fn register(state: &AppState, caller: &Caller, input: BrokerInput) -> 
     Ok(broker)
 }
 
-pub async fn update(state: &AppState, caller: &Caller, guid: &str, input: BrokerInput) -> ApiResult<ServiceBroker> {
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    input: BrokerInput,
+) -> ApiResult<ServiceBroker> {
     authz::require_admin(&caller.actor)?;
     let g = guid.to_string();
     let mut broker = state
         .db
         .read(move |conn| {
-            repo::brokers::find_broker(conn, &g)?.ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
+            repo::brokers::find_broker(conn, &g)?
+                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
         })
         .await?;
     if let Some(n) = input.name {
@@ -170,12 +195,17 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Ser
     state
         .db
         .read(move |conn| {
-            repo::brokers::find_broker(conn, &g)?.ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
+            repo::brokers::find_broker(conn, &g)?
+                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
         })
         .await
 }
 
-pub async fn list(state: &AppState, caller: &Caller, params: &ListParams) -> ApiResult<Loaded<ServiceBroker>> {
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+) -> ApiResult<Loaded<ServiceBroker>> {
     authz::require_read_scope(&caller.actor)?;
     let page = params.page_request(true)?;
     let filters = params.filters.clone();
@@ -185,7 +215,10 @@ pub async fn list(state: &AppState, caller: &Caller, params: &ListParams) -> Api
         .read(move |conn| {
             if !all {
                 // CC shows brokers to admins only (and space-scoped ones to their space).
-                return Ok(Loaded { total: 0, rows: vec![] });
+                return Ok(Loaded {
+                    total: 0,
+                    rows: vec![],
+                });
             }
             Ok(repo::brokers::list_brokers(conn, &filters, &page)?)
         })
@@ -217,7 +250,11 @@ pub struct ServiceView {
     pub broker_name: String,
 }
 
-pub async fn list_services(state: &AppState, caller: &Caller, params: &ListParams) -> ApiResult<Loaded<ServiceView>> {
+pub async fn list_services(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+) -> ApiResult<Loaded<ServiceView>> {
     authz::require_read_scope(&caller.actor)?;
     let page = params.page_request(true)?;
     let filters = params.filters.clone();
@@ -225,7 +262,11 @@ pub async fn list_services(state: &AppState, caller: &Caller, params: &ListParam
         .db
         .read(move |conn| {
             let loaded = repo::brokers::list_services(conn, &filters, &page)?;
-            let broker_guids: Vec<String> = loaded.rows.iter().map(|s| s.service_broker_guid.clone()).collect();
+            let broker_guids: Vec<String> = loaded
+                .rows
+                .iter()
+                .map(|s| s.service_broker_guid.clone())
+                .collect();
             let names = repo::brokers::broker_names(conn, &broker_guids)?;
             let rows = loaded
                 .rows
@@ -236,10 +277,16 @@ pub async fn list_services(state: &AppState, caller: &Caller, params: &ListParam
                         .find(|(g, _)| *g == service.service_broker_guid)
                         .map(|(_, n)| n.clone())
                         .unwrap_or_default();
-                    ServiceView { service, broker_name }
+                    ServiceView {
+                        service,
+                        broker_name,
+                    }
                 })
                 .collect();
-            Ok(Loaded { total: loaded.total, rows })
+            Ok(Loaded {
+                total: loaded.total,
+                rows,
+            })
         })
         .await
 }
@@ -250,12 +297,19 @@ pub async fn get_service(state: &AppState, caller: &Caller, guid: &str) -> ApiRe
     state
         .db
         .read(move |conn| {
-            let service = repo::brokers::find_service(conn, &g)?.ok_or_else(|| ApiError::ServiceNotFound(g.clone()))?;
-            let broker_name = repo::brokers::broker_names(conn, &[service.service_broker_guid.clone()])?
-                .pop()
-                .map(|(_, n)| n)
-                .unwrap_or_default();
-            Ok(ServiceView { service, broker_name })
+            let service = repo::brokers::find_service(conn, &g)?
+                .ok_or_else(|| ApiError::ServiceNotFound(g.clone()))?;
+            let broker_name = repo::brokers::broker_names(
+                conn,
+                std::slice::from_ref(&service.service_broker_guid),
+            )?
+            .pop()
+            .map(|(_, n)| n)
+            .unwrap_or_default();
+            Ok(ServiceView {
+                service,
+                broker_name,
+            })
         })
         .await
 }
@@ -273,9 +327,15 @@ pub async fn list_plans(
         .db
         .read(move |conn| {
             if let Some(s) = &service {
-                repo::brokers::find_service(conn, s)?.ok_or_else(|| ApiError::ServiceNotFound(s.clone()))?;
+                repo::brokers::find_service(conn, s)?
+                    .ok_or_else(|| ApiError::ServiceNotFound(s.clone()))?;
             }
-            Ok(repo::brokers::list_plans(conn, &filters, service.as_deref(), &page)?)
+            Ok(repo::brokers::list_plans(
+                conn,
+                &filters,
+                service.as_deref(),
+                &page,
+            )?)
         })
         .await
 }
@@ -285,19 +345,29 @@ pub async fn get_plan(state: &AppState, caller: &Caller, guid: &str) -> ApiResul
     let g = guid.to_string();
     state
         .db
-        .read(move |conn| repo::brokers::find_plan(conn, &g)?.ok_or_else(|| ApiError::ServicePlanNotFound(g.clone())))
+        .read(move |conn| {
+            repo::brokers::find_plan(conn, &g)?
+                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
+        })
         .await
 }
 
-pub async fn set_plan_public(state: &AppState, caller: &Caller, guid: &str, public: bool) -> ApiResult<ServicePlan> {
+pub async fn set_plan_public(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    public: bool,
+) -> ApiResult<ServicePlan> {
     authz::require_admin(&caller.actor)?;
     let g = guid.to_string();
     state
         .db
         .write(move |conn| {
-            repo::brokers::find_plan(conn, &g)?.ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))?;
+            repo::brokers::find_plan(conn, &g)?
+                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))?;
             repo::brokers::set_plan_public(conn, &g, public)?;
-            repo::brokers::find_plan(conn, &g)?.ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
+            repo::brokers::find_plan(conn, &g)?
+                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
         })
         .await
 }
@@ -323,10 +393,16 @@ pub async fn create_visibility(
         .db
         .write(move |conn| {
             repo::brokers::find_plan(conn, &row.service_plan_guid)?.ok_or_else(|| {
-                ApiError::ServicePlanVisibilityInvalid(format!("service_plan {} not found", row.service_plan_guid))
+                ApiError::ServicePlanVisibilityInvalid(format!(
+                    "service_plan {} not found",
+                    row.service_plan_guid
+                ))
             })?;
             repo::orgs::find(conn, &row.organization_guid)?.ok_or_else(|| {
-                ApiError::ServicePlanVisibilityInvalid(format!("organization {} not found", row.organization_guid))
+                ApiError::ServicePlanVisibilityInvalid(format!(
+                    "organization {} not found",
+                    row.organization_guid
+                ))
             })?;
             on_unique(repo::brokers::insert_visibility(conn, &row), |_| {
                 Some(ApiError::ServicePlanVisibilityAlreadyExists(format!(
@@ -346,7 +422,10 @@ pub async fn list_visibilities(
 ) -> ApiResult<Loaded<ServicePlanVisibility>> {
     authz::require_read_scope(&caller.actor)?;
     if !caller.actor.reads_everything() {
-        return Ok(Loaded { total: 0, rows: vec![] });
+        return Ok(Loaded {
+            total: 0,
+            rows: vec![],
+        });
     }
     let page = params.page_request(false)?;
     let filters = params.filters.clone();
@@ -356,7 +435,11 @@ pub async fn list_visibilities(
         .await
 }
 
-pub async fn get_visibility(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServicePlanVisibility> {
+pub async fn get_visibility(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+) -> ApiResult<ServicePlanVisibility> {
     authz::require_read_scope(&caller.actor)?;
     if !caller.actor.reads_everything() {
         return Err(ApiError::NotAuthorized);
@@ -365,7 +448,8 @@ pub async fn get_visibility(state: &AppState, caller: &Caller, guid: &str) -> Ap
     state
         .db
         .read(move |conn| {
-            repo::brokers::find_visibility(conn, &g)?.ok_or_else(|| ApiError::ServicePlanVisibilityNotFound(g.clone()))
+            repo::brokers::find_visibility(conn, &g)?
+                .ok_or_else(|| ApiError::ServicePlanVisibilityNotFound(g.clone()))
         })
         .await
 }

@@ -38,7 +38,12 @@ pub async fn seed(
                 }],
                 Some(&org_guid),
                 None,
-                &repo::PageRequest { page: 1, per_page: 1, descending: false, order: repo::OrderBy::Id },
+                &repo::PageRequest {
+                    page: 1,
+                    per_page: 1,
+                    descending: false,
+                    order: repo::OrderBy::Id,
+                },
             )?
             .rows
             .pop())
@@ -46,7 +51,16 @@ pub async fn seed(
         .await?;
     let space = match existing_space {
         Some(s) => s,
-        None => super::resources::create_space(state, caller, "demo-space".into(), org.guid.clone(), None).await?,
+        None => {
+            super::resources::create_space(
+                state,
+                caller,
+                "demo-space".into(),
+                org.guid.clone(),
+                None,
+            )
+            .await?
+        }
     };
     let app = match state
         .db
@@ -110,8 +124,17 @@ pub async fn seed(
             .read(|conn| {
                 Ok(repo::brokers::list_brokers(
                     conn,
-                    &[repo::Filter { key: "name".into(), op: repo::FilterOp::Eq, values: vec!["demo-broker".into()] }],
-                    &repo::PageRequest { page: 1, per_page: 1, descending: false, order: repo::OrderBy::Id },
+                    &[repo::Filter {
+                        key: "name".into(),
+                        op: repo::FilterOp::Eq,
+                        values: vec!["demo-broker".into()],
+                    }],
+                    &repo::PageRequest {
+                        page: 1,
+                        per_page: 1,
+                        descending: false,
+                        order: repo::OrderBy::Id,
+                    },
                 )?
                 .rows
                 .pop())
@@ -140,9 +163,18 @@ pub async fn seed(
             .read(move |conn| {
                 Ok(repo::brokers::list_plans(
                     conn,
-                    &[repo::Filter { key: "service_broker_guid".into(), op: repo::FilterOp::Eq, values: vec![broker_guid] }],
+                    &[repo::Filter {
+                        key: "service_broker_guid".into(),
+                        op: repo::FilterOp::Eq,
+                        values: vec![broker_guid],
+                    }],
                     None,
-                    &repo::PageRequest { page: 1, per_page: 100, descending: false, order: repo::OrderBy::Id },
+                    &repo::PageRequest {
+                        page: 1,
+                        per_page: 100,
+                        descending: false,
+                        order: repo::OrderBy::Id,
+                    },
                 )?
                 .rows)
             })
@@ -154,18 +186,29 @@ pub async fn seed(
             .iter()
             .find(|p| p.unique_id == crate::demo_broker::PLAN_SMALL_ID)
             .or_else(|| plans.first())
-            .ok_or_else(|| ApiError::ServiceBrokerCatalogInvalid("the broker offers no plans".into()))?;
+            .ok_or_else(|| {
+                ApiError::ServiceBrokerCatalogInvalid("the broker offers no plans".into())
+            })?;
         let space_guid = space.guid.clone();
         let existing = state
             .db
             .read(move |conn| {
                 Ok(repo::instances::list(
                     conn,
-                    &[repo::Filter { key: "name".into(), op: repo::FilterOp::Eq, values: vec!["demo-db".into()] }],
+                    &[repo::Filter {
+                        key: "name".into(),
+                        op: repo::FilterOp::Eq,
+                        values: vec!["demo-db".into()],
+                    }],
                     repo::instances::Kind::Managed,
                     Some(&space_guid),
                     None,
-                    &repo::PageRequest { page: 1, per_page: 1, descending: false, order: repo::OrderBy::Id },
+                    &repo::PageRequest {
+                        page: 1,
+                        per_page: 1,
+                        descending: false,
+                        order: repo::OrderBy::Id,
+                    },
                 )?
                 .rows
                 .pop())

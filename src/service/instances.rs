@@ -48,22 +48,31 @@ fn check_tags(name: &str, tags: &[String]) -> ApiResult<String> {
 }
 
 fn name_unique(v: &crate::db::UniqueViolation, name: &str) -> Option<ApiError> {
-    if v.is("service_instances_space_name_key", "service_instances", &["space_guid", "name"]) {
+    if v.is(
+        "service_instances_space_name_key",
+        "service_instances",
+        &["space_guid", "name"],
+    ) {
         Some(ApiError::ServiceInstanceNameTaken(name.to_string()))
     } else {
         None
     }
 }
 
-pub async fn create_managed(state: &AppState, caller: &Caller, input: CreateInstance) -> ApiResult<InstanceView> {
+pub async fn create_managed(
+    state: &AppState,
+    caller: &Caller,
+    input: CreateInstance,
+) -> ApiResult<InstanceView> {
     authz::require_write_scope(&caller.actor)?;
     let name = check_instance_name(input.name.as_deref())?;
-    let space_guid = input
-        .space_guid
-        .clone()
-        .ok_or_else(|| ApiError::MessageParseError("Field: space_guid, Error: Missing field space_guid".into()))?;
+    let space_guid = input.space_guid.clone().ok_or_else(|| {
+        ApiError::MessageParseError("Field: space_guid, Error: Missing field space_guid".into())
+    })?;
     let plan_guid = input.service_plan_guid.clone().ok_or_else(|| {
-        ApiError::MessageParseError("Field: service_plan_guid, Error: Missing field service_plan_guid".into())
+        ApiError::MessageParseError(
+            "Field: service_plan_guid, Error: Missing field service_plan_guid".into(),
+        )
     })?;
     let tags = check_tags(&name, input.tags.as_deref().unwrap_or_default())?;
     let actor = caller.actor.clone();
@@ -72,21 +81,38 @@ pub async fn create_managed(state: &AppState, caller: &Caller, input: CreateInst
         .db
         .read(move |conn| {
             let (space, org) = repo::spaces::find_with_org(conn, &sg)?.ok_or_else(|| {
-                ApiError::InvalidRelation(format!("Could not find VCAP::CloudController::Space with guid: {sg}"))
+                ApiError::InvalidRelation(format!(
+                    "Could not find VCAP::CloudController::Space with guid: {sg}"
+                ))
             })?;
-            let (plan, service, broker) = repo::brokers::find_plan_full(conn, &pg)?.ok_or_else(|| {
-                ApiError::InvalidRelation(format!("Could not find VCAP::CloudController::ServicePlan with guid: {pg}"))
-            })?;
+            let (plan, service, broker) =
+                repo::brokers::find_plan_full(conn, &pg)?.ok_or_else(|| {
+                    ApiError::InvalidRelation(format!(
+                        "Could not find VCAP::CloudController::ServicePlan with guid: {pg}"
+                    ))
+                })?;
             if !authz::can_write_space(conn, &actor, &space.guid)? {
                 return Err(ApiError::NotAuthorized);
             }
-            if !actor.is_admin() && !repo::brokers::plan_visible_in_org(conn, &plan, &broker, &org.guid)? {
+            if !actor.is_admin()
+                && !repo::brokers::plan_visible_in_org(conn, &plan, &broker, &org.guid)?
+            {
                 return Err(ApiError::NotAuthorized);
             }
             if !plan.active {
-                return Err(ApiError::ServiceInstanceInvalid("The service plan is not active".into()));
+                return Err(ApiError::ServiceInstanceInvalid(
+                    "The service plan is not active".into(),
+                ));
             }
-            Ok((space, org, Catalog { plan, service, broker }))
+            Ok((
+                space,
+                org,
+                Catalog {
+                    plan,
+                    service,
+                    broker,
+                },
+            ))
         })
         .await?;
 
@@ -114,7 +140,11 @@ pub async fn create_managed(state: &AppState, caller: &Caller, input: CreateInst
     let reserve = row.clone();
     state
         .db
-        .write(move |conn| on_unique(repo::instances::insert(conn, &reserve), |v| name_unique(v, &reserve.name)))
+        .write(move |conn| {
+            on_unique(repo::instances::insert(conn, &reserve), |v| {
+                name_unique(v, &reserve.name)
+            })
+        })
         .await?;
 
     let request = ProvisionRequest {
@@ -140,7 +170,13 @@ pub async fn create_managed(state: &AppState, caller: &Caller, input: CreateInst
     };
     let outcome = state
         .broker
-        .provision(&catalog.target(), &row.guid, &request, input.accepts_incomplete, &caller.broker_ctx())
+        .provision(
+            &catalog.target(),
+            &row.guid,
+            &request,
+            input.accepts_incomplete,
+            &caller.broker_ctx(),
+        )
         .await;
     let g = row.guid.clone();
     let orphan = orphans::OrphanInstance {
@@ -156,17 +192,29 @@ pub async fn create_managed(state: &AppState, caller: &Caller, input: CreateInst
                 .db
                 .write(move |conn| {
                     repo::instances::set_dashboard_url(conn, &g, d.as_deref())?;
-                    Ok(repo::instances::set_operation(conn, &g, "create", "succeeded", None, None)?)
+                    Ok(repo::instances::set_operation(
+                        conn,
+                        &g,
+                        "create",
+                        "succeeded",
+                        None,
+                        None,
+                    )?)
                 })
                 .await;
             if !matches!(saved, Ok(1)) {
                 orphans::mitigate_instance(state, orphan).await;
-                return Err(saved.err().unwrap_or(ApiError::ServiceInstanceNotFound(row.guid)));
+                return Err(saved
+                    .err()
+                    .unwrap_or(ApiError::ServiceInstanceNotFound(row.guid)));
             }
             row.dashboard_url = dashboard_url;
             row.last_operation_state = Some("succeeded".into());
         }
-        Ok(ProvisionOutcome::Async { operation, dashboard_url }) => {
+        Ok(ProvisionOutcome::Async {
+            operation,
+            dashboard_url,
+        }) => {
             if !input.accepts_incomplete {
                 orphans::mitigate_instance(state, orphan).await;
                 remove_instance_reservation(state, &row.guid).await;
@@ -178,7 +226,14 @@ pub async fn create_managed(state: &AppState, caller: &Caller, input: CreateInst
                 .db
                 .write(move |conn| {
                     repo::instances::set_dashboard_url(conn, &g, d.as_deref())?;
-                    repo::instances::set_operation(conn, &g, "create", "in progress", None, op.as_deref())?;
+                    repo::instances::set_operation(
+                        conn,
+                        &g,
+                        "create",
+                        "in progress",
+                        None,
+                        op.as_deref(),
+                    )?;
                     crate::jobs::enqueue(conn, &poll)?;
                     Ok(())
                 })
@@ -216,7 +271,12 @@ async fn remove_instance_reservation(state: &AppState, guid: &str) {
 /// Loads an instance the caller may see. `kind` guards the endpoint family (a UPSI through
 /// `/v2/service_instances/:guid` is CC's UserProvidedServiceInstanceHandlerNeeded... for writes;
 /// reads of either kind are allowed there, as in CC).
-pub async fn get(state: &AppState, caller: &Caller, guid: &str, kind: Kind) -> ApiResult<InstanceView> {
+pub async fn get(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    kind: Kind,
+) -> ApiResult<InstanceView> {
     authz::require_read_scope(&caller.actor)?;
     let g = guid.to_string();
     let actor = caller.actor.clone();
@@ -233,18 +293,27 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str, kind: Kind) -> A
                 Kind::UserProvided => ApiError::UserProvidedServiceInstanceNotFound(g.clone()),
                 _ => ApiError::ServiceInstanceNotFound(g.clone()),
             })?;
-            let roles = if actor.reads_everything() { None } else { Some(authz::load_roles(conn, &actor)?) };
+            let roles = if actor.reads_everything() {
+                None
+            } else {
+                Some(authz::load_roles(conn, &actor)?)
+            };
             if let Some(r) = &roles {
                 if !r.can_read_space(&instance.space_guid) {
                     return Err(ApiError::NotAuthorized);
                 }
             }
-            let show_credentials = authz::can_see_secrets_in(roles.as_ref(), &actor, &instance.space_guid);
+            let show_credentials =
+                authz::can_see_secrets_in(roles.as_ref(), &actor, &instance.space_guid);
             let service_guid = match &instance.service_plan_guid {
                 Some(p) => repo::brokers::find_plan(conn, p)?.map(|p| p.service_guid),
                 None => None,
             };
-            Ok(InstanceView { instance, service_guid, show_credentials })
+            Ok(InstanceView {
+                instance,
+                service_guid,
+                show_credentials,
+            })
         })
         .await
 }
@@ -266,10 +335,25 @@ pub async fn list(
             if let Some(s) = &space {
                 repo::spaces::find(conn, s)?.ok_or_else(|| ApiError::SpaceNotFound(s.clone()))?;
             }
-            let roles = if actor.reads_everything() { None } else { Some(authz::load_roles(conn, &actor)?) };
+            let roles = if actor.reads_everything() {
+                None
+            } else {
+                Some(authz::load_roles(conn, &actor)?)
+            };
             let visible = roles.as_ref().map(|r| r.readable_spaces.clone());
-            let loaded = repo::instances::list(conn, &filters, kind, space.as_deref(), visible.as_deref(), &page)?;
-            let plan_guids: Vec<String> = loaded.rows.iter().filter_map(|i| i.service_plan_guid.clone()).collect();
+            let loaded = repo::instances::list(
+                conn,
+                &filters,
+                kind,
+                space.as_deref(),
+                visible.as_deref(),
+                &page,
+            )?;
+            let plan_guids: Vec<String> = loaded
+                .rows
+                .iter()
+                .filter_map(|i| i.service_plan_guid.clone())
+                .collect();
             let plans = if plan_guids.is_empty() {
                 Vec::new()
             } else {
@@ -280,20 +364,31 @@ pub async fn list(
                 .into_iter()
                 .map(|instance| {
                     let service_guid = instance.service_plan_guid.as_ref().and_then(|pg| {
-                        plans.iter().find(|(p, _)| &p.guid == pg).map(|(_, s)| s.guid.clone())
+                        plans
+                            .iter()
+                            .find(|(p, _)| &p.guid == pg)
+                            .map(|(_, s)| s.guid.clone())
                     });
-                    let show_credentials = authz::can_see_secrets_in(roles.as_ref(), &actor, &instance.space_guid);
-                    InstanceView { instance, service_guid, show_credentials }
+                    let show_credentials =
+                        authz::can_see_secrets_in(roles.as_ref(), &actor, &instance.space_guid);
+                    InstanceView {
+                        instance,
+                        service_guid,
+                        show_credentials,
+                    }
                 })
                 .collect();
-            Ok(Loaded { total: loaded.total, rows })
+            Ok(Loaded {
+                total: loaded.total,
+                rows,
+            })
         })
         .await
 }
 
 pub enum InstanceDeleted {
     Gone,
-    InProgress(InstanceView),
+    InProgress(Box<InstanceView>),
 }
 
 pub async fn delete(
@@ -323,7 +418,9 @@ pub async fn delete(
                 return Err(ApiError::NotAuthorized);
             }
             if instance.operation_in_progress() {
-                return Err(ApiError::AsyncServiceInstanceOperationInProgress(instance.name.clone()));
+                return Err(ApiError::AsyncServiceInstanceOperationInProgress(
+                    instance.name.clone(),
+                ));
             }
             if repo::bindings::count_for_instance(conn, &g)? > 0 {
                 return Err(ApiError::AssociationNotEmpty(
@@ -345,15 +442,28 @@ pub async fn delete(
     let Some((plan, service, broker)) = catalog else {
         return Ok(InstanceDeleted::Gone);
     };
-    let catalog = Catalog { plan, service, broker };
+    let catalog = Catalog {
+        plan,
+        service,
+        broker,
+    };
     let outcome = state
         .broker
-        .deprovision(&catalog.target(), &instance.guid, &catalog.ids(), accepts_incomplete, &caller.broker_ctx())
+        .deprovision(
+            &catalog.target(),
+            &instance.guid,
+            &catalog.ids(),
+            accepts_incomplete,
+            &caller.broker_ctx(),
+        )
         .await;
     let g = guid.to_string();
     match outcome {
         Ok(UnbindOutcome::Deleted) => {
-            state.db.write(move |conn| Ok(repo::instances::delete(conn, &g)?)).await?;
+            state
+                .db
+                .write(move |conn| Ok(repo::instances::delete(conn, &g)?))
+                .await?;
             Ok(InstanceDeleted::Gone)
         }
         Ok(UnbindOutcome::Async { operation }) if accepts_incomplete => {
@@ -362,7 +472,14 @@ pub async fn delete(
             state
                 .db
                 .write(move |conn| {
-                    repo::instances::set_operation(conn, &g, "delete", "in progress", None, op.as_deref())?;
+                    repo::instances::set_operation(
+                        conn,
+                        &g,
+                        "delete",
+                        "in progress",
+                        None,
+                        op.as_deref(),
+                    )?;
                     crate::jobs::enqueue(conn, &poll)?;
                     Ok(())
                 })
@@ -373,21 +490,33 @@ pub async fn delete(
             instance.last_operation_state = Some("in progress".into());
             instance.broker_operation = operation;
             instance.last_operation_updated_at = Some(crate::db::now());
-            Ok(InstanceDeleted::InProgress(InstanceView {
+            Ok(InstanceDeleted::InProgress(Box::new(InstanceView {
                 instance,
                 service_guid: Some(catalog.service.guid.clone()),
                 show_credentials: true,
-            }))
+            })))
         }
         Ok(UnbindOutcome::Async { .. }) => {
-            state.db.write(move |conn| Ok(repo::instances::delete(conn, &g)?)).await?;
+            state
+                .db
+                .write(move |conn| Ok(repo::instances::delete(conn, &g)?))
+                .await?;
             Ok(InstanceDeleted::Gone)
         }
         Err(e) => {
             let d = e.description.clone();
             let _ = state
                 .db
-                .write(move |conn| Ok(repo::instances::set_operation(conn, &g, "delete", "failed", Some(&d), None)?))
+                .write(move |conn| {
+                    Ok(repo::instances::set_operation(
+                        conn,
+                        &g,
+                        "delete",
+                        "failed",
+                        Some(&d),
+                        None,
+                    )?)
+                })
                 .await;
             Err(ApiError::Broker(e))
         }
@@ -422,7 +551,9 @@ pub async fn update_managed(
                 return Err(ApiError::NotAuthorized);
             }
             if instance.operation_in_progress() {
-                return Err(ApiError::AsyncServiceInstanceOperationInProgress(instance.name.clone()));
+                return Err(ApiError::AsyncServiceInstanceOperationInProgress(
+                    instance.name.clone(),
+                ));
             }
             if let Some(n) = name {
                 instance.name = check_instance_name(Some(&n))?;
@@ -431,13 +562,20 @@ pub async fn update_managed(
                 instance.tags = check_tags(&instance.name, &t)?;
             }
             let n = instance.name.clone();
-            on_unique(repo::instances::update_fields(conn, &instance), |v| name_unique(v, &n))?;
+            on_unique(repo::instances::update_fields(conn, &instance), |v| {
+                name_unique(v, &n)
+            })?;
             let service_guid = match &instance.service_plan_guid {
                 Some(p) => repo::brokers::find_plan(conn, p)?.map(|p| p.service_guid),
                 None => None,
             };
-            let instance = repo::instances::find(conn, &g)?.ok_or_else(|| ApiError::ServiceInstanceNotFound(g.clone()))?;
-            Ok(InstanceView { instance, service_guid, show_credentials: true })
+            let instance = repo::instances::find(conn, &g)?
+                .ok_or_else(|| ApiError::ServiceInstanceNotFound(g.clone()))?;
+            Ok(InstanceView {
+                instance,
+                service_guid,
+                show_credentials: true,
+            })
         })
         .await
 }
@@ -466,13 +604,16 @@ fn check_route_service_url(url: &Option<String>) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn create_upsi(state: &AppState, caller: &Caller, input: UpsiInput) -> ApiResult<InstanceView> {
+pub async fn create_upsi(
+    state: &AppState,
+    caller: &Caller,
+    input: UpsiInput,
+) -> ApiResult<InstanceView> {
     authz::require_write_scope(&caller.actor)?;
     let name = check_instance_name(input.name.as_deref())?;
-    let space_guid = input
-        .space_guid
-        .clone()
-        .ok_or_else(|| ApiError::MessageParseError("Field: space_guid, Error: Missing field space_guid".into()))?;
+    let space_guid = input.space_guid.clone().ok_or_else(|| {
+        ApiError::MessageParseError("Field: space_guid, Error: Missing field space_guid".into())
+    })?;
     check_route_service_url(&input.route_service_url)?;
     let tags = check_tags(&name, input.tags.as_deref().unwrap_or_default())?;
     let now = crate::db::now();
@@ -510,13 +651,24 @@ pub async fn create_upsi(state: &AppState, caller: &Caller, input: UpsiInput) ->
             if !authz::can_write_space(conn, &actor, &insert.space_guid)? {
                 return Err(ApiError::NotAuthorized);
             }
-            on_unique(repo::instances::insert(conn, &insert), |v| name_unique(v, &insert.name))
+            on_unique(repo::instances::insert(conn, &insert), |v| {
+                name_unique(v, &insert.name)
+            })
         })
         .await?;
-    Ok(InstanceView { instance: row, service_guid: None, show_credentials: true })
+    Ok(InstanceView {
+        instance: row,
+        service_guid: None,
+        show_credentials: true,
+    })
 }
 
-pub async fn update_upsi(state: &AppState, caller: &Caller, guid: &str, input: UpsiInput) -> ApiResult<InstanceView> {
+pub async fn update_upsi(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    input: UpsiInput,
+) -> ApiResult<InstanceView> {
     authz::require_write_scope(&caller.actor)?;
     check_route_service_url(&input.route_service_url)?;
     let g = guid.to_string();
@@ -546,10 +698,16 @@ pub async fn update_upsi(state: &AppState, caller: &Caller, guid: &str, input: U
                 instance.tags = check_tags(&instance.name, &t)?;
             }
             let n = instance.name.clone();
-            on_unique(repo::instances::update_fields(conn, &instance), |v| name_unique(v, &n))?;
+            on_unique(repo::instances::update_fields(conn, &instance), |v| {
+                name_unique(v, &n)
+            })?;
             let instance = repo::instances::find(conn, &g)?
                 .ok_or_else(|| ApiError::UserProvidedServiceInstanceNotFound(g.clone()))?;
-            Ok(InstanceView { instance, service_guid: None, show_credentials: true })
+            Ok(InstanceView {
+                instance,
+                service_guid: None,
+                show_credentials: true,
+            })
         })
         .await
 }

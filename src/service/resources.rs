@@ -13,14 +13,21 @@ fn check_name(name: &str, invalid: fn(String) -> ApiError) -> ApiResult<()> {
         return Err(invalid("name can't be blank".into()));
     }
     if name.chars().count() > 255 {
-        return Err(invalid("name is too long (maximum is 255 characters)".into()));
+        return Err(invalid(
+            "name is too long (maximum is 255 characters)".into(),
+        ));
     }
     Ok(())
 }
 
 // ---- organizations -----------------------------------------------------------------------------
 
-pub async fn create_org(state: &AppState, caller: &Caller, name: String, guid: Option<String>) -> ApiResult<Organization> {
+pub async fn create_org(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+    guid: Option<String>,
+) -> ApiResult<Organization> {
     authz::require_admin(&caller.actor)?;
     check_name(&name, ApiError::OrganizationInvalid)?;
     let now = crate::db::now();
@@ -40,7 +47,10 @@ pub async fn create_org(state: &AppState, caller: &Caller, name: String, guid: O
                 if v.is("organizations_name_key", "organizations", &["name"]) {
                     Some(ApiError::OrganizationNameTaken(row.name.clone()))
                 } else {
-                    Some(ApiError::OrganizationInvalid(format!("guid {} is taken", row.guid)))
+                    Some(ApiError::OrganizationInvalid(format!(
+                        "guid {} is taken",
+                        row.guid
+                    )))
                 }
             })
         })
@@ -67,7 +77,11 @@ pub async fn get_org(state: &AppState, caller: &Caller, guid: &str) -> ApiResult
         .await
 }
 
-pub async fn list_orgs(state: &AppState, caller: &Caller, params: &ListParams) -> ApiResult<Loaded<Organization>> {
+pub async fn list_orgs(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+) -> ApiResult<Loaded<Organization>> {
     authz::require_read_scope(&caller.actor)?;
     let page = params.page_request(true)?;
     let filters = params.filters.clone();
@@ -81,7 +95,12 @@ pub async fn list_orgs(state: &AppState, caller: &Caller, params: &ListParams) -
         .await
 }
 
-pub async fn rename_org(state: &AppState, caller: &Caller, guid: &str, name: String) -> ApiResult<Organization> {
+pub async fn rename_org(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    name: String,
+) -> ApiResult<Organization> {
     authz::require_admin(&caller.actor)?;
     check_name(&name, ApiError::OrganizationInvalid)?;
     let g = guid.to_string();
@@ -105,7 +124,10 @@ pub async fn delete_org(state: &AppState, caller: &Caller, guid: &str) -> ApiRes
         .write(move |conn| {
             repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
             if repo::spaces::count_in_org(conn, &g)? > 0 {
-                return Err(ApiError::AssociationNotEmpty("spaces".into(), "organization".into()));
+                return Err(ApiError::AssociationNotEmpty(
+                    "spaces".into(),
+                    "organization".into(),
+                ));
             }
             crate::service::roles::delete_org_roles(conn, &g)?;
             repo::orgs::delete(conn, &g)?;
@@ -149,10 +171,17 @@ pub async fn create_space(
                 return Err(ApiError::NotAuthorized);
             }
             on_unique(repo::spaces::insert(conn, &row), |v| {
-                if v.is("spaces_org_name_key", "spaces", &["organization_guid", "name"]) {
+                if v.is(
+                    "spaces_org_name_key",
+                    "spaces",
+                    &["organization_guid", "name"],
+                ) {
                     Some(ApiError::SpaceNameTaken(row.name.clone()))
                 } else {
-                    Some(ApiError::SpaceInvalid(format!("guid {} is taken", row.guid)))
+                    Some(ApiError::SpaceInvalid(format!(
+                        "guid {} is taken",
+                        row.guid
+                    )))
                 }
             })
         })
@@ -167,7 +196,8 @@ pub async fn get_space(state: &AppState, caller: &Caller, guid: &str) -> ApiResu
     state
         .db
         .read(move |conn| {
-            let space = repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            let space =
+                repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
             if !authz::can_read_space(conn, &actor, &space.guid, &space.organization_guid)? {
                 return Err(ApiError::NotAuthorized);
             }
@@ -190,15 +220,27 @@ pub async fn list_spaces(
         .db
         .read(move |conn| {
             if let Some(o) = &org {
-                repo::orgs::find(conn, o)?.ok_or_else(|| ApiError::OrganizationNotFound(o.clone()))?;
+                repo::orgs::find(conn, o)?
+                    .ok_or_else(|| ApiError::OrganizationNotFound(o.clone()))?;
             }
             let visible = authz::visible_spaces(conn, &actor)?;
-            Ok(repo::spaces::list(conn, &filters, org.as_deref(), visible.as_deref(), &page)?)
+            Ok(repo::spaces::list(
+                conn,
+                &filters,
+                org.as_deref(),
+                visible.as_deref(),
+                &page,
+            )?)
         })
         .await
 }
 
-pub async fn rename_space(state: &AppState, caller: &Caller, guid: &str, name: String) -> ApiResult<Space> {
+pub async fn rename_space(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    name: String,
+) -> ApiResult<Space> {
     authz::require_write_scope(&caller.actor)?;
     check_name(&name, ApiError::SpaceInvalid)?;
     let g = guid.to_string();
@@ -206,14 +248,17 @@ pub async fn rename_space(state: &AppState, caller: &Caller, guid: &str, name: S
     state
         .db
         .write(move |conn| {
-            let space = repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            let space =
+                repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
             if !actor.is_admin()
                 && !authz::is_org_manager(conn, &actor, &space.organization_guid)?
                 && !authz::is_space_manager(conn, &actor, &space.guid)?
             {
                 return Err(ApiError::NotAuthorized);
             }
-            on_unique(repo::spaces::rename(conn, &g, &name), |_| Some(ApiError::SpaceNameTaken(name.clone())))?;
+            on_unique(repo::spaces::rename(conn, &g, &name), |_| {
+                Some(ApiError::SpaceNameTaken(name.clone()))
+            })?;
             repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))
         })
         .await
@@ -226,11 +271,15 @@ pub async fn delete_space(state: &AppState, caller: &Caller, guid: &str) -> ApiR
     state
         .db
         .write(move |conn| {
-            let space = repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
-            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &space.organization_guid)? {
+            let space =
+                repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &space.organization_guid)?
+            {
                 return Err(ApiError::NotAuthorized);
             }
-            if repo::apps::count_in_space(conn, &g)? > 0 || repo::instances::count_in_space(conn, &g)? > 0 {
+            if repo::apps::count_in_space(conn, &g)? > 0
+                || repo::instances::count_in_space(conn, &g)? > 0
+            {
                 return Err(ApiError::AssociationNotEmpty(
                     "apps, service_instances".into(),
                     "space".into(),
@@ -263,25 +312,33 @@ fn apply_app_input(app: &mut App, input: &AppInput) -> ApiResult<()> {
     }
     if let Some(s) = &input.state {
         if s != "STARTED" && s != "STOPPED" {
-            return Err(ApiError::AppInvalid("state must be STARTED or STOPPED".into()));
+            return Err(ApiError::AppInvalid(
+                "state must be STARTED or STOPPED".into(),
+            ));
         }
         app.state = s.clone();
     }
     if let Some(m) = input.memory {
         if m < 1 {
-            return Err(ApiError::AppInvalid("memory must be greater than 0MB".into()));
+            return Err(ApiError::AppInvalid(
+                "memory must be greater than 0MB".into(),
+            ));
         }
         app.memory = m;
     }
     if let Some(i) = input.instances {
         if !(0..=i32::MAX as i64).contains(&i) {
-            return Err(ApiError::AppInvalid("instances must be greater than or equal to 0".into()));
+            return Err(ApiError::AppInvalid(
+                "instances must be greater than or equal to 0".into(),
+            ));
         }
         app.instances = i as i32;
     }
     if let Some(d) = input.disk_quota {
         if d < 1 {
-            return Err(ApiError::AppInvalid("disk_quota must be greater than 0MB".into()));
+            return Err(ApiError::AppInvalid(
+                "disk_quota must be greater than 0MB".into(),
+            ));
         }
         app.disk_quota = d;
     }
@@ -301,7 +358,10 @@ fn app_unique_error(v: &crate::db::UniqueViolation, app: &App) -> Option<ApiErro
 
 pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> ApiResult<App> {
     authz::require_write_scope(&caller.actor)?;
-    let name = input.name.clone().ok_or_else(|| ApiError::AppInvalid("name is required".into()))?;
+    let name = input
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::AppInvalid("name is required".into()))?;
     let space_guid = input
         .space_guid
         .clone()
@@ -335,7 +395,9 @@ pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> A
             if !authz::can_write_space(conn, &actor, &row.space_guid)? {
                 return Err(ApiError::NotAuthorized);
             }
-            on_unique(repo::apps::insert(conn, &row), |v| app_unique_error(v, &row))
+            on_unique(repo::apps::insert(conn, &row), |v| {
+                app_unique_error(v, &row)
+            })
         })
         .await?;
     Ok(app)
@@ -348,8 +410,11 @@ pub async fn get_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult
     state
         .db
         .read(move |conn| {
-            let app = repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
-            if !actor.reads_everything() && !authz::load_roles(conn, &actor)?.can_read_space(&app.space_guid) {
+            let app =
+                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            if !actor.reads_everything()
+                && !authz::load_roles(conn, &actor)?.can_read_space(&app.space_guid)
+            {
                 return Err(ApiError::NotAuthorized);
             }
             Ok(app)
@@ -374,27 +439,47 @@ pub async fn list_apps(
                 repo::spaces::find(conn, s)?.ok_or_else(|| ApiError::SpaceNotFound(s.clone()))?;
             }
             let visible = authz::visible_spaces(conn, &actor)?;
-            Ok(repo::apps::list(conn, &filters, space.as_deref(), visible.as_deref(), &page)?)
+            Ok(repo::apps::list(
+                conn,
+                &filters,
+                space.as_deref(),
+                visible.as_deref(),
+                &page,
+            )?)
         })
         .await
 }
 
-pub async fn update_app(state: &AppState, caller: &Caller, guid: &str, input: AppInput) -> ApiResult<App> {
+pub async fn update_app(
+    state: &AppState,
+    caller: &Caller,
+    guid: &str,
+    input: AppInput,
+) -> ApiResult<App> {
     authz::require_write_scope(&caller.actor)?;
     let g = guid.to_string();
     let actor = caller.actor.clone();
     state
         .db
         .write(move |conn| {
-            let mut app = repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            let mut app =
+                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
             if !authz::can_write_space(conn, &actor, &app.space_guid)? {
                 return Err(ApiError::NotAuthorized);
             }
-            if input.space_guid.as_ref().is_some_and(|s| s != &app.space_guid) {
-                return Err(ApiError::AppInvalid("cannot change the space of an app".into()));
+            if input
+                .space_guid
+                .as_ref()
+                .is_some_and(|s| s != &app.space_guid)
+            {
+                return Err(ApiError::AppInvalid(
+                    "cannot change the space of an app".into(),
+                ));
             }
             apply_app_input(&mut app, &input)?;
-            on_unique(repo::apps::update(conn, &app), |v| app_unique_error(v, &app))?;
+            on_unique(repo::apps::update(conn, &app), |v| {
+                app_unique_error(v, &app)
+            })?;
             repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))
         })
         .await
@@ -407,12 +492,16 @@ pub async fn delete_app(state: &AppState, caller: &Caller, guid: &str) -> ApiRes
     state
         .db
         .write(move |conn| {
-            let app = repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            let app =
+                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
             if !authz::can_write_space(conn, &actor, &app.space_guid)? {
                 return Err(ApiError::NotAuthorized);
             }
             if repo::bindings::count_for_app(conn, &g)? > 0 {
-                return Err(ApiError::AssociationNotEmpty("service_bindings".into(), "app".into()));
+                return Err(ApiError::AssociationNotEmpty(
+                    "service_bindings".into(),
+                    "app".into(),
+                ));
             }
             repo::apps::delete(conn, &g)?;
             Ok(())

@@ -52,7 +52,8 @@ pub async fn set_space_role(
     state
         .db
         .write(move |conn| {
-            let sp = repo::spaces::find(conn, &space)?.ok_or_else(|| ApiError::SpaceNotFound(space.clone()))?;
+            let sp = repo::spaces::find(conn, &space)?
+                .ok_or_else(|| ApiError::SpaceNotFound(space.clone()))?;
             if !actor.is_admin()
                 && !authz::is_org_manager(conn, &actor, &sp.organization_guid)?
                 && !authz::is_space_manager(conn, &actor, &sp.guid)?
@@ -88,7 +89,8 @@ pub async fn set_org_role(
     state
         .db
         .write(move |conn| {
-            let o = repo::orgs::find(conn, &org)?.ok_or_else(|| ApiError::OrganizationNotFound(org.clone()))?;
+            let o = repo::orgs::find(conn, &org)?
+                .ok_or_else(|| ApiError::OrganizationNotFound(org.clone()))?;
             if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &o.guid)? {
                 return Err(ApiError::NotAuthorized);
             }

@@ -86,7 +86,10 @@ pub fn render_app(a: &App) -> Resource<AppEntity> {
             staging_failed_description: None,
             diego: true,
             docker_image: None,
-            docker_credentials: DockerCredentials { username: None, password: None },
+            docker_credentials: DockerCredentials {
+                username: None,
+                password: None,
+            },
             package_updated_at: None,
             detected_start_command: "",
             enable_ssh: true,
@@ -109,10 +112,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn app_input(body: &[u8]) -> ApiResult<AppInput> {
     let obj = json_object(body)?;
     let f = Fields(&obj);
-    let environment_json = match f.opt_object("environment_json")? {
-        Some(m) => Some(serde_json::Value::Object(m.clone()).to_string()),
-        None => None,
-    };
+    let environment_json = f
+        .opt_object("environment_json")?
+        .map(|m| serde_json::Value::Object(m.clone()).to_string());
     Ok(AppInput {
         guid: None,
         name: f.opt_str("name")?.map(str::to_string),
@@ -132,20 +134,35 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     Ok(page(&params, "/v2/apps", loaded.total, items, &[]))
 }
 
-async fn list_in_space(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn list_in_space(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
     let loaded = resources::list_apps(&state, &caller, &params, Some(path.to_string())).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
-    Ok(page(&params, &format!("/v2/spaces/{path}/apps"), loaded.total, items, &[]))
+    Ok(page(
+        &params,
+        &format!("/v2/spaces/{path}/apps"),
+        loaded.total,
+        items,
+        &[],
+    ))
 }
 
 async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
     let input = app_input(&body)?;
     if input.name.is_none() {
-        return Err(ApiError::MessageParseError("Field: name, Error: Missing field name".into()));
+        return Err(ApiError::MessageParseError(
+            "Field: name, Error: Missing field name".into(),
+        ));
     }
     if input.space_guid.is_none() {
-        return Err(ApiError::MessageParseError("Field: space_guid, Error: Missing field space_guid".into()));
+        return Err(ApiError::MessageParseError(
+            "Field: space_guid, Error: Missing field space_guid".into(),
+        ));
     }
     let app = resources::create_app(&state, &caller, input).await?;
     let mut resp = json(StatusCode::CREATED, &render_app(&app));
@@ -158,7 +175,12 @@ async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult
     Ok(json(StatusCode::OK, &render_app(&app)))
 }
 
-async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn update(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let input = app_input(&body)?;
     let app = resources::update_app(&state, &caller, &path, input).await?;
     Ok(json(StatusCode::CREATED, &render_app(&app)))

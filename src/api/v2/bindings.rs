@@ -77,15 +77,24 @@ pub fn render_binding(view: &BindingView, show_credentials: bool) -> Resource<Bi
             volume_mounts: censor_volume_mounts(&b.volume_mounts),
             name: b.name.clone(),
             last_operation: LastOperation {
-                op_type: b.last_operation_type.clone().unwrap_or_else(|| "create".into()),
-                state: b.last_operation_state.clone().unwrap_or_else(|| "succeeded".into()),
+                op_type: b
+                    .last_operation_type
+                    .clone()
+                    .unwrap_or_else(|| "create".into()),
+                state: b
+                    .last_operation_state
+                    .clone()
+                    .unwrap_or_else(|| "succeeded".into()),
                 description: b.last_operation_description.clone().unwrap_or_default(),
                 updated_at: Ts(op_updated),
                 created_at: Ts(op_created),
             },
             app_url: format!("/v2/apps/{}", b.app_guid),
             service_instance_url: if view.user_provided {
-                format!("/v2/user_provided_service_instances/{}", b.service_instance_guid)
+                format!(
+                    "/v2/user_provided_service_instances/{}",
+                    b.service_instance_guid
+                )
             } else {
                 format!("/v2/service_instances/{}", b.service_instance_guid)
             },
@@ -103,17 +112,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/service_bindings", web::post().to(create))
         .route("/v2/service_bindings/{guid}", web::get().to(get))
         .route("/v2/service_bindings/{guid}", web::delete().to(delete))
-        .route("/v2/service_bindings/{guid}/parameters", web::get().to(parameters))
-        .route("/v2/apps/{guid}/service_bindings", web::get().to(list_for_app))
-        .route("/v2/apps/{guid}/service_bindings/{binding}", web::delete().to(delete_from_app))
-        .route("/v2/service_instances/{guid}/service_bindings", web::get().to(list_for_instance))
+        .route(
+            "/v2/service_bindings/{guid}/parameters",
+            web::get().to(parameters),
+        )
+        .route(
+            "/v2/apps/{guid}/service_bindings",
+            web::get().to(list_for_app),
+        )
+        .route(
+            "/v2/apps/{guid}/service_bindings/{binding}",
+            web::delete().to(delete_from_app),
+        )
+        .route(
+            "/v2/service_instances/{guid}/service_bindings",
+            web::get().to(list_for_instance),
+        )
         .route(
             "/v2/user_provided_service_instances/{guid}/service_bindings",
             web::get().to(list_for_upsi),
         );
 }
 
-async fn create(state: State, caller: Caller, req: HttpRequest, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn create(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
     let input = CreateBinding {
@@ -130,7 +156,10 @@ async fn create(state: State, caller: Caller, req: HttpRequest, body: web::Bytes
         StatusCode::CREATED
     };
     let mut resp = json(status, &render_shown(&shown));
-    super::set_location(&mut resp, &format!("/v2/service_bindings/{}", shown.view.binding.guid));
+    super::set_location(
+        &mut resp,
+        &format!("/v2/service_bindings/{}", shown.view.binding.guid),
+    );
     Ok(with_warnings(resp, &shown.warnings))
 }
 
@@ -139,36 +168,56 @@ async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult
     Ok(json(StatusCode::OK, &render_shown(&shown)))
 }
 
-async fn delete(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn delete(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let accepts_incomplete = flag(&req, "accepts_incomplete");
     if flag(&req, "async") && !accepts_incomplete {
         let job = bindings::delete_as_job(&state, &caller, &path).await?;
         return Ok(json(StatusCode::ACCEPTED, &super::jobs::render_job(&job)));
     }
     match bindings::delete(&state, &caller, &path, accepts_incomplete).await? {
-        Deleted::Gone { warnings } => Ok(with_warnings(HttpResponse::NoContent().finish(), &warnings)),
+        Deleted::Gone { warnings } => {
+            Ok(with_warnings(HttpResponse::NoContent().finish(), &warnings))
+        }
         Deleted::InProgress(shown) => {
             let mut resp = json(StatusCode::ACCEPTED, &render_shown(&shown));
-            super::set_location(&mut resp, &format!("/v2/service_bindings/{}", shown.view.binding.guid));
+            super::set_location(
+                &mut resp,
+                &format!("/v2/service_bindings/{}", shown.view.binding.guid),
+            );
             Ok(resp)
         }
     }
 }
 
 /// The deprecated `DELETE /v2/apps/:app/service_bindings/:binding` (cf-client still uses it).
-async fn delete_from_app(state: State, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+async fn delete_from_app(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (app, binding) = path.into_inner();
     let shown = bindings::get(&state, &caller, &binding).await?;
     if shown.view.binding.app_guid != app {
         return Err(ApiError::ServiceBindingNotFound(binding));
     }
     match bindings::delete(&state, &caller, &binding, false).await? {
-        Deleted::Gone { warnings } => Ok(with_warnings(HttpResponse::NoContent().finish(), &warnings)),
+        Deleted::Gone { warnings } => {
+            Ok(with_warnings(HttpResponse::NoContent().finish(), &warnings))
+        }
         Deleted::InProgress(shown) => Ok(json(StatusCode::ACCEPTED, &render_shown(&shown))),
     }
 }
 
-async fn parameters(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn parameters(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let params = bindings::parameters(&state, &caller, &path).await?;
     Ok(json(StatusCode::OK, &params))
 }
@@ -194,12 +243,29 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     list_scoped(&state, &caller, &req, Scope::All, "/v2/service_bindings").await
 }
 
-async fn list_for_app(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn list_for_app(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     bindings::require_app(&state, &caller, &path).await?;
-    list_scoped(&state, &caller, &req, Scope::App(&path), &format!("/v2/apps/{path}/service_bindings")).await
+    list_scoped(
+        &state,
+        &caller,
+        &req,
+        Scope::App(&path),
+        &format!("/v2/apps/{path}/service_bindings"),
+    )
+    .await
 }
 
-async fn list_for_instance(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn list_for_instance(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     bindings::require_instance(&state, &caller, &path, false).await?;
     list_scoped(
         &state,
@@ -211,7 +277,12 @@ async fn list_for_instance(state: State, caller: Caller, req: HttpRequest, path:
     .await
 }
 
-async fn list_for_upsi(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn list_for_upsi(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     bindings::require_instance(&state, &caller, &path, true).await?;
     list_scoped(
         &state,

@@ -128,7 +128,10 @@ pub fn render_plan(p: &ServicePlan) -> Resource<PlanEntity> {
             active: p.active,
             maximum_polling_duration: p.maximum_polling_duration,
             maintenance_info: raw_json(p.maintenance_info.as_deref().unwrap_or("{}"), "{}"),
-            schemas: raw_json(p.schemas.as_deref().unwrap_or(DEFAULT_SCHEMAS), DEFAULT_SCHEMAS),
+            schemas: raw_json(
+                p.schemas.as_deref().unwrap_or(DEFAULT_SCHEMAS),
+                DEFAULT_SCHEMAS,
+            ),
             service_url: format!("/v2/services/{}", p.service_guid),
             service_instances_url: format!("/v2/service_plans/{}/service_instances", p.guid),
         },
@@ -145,7 +148,12 @@ pub struct VisibilityEntity {
 
 pub fn render_visibility(v: &ServicePlanVisibility) -> Resource<VisibilityEntity> {
     Resource {
-        metadata: Metadata::new("service_plan_visibilities", &v.guid, v.created_at, v.updated_at),
+        metadata: Metadata::new(
+            "service_plan_visibilities",
+            &v.guid,
+            v.created_at,
+            v.updated_at,
+        ),
         entity: VisibilityEntity {
             service_plan_guid: v.service_plan_guid.clone(),
             organization_guid: v.organization_guid.clone(),
@@ -160,17 +168,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/service_brokers", web::post().to(create_broker))
         .route("/v2/service_brokers/{guid}", web::get().to(get_broker))
         .route("/v2/service_brokers/{guid}", web::put().to(update_broker))
-        .route("/v2/service_brokers/{guid}", web::delete().to(delete_broker))
+        .route(
+            "/v2/service_brokers/{guid}",
+            web::delete().to(delete_broker),
+        )
         .route("/v2/services", web::get().to(list_services))
         .route("/v2/services/{guid}", web::get().to(get_service))
-        .route("/v2/services/{guid}/service_plans", web::get().to(list_service_plans))
+        .route(
+            "/v2/services/{guid}/service_plans",
+            web::get().to(list_service_plans),
+        )
         .route("/v2/service_plans", web::get().to(list_plans))
         .route("/v2/service_plans/{guid}", web::get().to(get_plan))
         .route("/v2/service_plans/{guid}", web::put().to(update_plan))
-        .route("/v2/service_plan_visibilities", web::get().to(list_visibilities))
-        .route("/v2/service_plan_visibilities", web::post().to(create_visibility))
-        .route("/v2/service_plan_visibilities/{guid}", web::get().to(get_visibility))
-        .route("/v2/service_plan_visibilities/{guid}", web::delete().to(delete_visibility));
+        .route(
+            "/v2/service_plan_visibilities",
+            web::get().to(list_visibilities),
+        )
+        .route(
+            "/v2/service_plan_visibilities",
+            web::post().to(create_visibility),
+        )
+        .route(
+            "/v2/service_plan_visibilities/{guid}",
+            web::get().to(get_visibility),
+        )
+        .route(
+            "/v2/service_plan_visibilities/{guid}",
+            web::delete().to(delete_visibility),
+        );
 }
 
 fn broker_input(body: &[u8]) -> ApiResult<BrokerInput> {
@@ -189,7 +215,13 @@ async fn list_brokers(state: State, caller: Caller, req: HttpRequest) -> ApiResu
     let params = ListParams::parse(req.query_string(), repo::brokers::BROKER_FILTERS)?;
     let loaded = brokers::list(&state, &caller, &params).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_broker).collect();
-    Ok(page(&params, "/v2/service_brokers", loaded.total, items, &[]))
+    Ok(page(
+        &params,
+        "/v2/service_brokers",
+        loaded.total,
+        items,
+        &[],
+    ))
 }
 
 async fn create_broker(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
@@ -200,18 +232,31 @@ async fn create_broker(state: State, caller: Caller, body: web::Bytes) -> ApiRes
     Ok(resp)
 }
 
-async fn get_broker(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get_broker(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let broker = brokers::get(&state, &caller, &path).await?;
     Ok(json(StatusCode::OK, &render_broker(&broker)))
 }
 
-async fn update_broker(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn update_broker(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let input = broker_input(&body)?;
     let broker = brokers::update(&state, &caller, &path, input).await?;
     Ok(json(StatusCode::OK, &render_broker(&broker)))
 }
 
-async fn delete_broker(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn delete_broker(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     brokers::delete(&state, &caller, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -223,16 +268,31 @@ async fn list_services(state: State, caller: Caller, req: HttpRequest) -> ApiRes
     Ok(page(&params, "/v2/services", loaded.total, items, &[]))
 }
 
-async fn get_service(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get_service(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let service = brokers::get_service(&state, &caller, &path).await?;
     Ok(json(StatusCode::OK, &render_service(&service)))
 }
 
-async fn list_service_plans(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn list_service_plans(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?;
     let loaded = brokers::list_plans(&state, &caller, &params, Some(path.to_string())).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_plan).collect();
-    Ok(page(&params, &format!("/v2/services/{path}/service_plans"), loaded.total, items, &[]))
+    Ok(page(
+        &params,
+        &format!("/v2/services/{path}/service_plans"),
+        loaded.total,
+        items,
+        &[],
+    ))
 }
 
 async fn list_plans(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -242,12 +302,21 @@ async fn list_plans(state: State, caller: Caller, req: HttpRequest) -> ApiResult
     Ok(page(&params, "/v2/service_plans", loaded.total, items, &[]))
 }
 
-async fn get_plan(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get_plan(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let plan = brokers::get_plan(&state, &caller, &path).await?;
     Ok(json(StatusCode::OK, &render_plan(&plan)))
 }
 
-async fn update_plan(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn update_plan(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
     let plan = match f.opt_bool("public")? {
@@ -257,30 +326,55 @@ async fn update_plan(state: State, caller: Caller, path: web::Path<String>, body
     Ok(json(StatusCode::CREATED, &render_plan(&plan)))
 }
 
-async fn list_visibilities(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+async fn list_visibilities(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::brokers::VISIBILITY_FILTERS)?;
     let loaded = brokers::list_visibilities(&state, &caller, &params).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_visibility).collect();
-    Ok(page(&params, "/v2/service_plan_visibilities", loaded.total, items, &[]))
+    Ok(page(
+        &params,
+        "/v2/service_plan_visibilities",
+        loaded.total,
+        items,
+        &[],
+    ))
 }
 
-async fn create_visibility(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn create_visibility(
+    state: State,
+    caller: Caller,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
     let plan = f.required_str("service_plan_guid")?.to_string();
     let org = f.required_str("organization_guid")?.to_string();
     let vis = brokers::create_visibility(&state, &caller, plan, org).await?;
     let mut resp = json(StatusCode::CREATED, &render_visibility(&vis));
-    super::set_location(&mut resp, &format!("/v2/service_plan_visibilities/{}", vis.guid));
+    super::set_location(
+        &mut resp,
+        &format!("/v2/service_plan_visibilities/{}", vis.guid),
+    );
     Ok(resp)
 }
 
-async fn get_visibility(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get_visibility(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let vis = brokers::get_visibility(&state, &caller, &path).await?;
     Ok(json(StatusCode::OK, &render_visibility(&vis)))
 }
 
-async fn delete_visibility(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn delete_visibility(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     brokers::delete_visibility(&state, &caller, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -68,8 +68,8 @@ pub struct UserProvidedEntity {
 #[derive(Serialize)]
 #[serde(untagged)]
 pub enum InstanceEntity {
-    Managed(ManagedEntity),
-    UserProvided(UserProvidedEntity),
+    Managed(Box<ManagedEntity>),
+    UserProvided(Box<UserProvidedEntity>),
 }
 
 pub fn render_instance(v: &InstanceView) -> Resource<InstanceEntity> {
@@ -77,8 +77,13 @@ pub fn render_instance(v: &InstanceView) -> Resource<InstanceEntity> {
     if i.is_user_provided {
         let base = format!("/v2/user_provided_service_instances/{}", i.guid);
         return Resource {
-            metadata: Metadata::new("user_provided_service_instances", &i.guid, i.created_at, i.updated_at),
-            entity: InstanceEntity::UserProvided(UserProvidedEntity {
+            metadata: Metadata::new(
+                "user_provided_service_instances",
+                &i.guid,
+                i.created_at,
+                i.updated_at,
+            ),
+            entity: InstanceEntity::UserProvided(Box::new(UserProvidedEntity {
                 name: i.name.clone(),
                 credentials: if v.show_credentials {
                     raw_json(i.credentials.as_deref().unwrap_or("{}"), "{}")
@@ -93,14 +98,14 @@ pub fn render_instance(v: &InstanceView) -> Resource<InstanceEntity> {
                 space_url: format!("/v2/spaces/{}", i.space_guid),
                 service_bindings_url: format!("{base}/service_bindings"),
                 routes_url: format!("{base}/routes"),
-            }),
+            })),
         };
     }
     let base = format!("/v2/service_instances/{}", i.guid);
     let op_time = i.last_operation_updated_at.unwrap_or(i.updated_at);
     Resource {
         metadata: Metadata::new("service_instances", &i.guid, i.created_at, i.updated_at),
-        entity: InstanceEntity::Managed(ManagedEntity {
+        entity: InstanceEntity::Managed(Box::new(ManagedEntity {
             name: i.name.clone(),
             credentials: EmptyObject,
             service_plan_guid: i.service_plan_guid.clone(),
@@ -109,8 +114,14 @@ pub fn render_instance(v: &InstanceView) -> Resource<InstanceEntity> {
             dashboard_url: i.dashboard_url.clone(),
             kind: "managed_service_instance",
             last_operation: LastOperation {
-                op_type: i.last_operation_type.clone().unwrap_or_else(|| "create".into()),
-                state: i.last_operation_state.clone().unwrap_or_else(|| "succeeded".into()),
+                op_type: i
+                    .last_operation_type
+                    .clone()
+                    .unwrap_or_else(|| "create".into()),
+                state: i
+                    .last_operation_state
+                    .clone()
+                    .unwrap_or_else(|| "succeeded".into()),
                 description: i.last_operation_description.clone().unwrap_or_default(),
                 updated_at: Ts(op_time),
                 created_at: Ts(op_time),
@@ -119,14 +130,17 @@ pub fn render_instance(v: &InstanceView) -> Resource<InstanceEntity> {
             maintenance_info: EmptyObject,
             service_guid: v.service_guid.clone(),
             space_url: format!("/v2/spaces/{}", i.space_guid),
-            service_plan_url: i.service_plan_guid.as_ref().map(|p| format!("/v2/service_plans/{p}")),
+            service_plan_url: i
+                .service_plan_guid
+                .as_ref()
+                .map(|p| format!("/v2/service_plans/{p}")),
             service_bindings_url: format!("{base}/service_bindings"),
             service_keys_url: format!("{base}/service_keys"),
             routes_url: format!("{base}/routes"),
             shared_from_url: format!("{base}/shared_from"),
             shared_to_url: format!("{base}/shared_to"),
             service_instance_parameters_url: format!("{base}/parameters"),
-        }),
+        })),
     }
 }
 
@@ -136,12 +150,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/service_instances/{guid}", web::get().to(get))
         .route("/v2/service_instances/{guid}", web::put().to(update))
         .route("/v2/service_instances/{guid}", web::delete().to(delete))
-        .route("/v2/spaces/{guid}/service_instances", web::get().to(list_in_space))
-        .route("/v2/user_provided_service_instances", web::get().to(list_upsi))
-        .route("/v2/user_provided_service_instances", web::post().to(create_upsi))
-        .route("/v2/user_provided_service_instances/{guid}", web::get().to(get_upsi))
-        .route("/v2/user_provided_service_instances/{guid}", web::put().to(update_upsi))
-        .route("/v2/user_provided_service_instances/{guid}", web::delete().to(delete_upsi));
+        .route(
+            "/v2/spaces/{guid}/service_instances",
+            web::get().to(list_in_space),
+        )
+        .route(
+            "/v2/user_provided_service_instances",
+            web::get().to(list_upsi),
+        )
+        .route(
+            "/v2/user_provided_service_instances",
+            web::post().to(create_upsi),
+        )
+        .route(
+            "/v2/user_provided_service_instances/{guid}",
+            web::get().to(get_upsi),
+        )
+        .route(
+            "/v2/user_provided_service_instances/{guid}",
+            web::put().to(update_upsi),
+        )
+        .route(
+            "/v2/user_provided_service_instances/{guid}",
+            web::delete().to(delete_upsi),
+        );
 }
 
 fn kind_for(params: &ListParams) -> Kind {
@@ -158,17 +190,46 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
     let loaded = instances::list(&state, &caller, &params, kind_for(&params), None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
-    Ok(page(&params, "/v2/service_instances", loaded.total, items, PRESERVE))
+    Ok(page(
+        &params,
+        "/v2/service_instances",
+        loaded.total,
+        items,
+        PRESERVE,
+    ))
 }
 
-async fn list_in_space(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn list_in_space(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
-    let loaded = instances::list(&state, &caller, &params, kind_for(&params), Some(path.to_string())).await?;
+    let loaded = instances::list(
+        &state,
+        &caller,
+        &params,
+        kind_for(&params),
+        Some(path.to_string()),
+    )
+    .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
-    Ok(page(&params, &format!("/v2/spaces/{path}/service_instances"), loaded.total, items, PRESERVE))
+    Ok(page(
+        &params,
+        &format!("/v2/spaces/{path}/service_instances"),
+        loaded.total,
+        items,
+        PRESERVE,
+    ))
 }
 
-async fn create(state: State, caller: Caller, req: HttpRequest, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn create(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
     let input = CreateInstance {
@@ -186,7 +247,10 @@ async fn create(state: State, caller: Caller, req: HttpRequest, body: web::Bytes
         StatusCode::CREATED
     };
     let mut resp = json(status, &render_instance(&view));
-    super::set_location(&mut resp, &format!("/v2/service_instances/{}", view.instance.guid));
+    super::set_location(
+        &mut resp,
+        &format!("/v2/service_instances/{}", view.instance.guid),
+    );
     Ok(resp)
 }
 
@@ -195,20 +259,41 @@ async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult
     Ok(json(StatusCode::OK, &render_instance(&view)))
 }
 
-async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn update(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
     let name = f.opt_str("name")?.map(str::to_string);
     let tags = f.opt_string_list("tags")?;
-    let wants_broker = f.opt_str("service_plan_guid")?.is_some() || f.opt_object("parameters")?.is_some_and(|p| !p.is_empty());
+    let wants_broker = f.opt_str("service_plan_guid")?.is_some()
+        || f.opt_object("parameters")?.is_some_and(|p| !p.is_empty());
     let view = instances::update_managed(&state, &caller, &path, name, tags, wants_broker).await?;
     Ok(json(StatusCode::CREATED, &render_instance(&view)))
 }
 
-async fn delete(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    match instances::delete(&state, &caller, &path, Kind::Managed, flag(&req, "accepts_incomplete")).await? {
+async fn delete(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    match instances::delete(
+        &state,
+        &caller,
+        &path,
+        Kind::Managed,
+        flag(&req, "accepts_incomplete"),
+    )
+    .await?
+    {
         InstanceDeleted::Gone => Ok(HttpResponse::NoContent().finish()),
-        InstanceDeleted::InProgress(view) => Ok(json(StatusCode::ACCEPTED, &render_instance(&view))),
+        InstanceDeleted::InProgress(view) => {
+            Ok(json(StatusCode::ACCEPTED, &render_instance(&view)))
+        }
     }
 }
 
@@ -230,7 +315,13 @@ async fn list_upsi(state: State, caller: Caller, req: HttpRequest) -> ApiResult<
     let params = ListParams::parse(req.query_string(), repo::instances::UPSI_FILTERS)?;
     let loaded = instances::list(&state, &caller, &params, Kind::UserProvided, None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
-    Ok(page(&params, "/v2/user_provided_service_instances", loaded.total, items, &[]))
+    Ok(page(
+        &params,
+        "/v2/user_provided_service_instances",
+        loaded.total,
+        items,
+        &[],
+    ))
 }
 
 async fn create_upsi(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
@@ -240,22 +331,38 @@ async fn create_upsi(state: State, caller: Caller, body: web::Bytes) -> ApiResul
     }
     let view = instances::create_upsi(&state, &caller, input).await?;
     let mut resp = json(StatusCode::CREATED, &render_instance(&view));
-    super::set_location(&mut resp, &format!("/v2/user_provided_service_instances/{}", view.instance.guid));
+    super::set_location(
+        &mut resp,
+        &format!("/v2/user_provided_service_instances/{}", view.instance.guid),
+    );
     Ok(resp)
 }
 
-async fn get_upsi(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get_upsi(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let view = instances::get(&state, &caller, &path, Kind::UserProvided).await?;
     Ok(json(StatusCode::OK, &render_instance(&view)))
 }
 
-async fn update_upsi(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn update_upsi(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let input = upsi_input(&body)?;
     let view = instances::update_upsi(&state, &caller, &path, input).await?;
     Ok(json(StatusCode::CREATED, &render_instance(&view)))
 }
 
-async fn delete_upsi(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn delete_upsi(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     instances::delete(&state, &caller, &path, Kind::UserProvided, false).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -53,7 +53,9 @@ pub fn render_job(job: &JobRow) -> JobDoc {
         entity: JobEntity {
             guid: job.guid.clone(),
             status: job.state.clone(),
-            error: failed.then(|| "Use of entity>error is deprecated in favor of entity>error_details.".to_string()),
+            error: failed.then(|| {
+                "Use of entity>error is deprecated in favor of entity>error_details.".to_string()
+            }),
             error_details: failed.then(|| JobError {
                 description: job.last_error.clone().unwrap_or_default(),
                 error_code: "CF-JobFailed",

@@ -76,7 +76,12 @@ async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult
     Ok(json(StatusCode::OK, &render_org(&org)))
 }
 
-async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn update(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
     let org = match f.opt_str("name")? {

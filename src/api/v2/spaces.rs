@@ -54,7 +54,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/spaces/{guid}", web::get().to(get))
         .route("/v2/spaces/{guid}", web::put().to(update))
         .route("/v2/spaces/{guid}", web::delete().to(delete))
-        .route("/v2/organizations/{guid}/spaces", web::get().to(list_in_org));
+        .route(
+            "/v2/organizations/{guid}/spaces",
+            web::get().to(list_in_org),
+        );
 }
 
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -64,11 +67,22 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     Ok(page(&params, "/v2/spaces", loaded.total, items, &[]))
 }
 
-async fn list_in_org(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn list_in_org(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::spaces::FILTERS)?;
     let loaded = resources::list_spaces(&state, &caller, &params, Some(path.to_string())).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_space).collect();
-    Ok(page(&params, &format!("/v2/organizations/{path}/spaces"), loaded.total, items, &[]))
+    Ok(page(
+        &params,
+        &format!("/v2/organizations/{path}/spaces"),
+        loaded.total,
+        items,
+        &[],
+    ))
 }
 
 async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
@@ -87,7 +101,12 @@ async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult
     Ok(json(StatusCode::OK, &render_space(&space)))
 }
 
-async fn update(state: State, caller: Caller, path: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn update(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
     let space = match f.opt_str("name")? {

@@ -55,15 +55,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/users", web::post().to(create_user))
         .route("/v2/users/{guid}", web::get().to(get_user))
         .route("/v2/spaces/{guid}/{role}", web::get().to(list_space_role))
-        .route("/v2/spaces/{guid}/{role}", web::put().to(put_space_role_by_name))
-        .route("/v2/spaces/{guid}/{role}/remove", web::post().to(remove_space_role_by_name))
-        .route("/v2/spaces/{guid}/{role}/{user}", web::put().to(put_space_role))
-        .route("/v2/spaces/{guid}/{role}/{user}", web::delete().to(delete_space_role))
-        .route("/v2/organizations/{guid}/{role}", web::get().to(list_org_role))
-        .route("/v2/organizations/{guid}/{role}", web::put().to(put_org_role_by_name))
-        .route("/v2/organizations/{guid}/{role}/remove", web::post().to(remove_org_role_by_name))
-        .route("/v2/organizations/{guid}/{role}/{user}", web::put().to(put_org_role))
-        .route("/v2/organizations/{guid}/{role}/{user}", web::delete().to(delete_org_role));
+        .route(
+            "/v2/spaces/{guid}/{role}",
+            web::put().to(put_space_role_by_name),
+        )
+        .route(
+            "/v2/spaces/{guid}/{role}/remove",
+            web::post().to(remove_space_role_by_name),
+        )
+        .route(
+            "/v2/spaces/{guid}/{role}/{user}",
+            web::put().to(put_space_role),
+        )
+        .route(
+            "/v2/spaces/{guid}/{role}/{user}",
+            web::delete().to(delete_space_role),
+        )
+        .route(
+            "/v2/organizations/{guid}/{role}",
+            web::get().to(list_org_role),
+        )
+        .route(
+            "/v2/organizations/{guid}/{role}",
+            web::put().to(put_org_role_by_name),
+        )
+        .route(
+            "/v2/organizations/{guid}/{role}/remove",
+            web::post().to(remove_org_role_by_name),
+        )
+        .route(
+            "/v2/organizations/{guid}/{role}/{user}",
+            web::put().to(put_org_role),
+        )
+        .route(
+            "/v2/organizations/{guid}/{role}/{user}",
+            web::delete().to(delete_org_role),
+        );
 }
 
 async fn list_users(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -91,7 +118,11 @@ async fn create_user(state: State, caller: Caller, body: web::Bytes) -> ApiResul
     Ok(resp)
 }
 
-async fn get_user(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get_user(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     authz::require_read_scope(&caller.actor)?;
     let g = path.into_inner();
     if !caller.actor.reads_everything() && caller.actor.user_id.as_deref() != Some(g.as_str()) {
@@ -125,7 +156,12 @@ async fn user_guid_by_name(state: &State, body: &[u8]) -> ApiResult<String> {
         .await
 }
 
-async fn list_space_role(state: State, caller: Caller, req: HttpRequest, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+async fn list_space_role(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (space, role) = path.into_inner();
     let role = space_role_or_404(&role)?;
     let params = ListParams::parse(req.query_string(), repo::roles::USER_FILTERS)?;
@@ -137,7 +173,12 @@ async fn list_space_role(state: State, caller: Caller, req: HttpRequest, path: w
         .db
         .read(move |conn| {
             let holders = repo::roles::space_role_holders(conn, &s, role)?;
-            Ok(repo::roles::list_users(conn, &filters, Some(holders), &page_req)?)
+            Ok(repo::roles::list_users(
+                conn,
+                &filters,
+                Some(holders),
+                &page_req,
+            )?)
         })
         .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_user).collect();
@@ -145,14 +186,23 @@ async fn list_space_role(state: State, caller: Caller, req: HttpRequest, path: w
     Ok(page(&params, &path, loaded.total, items, &[]))
 }
 
-async fn put_space_role(state: State, caller: Caller, path: web::Path<(String, String, String)>) -> ApiResult<HttpResponse> {
+async fn put_space_role(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
     let (space, role, user) = path.into_inner();
     let role = space_role_or_404(&role)?;
     let sp = roles::set_space_role(&state, &caller, &space, role, &user, true).await?;
     Ok(json(StatusCode::CREATED, &super::spaces::render_space(&sp)))
 }
 
-async fn put_space_role_by_name(state: State, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn put_space_role_by_name(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (space, role) = path.into_inner();
     let role = space_role_or_404(&role)?;
     let user = user_guid_by_name(&state, &body).await?;
@@ -160,7 +210,12 @@ async fn put_space_role_by_name(state: State, caller: Caller, path: web::Path<(S
     Ok(json(StatusCode::CREATED, &super::spaces::render_space(&sp)))
 }
 
-async fn remove_space_role_by_name(state: State, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn remove_space_role_by_name(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (space, role) = path.into_inner();
     let role = space_role_or_404(&role)?;
     let user = user_guid_by_name(&state, &body).await?;
@@ -168,14 +223,23 @@ async fn remove_space_role_by_name(state: State, caller: Caller, path: web::Path
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn delete_space_role(state: State, caller: Caller, path: web::Path<(String, String, String)>) -> ApiResult<HttpResponse> {
+async fn delete_space_role(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
     let (space, role, user) = path.into_inner();
     let role = space_role_or_404(&role)?;
     roles::set_space_role(&state, &caller, &space, role, &user, false).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn list_org_role(state: State, caller: Caller, req: HttpRequest, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+async fn list_org_role(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (org, role) = path.into_inner();
     let role = org_role_or_404(&role)?;
     let params = ListParams::parse(req.query_string(), repo::roles::USER_FILTERS)?;
@@ -186,7 +250,12 @@ async fn list_org_role(state: State, caller: Caller, req: HttpRequest, path: web
         .db
         .read(move |conn| {
             let holders = repo::roles::org_role_holders(conn, &org, role)?;
-            Ok(repo::roles::list_users(conn, &filters, Some(holders), &page_req)?)
+            Ok(repo::roles::list_users(
+                conn,
+                &filters,
+                Some(holders),
+                &page_req,
+            )?)
         })
         .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_user).collect();
@@ -194,14 +263,23 @@ async fn list_org_role(state: State, caller: Caller, req: HttpRequest, path: web
     Ok(page(&params, &path, loaded.total, items, &[]))
 }
 
-async fn put_org_role(state: State, caller: Caller, path: web::Path<(String, String, String)>) -> ApiResult<HttpResponse> {
+async fn put_org_role(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
     let (org, role, user) = path.into_inner();
     let role = org_role_or_404(&role)?;
     let o = roles::set_org_role(&state, &caller, &org, role, &user, true).await?;
     Ok(json(StatusCode::CREATED, &super::orgs::render_org(&o)))
 }
 
-async fn put_org_role_by_name(state: State, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn put_org_role_by_name(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (org, role) = path.into_inner();
     let role = org_role_or_404(&role)?;
     let user = user_guid_by_name(&state, &body).await?;
@@ -209,7 +287,12 @@ async fn put_org_role_by_name(state: State, caller: Caller, path: web::Path<(Str
     Ok(json(StatusCode::CREATED, &super::orgs::render_org(&o)))
 }
 
-async fn remove_org_role_by_name(state: State, caller: Caller, path: web::Path<(String, String)>, body: web::Bytes) -> ApiResult<HttpResponse> {
+async fn remove_org_role_by_name(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let (org, role) = path.into_inner();
     let role = org_role_or_404(&role)?;
     let user = user_guid_by_name(&state, &body).await?;
@@ -217,7 +300,11 @@ async fn remove_org_role_by_name(state: State, caller: Caller, path: web::Path<(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn delete_org_role(state: State, caller: Caller, path: web::Path<(String, String, String)>) -> ApiResult<HttpResponse> {
+async fn delete_org_role(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
     let (org, role, user) = path.into_inner();
     let role = org_role_or_404(&role)?;
     roles::set_org_role(&state, &caller, &org, role, &user, false).await?;

@@ -93,7 +93,9 @@ pub fn find_by_app_and_name(
 pub fn find_view(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<BindingView>> {
     optional(
         sb::service_bindings
-            .inner_join(service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)))
+            .inner_join(
+                service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
+            )
             .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
             .filter(sb::guid.eq(guid))
             .select((
@@ -231,15 +233,13 @@ pub fn set_operation(
 pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
     let now = crate::db::now();
     diesel::update(
-        sb::service_bindings
-            .filter(sb::guid.eq(guid))
-            .filter(
-                sb::last_operation_type
-                    .ne("delete")
-                    .or(sb::last_operation_state.ne("in progress"))
-                    .or(sb::last_operation_type.is_null())
-                    .or(sb::last_operation_state.is_null()),
-            ),
+        sb::service_bindings.filter(sb::guid.eq(guid)).filter(
+            sb::last_operation_type
+                .ne("delete")
+                .or(sb::last_operation_state.ne("in progress"))
+                .or(sb::last_operation_type.is_null())
+                .or(sb::last_operation_state.is_null()),
+        ),
     )
     .set((
         sb::last_operation_type.eq("delete"),

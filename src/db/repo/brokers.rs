@@ -32,7 +32,9 @@ pub fn find_broker(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<Se
 
 pub const BROKER_FILTERS: &[&str] = &["name", "space_guid"];
 
-fn brokers_filtered<'a>(filters: &[Filter]) -> crate::db::schema::service_brokers::BoxedQuery<'a, Backend> {
+fn brokers_filtered<'a>(
+    filters: &[Filter],
+) -> crate::db::schema::service_brokers::BoxedQuery<'a, Backend> {
     let mut q = b::service_brokers.into_boxed();
     for f in filters {
         q = match f.key.as_str() {
@@ -189,7 +191,11 @@ pub fn sync_catalog(
 }
 
 /// Deletes a plan, or deactivates it if instances use it. Returns whether it is still in use.
-fn retire_plan(conn: &mut DbConnection, plan: &str, now: chrono::NaiveDateTime) -> QueryResult<bool> {
+fn retire_plan(
+    conn: &mut DbConnection,
+    plan: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
     let users: i64 = service_instances::table
         .filter(service_instances::service_plan_guid.eq(plan))
         .count()
@@ -228,7 +234,8 @@ fn sync_plans(
                         p::free.eq(cp.free),
                         // Stored effective: the plan's value, else the offering's (OSB A.2).
                         p::bindable.eq(Some(cp.bindable.unwrap_or(cs.bindable))),
-                        p::plan_updateable.eq(Some(cp.plan_updateable.unwrap_or(cs.plan_updateable))),
+                        p::plan_updateable
+                            .eq(Some(cp.plan_updateable.unwrap_or(cs.plan_updateable))),
                         p::active.eq(true),
                         p::extra.eq(json_opt(&cp.metadata)),
                         p::schemas.eq(json_opt(&cp.schemas)),
@@ -285,9 +292,17 @@ pub fn find_service(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<S
     )
 }
 
-pub const SERVICE_FILTERS: &[&str] = &["label", "active", "service_broker_guid", "unique_id", "provider"];
+pub const SERVICE_FILTERS: &[&str] = &[
+    "label",
+    "active",
+    "service_broker_guid",
+    "unique_id",
+    "provider",
+];
 
-fn services_filtered<'a>(filters: &[Filter]) -> crate::db::schema::services::BoxedQuery<'a, Backend> {
+fn services_filtered<'a>(
+    filters: &[Filter],
+) -> crate::db::schema::services::BoxedQuery<'a, Backend> {
     let mut q = s::services.into_boxed();
     for f in filters {
         q = match f.key.as_str() {
@@ -362,7 +377,10 @@ pub const PLAN_FILTERS: &[&str] = &[
     "service_instance_guid",
 ];
 
-fn plans_filtered<'a>(filters: &[Filter], service: Option<&'a str>) -> crate::db::schema::service_plans::BoxedQuery<'a, Backend> {
+fn plans_filtered<'a>(
+    filters: &[Filter],
+    service: Option<&'a str>,
+) -> crate::db::schema::service_plans::BoxedQuery<'a, Backend> {
     let mut q = p::service_plans.into_boxed();
     for f in filters {
         q = match f.key.as_str() {
@@ -462,7 +480,9 @@ pub fn find_visibility(
 
 pub const VISIBILITY_FILTERS: &[&str] = &["service_plan_guid", "organization_guid"];
 
-fn visibilities_filtered<'a>(filters: &[Filter]) -> crate::db::schema::service_plan_visibilities::BoxedQuery<'a, Backend> {
+fn visibilities_filtered<'a>(
+    filters: &[Filter],
+) -> crate::db::schema::service_plan_visibilities::BoxedQuery<'a, Backend> {
     let mut q = v::service_plan_visibilities.into_boxed();
     for f in filters {
         q = match f.key.as_str() {

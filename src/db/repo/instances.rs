@@ -25,7 +25,10 @@ pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceIn
 }
 
 /// An instance and, for managed ones, its plan, service and broker.
-pub type InstanceWithCatalog = (ServiceInstance, Option<(ServicePlan, Service, ServiceBroker)>);
+pub type InstanceWithCatalog = (
+    ServiceInstance,
+    Option<(ServicePlan, Service, ServiceBroker)>,
+);
 
 pub fn find_with_catalog(
     conn: &mut DbConnection,
@@ -157,7 +160,11 @@ pub fn set_operation(
         .execute(conn)
 }
 
-pub fn set_dashboard_url(conn: &mut DbConnection, guid: &str, url: Option<&str>) -> QueryResult<usize> {
+pub fn set_dashboard_url(
+    conn: &mut DbConnection,
+    guid: &str,
+    url: Option<&str>,
+) -> QueryResult<usize> {
     diesel::update(i::service_instances.filter(i::guid.eq(guid)))
         .set(i::dashboard_url.eq(url))
         .execute(conn)

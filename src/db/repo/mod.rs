@@ -91,14 +91,24 @@ macro_rules! filter_via {
         use diesel::prelude::*;
         let f: &$crate::db::repo::Filter = $filter;
         match f.op {
-            $crate::db::repo::FilterOp::Eq => $query.filter($outer.eq_any($sub.filter($col.eq(f.first())))),
+            $crate::db::repo::FilterOp::Eq => {
+                $query.filter($outer.eq_any($sub.filter($col.eq(f.first()))))
+            }
             $crate::db::repo::FilterOp::In => {
                 $query.filter($outer.eq_any($sub.filter($col.eq_any(f.values.clone()))))
             }
-            $crate::db::repo::FilterOp::Ge => $query.filter($outer.eq_any($sub.filter($col.ge(f.first())))),
-            $crate::db::repo::FilterOp::Le => $query.filter($outer.eq_any($sub.filter($col.le(f.first())))),
-            $crate::db::repo::FilterOp::Lt => $query.filter($outer.eq_any($sub.filter($col.lt(f.first())))),
-            $crate::db::repo::FilterOp::Gt => $query.filter($outer.eq_any($sub.filter($col.gt(f.first())))),
+            $crate::db::repo::FilterOp::Ge => {
+                $query.filter($outer.eq_any($sub.filter($col.ge(f.first()))))
+            }
+            $crate::db::repo::FilterOp::Le => {
+                $query.filter($outer.eq_any($sub.filter($col.le(f.first()))))
+            }
+            $crate::db::repo::FilterOp::Lt => {
+                $query.filter($outer.eq_any($sub.filter($col.lt(f.first()))))
+            }
+            $crate::db::repo::FilterOp::Gt => {
+                $query.filter($outer.eq_any($sub.filter($col.gt(f.first()))))
+            }
         }
     }};
 }

@@ -14,7 +14,12 @@ pub const SPACE_ROLES: &[&str] = &["developer", "manager", "auditor"];
 pub const ORG_ROLES: &[&str] = &["user", "manager", "auditor", "billing_manager"];
 
 pub fn find_user(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<User>> {
-    optional(u::users.filter(u::guid.eq(guid)).select(User::as_select()).first(conn))
+    optional(
+        u::users
+            .filter(u::guid.eq(guid))
+            .select(User::as_select())
+            .first(conn),
+    )
 }
 
 pub fn find_user_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<User>> {
@@ -27,7 +32,10 @@ pub fn find_user_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Opt
 }
 
 pub fn insert_user(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
-    diesel::insert_into(u::users).values(user).execute(conn).map(|_| ())
+    diesel::insert_into(u::users)
+        .values(user)
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// Makes sure CC knows the user guid (roles reference it); external users have no login data.
@@ -127,7 +135,12 @@ pub fn spaces_of_orgs(conn: &mut DbConnection, orgs: &[String]) -> QueryResult<V
         .load(conn)
 }
 
-pub fn has_space_role(conn: &mut DbConnection, user: &str, space: &str, role: &str) -> QueryResult<bool> {
+pub fn has_space_role(
+    conn: &mut DbConnection,
+    user: &str,
+    space: &str,
+    role: &str,
+) -> QueryResult<bool> {
     let n: i64 = srr::space_roles
         .filter(srr::user_guid.eq(user))
         .filter(srr::space_guid.eq(space))
@@ -137,7 +150,12 @@ pub fn has_space_role(conn: &mut DbConnection, user: &str, space: &str, role: &s
     Ok(n > 0)
 }
 
-pub fn has_org_role(conn: &mut DbConnection, user: &str, org: &str, role: &str) -> QueryResult<bool> {
+pub fn has_org_role(
+    conn: &mut DbConnection,
+    user: &str,
+    org: &str,
+    role: &str,
+) -> QueryResult<bool> {
     let n: i64 = orr::org_roles
         .filter(orr::user_guid.eq(user))
         .filter(orr::organization_guid.eq(org))
@@ -148,7 +166,12 @@ pub fn has_org_role(conn: &mut DbConnection, user: &str, org: &str, role: &str) 
 }
 
 /// Adds a role; adding one that exists is not an error (CC's PUT is idempotent).
-pub fn add_space_role(conn: &mut DbConnection, space: &str, user: &str, role: &str) -> QueryResult<()> {
+pub fn add_space_role(
+    conn: &mut DbConnection,
+    space: &str,
+    user: &str,
+    role: &str,
+) -> QueryResult<()> {
     if has_space_role(conn, user, space, role)? {
         return Ok(());
     }
@@ -163,7 +186,12 @@ pub fn add_space_role(conn: &mut DbConnection, space: &str, user: &str, role: &s
         .map(|_| ())
 }
 
-pub fn remove_space_role(conn: &mut DbConnection, space: &str, user: &str, role: &str) -> QueryResult<usize> {
+pub fn remove_space_role(
+    conn: &mut DbConnection,
+    space: &str,
+    user: &str,
+    role: &str,
+) -> QueryResult<usize> {
     diesel::delete(
         srr::space_roles
             .filter(srr::space_guid.eq(space))
@@ -188,7 +216,12 @@ pub fn add_org_role(conn: &mut DbConnection, org: &str, user: &str, role: &str) 
         .map(|_| ())
 }
 
-pub fn remove_org_role(conn: &mut DbConnection, org: &str, user: &str, role: &str) -> QueryResult<usize> {
+pub fn remove_org_role(
+    conn: &mut DbConnection,
+    org: &str,
+    user: &str,
+    role: &str,
+) -> QueryResult<usize> {
     diesel::delete(
         orr::org_roles
             .filter(orr::organization_guid.eq(org))
@@ -199,7 +232,11 @@ pub fn remove_org_role(conn: &mut DbConnection, org: &str, user: &str, role: &st
 }
 
 /// Users holding `role` in a space.
-pub fn space_role_holders(conn: &mut DbConnection, space: &str, role: &str) -> QueryResult<Vec<String>> {
+pub fn space_role_holders(
+    conn: &mut DbConnection,
+    space: &str,
+    role: &str,
+) -> QueryResult<Vec<String>> {
     srr::space_roles
         .filter(srr::space_guid.eq(space))
         .filter(srr::role.eq(role))
@@ -208,7 +245,11 @@ pub fn space_role_holders(conn: &mut DbConnection, space: &str, role: &str) -> Q
 }
 
 /// Users holding `role` in an org.
-pub fn org_role_holders(conn: &mut DbConnection, org: &str, role: &str) -> QueryResult<Vec<String>> {
+pub fn org_role_holders(
+    conn: &mut DbConnection,
+    org: &str,
+    role: &str,
+) -> QueryResult<Vec<String>> {
     orr::org_roles
         .filter(orr::organization_guid.eq(org))
         .filter(orr::role.eq(role))
@@ -225,7 +266,11 @@ pub fn delete_for_org(conn: &mut DbConnection, org: &str) -> QueryResult<usize> 
 }
 
 /// Removes every space role of the user in the org's spaces (leaving an org drops them).
-pub fn delete_space_roles_in_org(conn: &mut DbConnection, org: &str, user: &str) -> QueryResult<usize> {
+pub fn delete_space_roles_in_org(
+    conn: &mut DbConnection,
+    org: &str,
+    user: &str,
+) -> QueryResult<usize> {
     let org_spaces = spaces::table
         .filter(spaces::organization_guid.eq(org))
         .select(spaces::guid);

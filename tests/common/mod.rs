@@ -1,0 +1,533 @@
+//! Test harness: a real tether server (same `build_app!` as `tether serve`) on 127.0.0.1 with its
+//! own database (a temp SQLite file, or a fresh PostgreSQL schema), a real demo broker, and a
+//! reqwest client.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tether::app::AppState;
+use tether::config::Config;
+use tether::demo_broker::DemoBroker;
+use tether::jobs::{JobRunner, RunnerConfig};
+
+pub const JWT_SECRET: &[u8] = b"tether-test-secret-key-0123456789";
+pub const BROKER_USER: &str = "broker-user";
+pub const BROKER_PASS: &str = "broker-pass";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if $crate::common::skip_postgres() {
+                        eprintln!("TETHER_TEST_SKIP_PG is set: skipping the PostgreSQL run");
+                        return;
+                    }
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn skip_postgres() -> bool {
+    std::env::var("TETHER_TEST_SKIP_PG").is_ok_and(|v| v == "1")
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("TETHER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database for one test, removed afterwards.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_schema: Option<String>,
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = dir.path().join("tether.db").to_string_lossy().into_owned();
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg_schema: None,
+                }
+            }
+            Backend::Postgres => {
+                use diesel::connection::SimpleConnection;
+                use diesel::Connection;
+                let admin = pg_admin_url();
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = diesel::PgConnection::establish(&admin).unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL at {admin} is needed for the PostgreSQL half of the tests ({e}); \
+                         start it, point TETHER_TEST_PG_URL at one, or set TETHER_TEST_SKIP_PG=1"
+                    )
+                });
+                conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .expect("create schema");
+                let sep = if admin.contains('?') { '&' } else { '?' };
+                let url = format!("{admin}{sep}options=-csearch_path%3D{schema}");
+                TestDb {
+                    url,
+                    _dir: None,
+                    pg_schema: Some(schema),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(schema) = &self.pg_schema {
+            use diesel::connection::SimpleConnection;
+            use diesel::Connection;
+            if let Ok(mut conn) = diesel::PgConnection::establish(&pg_admin_url()) {
+                let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+pub struct Options {
+    pub broker_timeout: Duration,
+    pub runner: bool,
+    pub pool_size: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            broker_timeout: Duration::from_secs(10),
+            runner: true,
+            pool_size: 4,
+        }
+    }
+}
+
+pub fn fast_runner(broker_timeout: Duration) -> RunnerConfig {
+    let mut r = RunnerConfig::for_broker_timeout(broker_timeout);
+    r.poll_interval = Duration::from_millis(100);
+    r.tick = Duration::from_millis(50);
+    r.retry_base = Duration::from_millis(100);
+    r.retry_max = Duration::from_secs(1);
+    r
+}
+
+/// A running server with its own database and a demo broker.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: Arc<AppState>,
+    pub broker: DemoBroker,
+    pub admin_token: String,
+    pub backend: Backend,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    // Dropped last: the server must stop before its database goes.
+    db: TestDb,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a CF error document with this status and error code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, error_code: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "expected {status} {error_code}, got {} {}",
+            self.status,
+            self.text
+        );
+        assert_eq!(
+            self.body["error_code"], error_code,
+            "unexpected error body: {}",
+            self.text
+        );
+        assert!(
+            self.body["code"].is_u64(),
+            "code must be a number: {}",
+            self.text
+        );
+        assert!(
+            self.body["description"].is_string(),
+            "description: {}",
+            self.text
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status, body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, Options::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, opts: Options) -> TestApp {
+        tether::install_crypto_provider();
+        let db = TestDb::new(backend);
+        let mut config = Config::for_database(db.url.clone(), JWT_SECRET);
+        config.broker_timeout = opts.broker_timeout;
+        config.db_pool_size = opts.pool_size;
+        let state = Arc::new(AppState::new(config).expect("app state"));
+        let broker = DemoBroker::start(0, BROKER_USER, BROKER_PASS).expect("demo broker");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let st = state.clone();
+        let runner = opts.runner;
+        let timeout = opts.broker_timeout;
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let data = actix_web::web::Data::from(st.clone());
+                if runner {
+                    JobRunner::new(st.clone(), fast_runner(timeout)).spawn();
+                }
+                let server = actix_web::HttpServer::new(move || tether::build_app!(data))
+                    .workers(2)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .bind(("127.0.0.1", 0))
+                    .expect("bind");
+                let addr = server.addrs()[0];
+                let server = server.run();
+                tx.send((addr, server.handle())).expect("send addr");
+                let _ = server.await;
+            });
+        });
+        let (addr, handle) = rx.recv().expect("server start");
+        let admin_token = state
+            .issuer
+            .user_token(
+                "admin-user",
+                "admin",
+                &[
+                    "cloud_controller.admin".to_string(),
+                    "cloud_controller.read".to_string(),
+                    "cloud_controller.write".to_string(),
+                ],
+                "cf",
+                "password",
+            )
+            .expect("token")
+            .0;
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            state,
+            broker,
+            admin_token,
+            backend,
+            handle,
+            thread: Some(thread),
+            db,
+        }
+    }
+
+    pub fn token_for(&self, user_id: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        self.state
+            .issuer
+            .user_token(user_id, user_id, &scopes, "cf", "password")
+            .expect("token")
+            .0
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Response {
+        let resp = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .header("Authorization", format!("bearer {}", self.admin_token))
+            .header("Content-Type", content_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, Some(&self.admin_token), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(&self.admin_token), Some(&body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Response {
+        self.request(Method::PUT, path, Some(&self.admin_token), Some(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path, Some(&self.admin_token), None)
+            .await
+    }
+
+    /// Creates an org, a space and an app; returns their guids.
+    pub async fn org_space_app(&self) -> World {
+        let org = self
+            .post(
+                "/v2/organizations",
+                json!({"name": format!("org-{}", short())}),
+            )
+            .await;
+        org.assert_status(201);
+        let org = org.body["metadata"]["guid"].as_str().unwrap().to_string();
+        let space = self
+            .post(
+                "/v2/spaces",
+                json!({"name": "dev", "organization_guid": org}),
+            )
+            .await;
+        space.assert_status(201);
+        let space = space.body["metadata"]["guid"].as_str().unwrap().to_string();
+        let app = self.create_app(&space, "my-app").await;
+        World {
+            org,
+            space,
+            app,
+            broker: String::new(),
+            plan_small: String::new(),
+            plan_async: String::new(),
+            plan_unbindable: String::new(),
+            instance: String::new(),
+        }
+    }
+
+    pub async fn create_app(&self, space: &str, name: &str) -> String {
+        let app = self
+            .post("/v2/apps", json!({"name": name, "space_guid": space}))
+            .await;
+        app.assert_status(201);
+        app.body["metadata"]["guid"].as_str().unwrap().to_string()
+    }
+
+    /// Registers the demo broker; returns its guid.
+    pub async fn register_broker(&self, name: &str) -> String {
+        let r = self
+            .post(
+                "/v2/service_brokers",
+                json!({
+                    "name": name,
+                    "broker_url": self.broker.url,
+                    "auth_username": BROKER_USER,
+                    "auth_password": BROKER_PASS,
+                }),
+            )
+            .await;
+        r.assert_status(201);
+        r.body["metadata"]["guid"].as_str().unwrap().to_string()
+    }
+
+    pub async fn plan_guid(&self, unique_id: &str) -> String {
+        let r = self
+            .get(&format!("/v2/service_plans?q=unique_id:{unique_id}"))
+            .await;
+        r.assert_status(200);
+        r.body["resources"][0]["metadata"]["guid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no plan {unique_id}: {}", r.text))
+            .to_string()
+    }
+
+    pub async fn create_instance(&self, space: &str, plan: &str, name: &str) -> String {
+        let r = self
+            .post(
+                "/v2/service_instances",
+                json!({"name": name, "space_guid": space, "service_plan_guid": plan}),
+            )
+            .await;
+        r.assert_status(201);
+        r.body["metadata"]["guid"].as_str().unwrap().to_string()
+    }
+
+    /// Org, space, app, registered broker, and a managed instance of the sync plan.
+    pub async fn world(&self) -> World {
+        let mut w = self.org_space_app().await;
+        w.broker = self.register_broker(&format!("broker-{}", short())).await;
+        w.plan_small = self.plan_guid(tether::demo_broker::PLAN_SMALL_ID).await;
+        w.plan_async = self.plan_guid(tether::demo_broker::PLAN_ASYNC_ID).await;
+        w.plan_unbindable = self
+            .plan_guid(tether::demo_broker::UNBINDABLE_PLAN_ID)
+            .await;
+        w.instance = self.create_instance(&w.space, &w.plan_small, "my-db").await;
+        w
+    }
+
+    pub async fn bind(&self, app: &str, instance: &str, extra: Value) -> Response {
+        let mut body = json!({"app_guid": app, "service_instance_guid": instance});
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        self.post("/v2/service_bindings", body).await
+    }
+
+    /// Waits until `check` holds for the binding document (or its absence), up to 20 s.
+    pub async fn wait_for<F: Fn(&Response) -> bool>(&self, path: &str, check: F) -> Response {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.get(path).await;
+            if check(&r) {
+                return r;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("timed out waiting on {path}; last: {} {}", r.status, r.text);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Rows in a table (direct SQL, for asserting what was stored).
+    pub async fn count(&self, table: &'static str) -> i64 {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        self.state
+            .db
+            .read(move |conn| {
+                let r: N = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                    .get_result(conn)?;
+                Ok(r.n)
+            })
+            .await
+            .expect("count")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stopping needs a runtime, and we may be dropped inside one (an async test): stop from
+        // a plain thread.
+        let stopper = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(handle.stop(false));
+            }
+        });
+        let _ = stopper.join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct World {
+    pub org: String,
+    pub space: String,
+    pub app: String,
+    pub broker: String,
+    pub plan_small: String,
+    pub plan_async: String,
+    pub plan_unbindable: String,
+    pub instance: String,
+}
+
+pub fn short() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
