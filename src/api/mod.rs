@@ -186,8 +186,15 @@ pub fn with_warnings(mut resp: HttpResponse, warnings: &[String]) -> HttpRespons
     resp
 }
 
+/// Escapes all but RFC 3986 unreserved characters (the cf CLI query-unescapes warnings).
+const WARNING_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn utf8_percent(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, WARNING_SET).to_string()
 }
 
 /// Request id and CC's standard response headers on every response (errors included).
