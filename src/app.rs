@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::auth::token::{decoding_key_from_pem, SigningKey};
 use crate::auth::{TokenIssuer, TokenVerifier};
 use crate::broker::{BrokerClient, BrokerClientConfig};
 use crate::config::Config;
@@ -37,11 +38,34 @@ impl AppState {
         let issuer_url = config
             .external_url
             .clone()
-            .unwrap_or_else(|| "http://localhost".to_string());
+            .unwrap_or_else(|| format!("http://{}", config.bind));
+        let signing_key = SigningKey::from_pem(&config.signing_key_pem)?;
+        let mut verifier = TokenVerifier::new().with_public_key(
+            Some(signing_key.kid.clone()),
+            signing_key.decoding.clone(),
+            None,
+        );
+        if let Some(secret) = &config.jwt_secret {
+            verifier = verifier.with_hmac(secret);
+        }
+        for pem in &config.uaa_public_key_pems {
+            verifier = verifier.with_public_key(
+                None,
+                decoding_key_from_pem(pem.as_bytes())?,
+                config.uaa_issuer.clone(),
+            );
+        }
+        if let Some(url) = &config.uaa_jwks_url {
+            verifier = verifier.with_jwks(
+                url.clone(),
+                config.uaa_issuer.clone(),
+                config.uaa_jwks_min_refresh,
+            );
+        }
         Ok(AppState {
-            verifier: TokenVerifier::hs256(&config.jwt_secret),
-            issuer: TokenIssuer::hs256(
-                &config.jwt_secret,
+            verifier,
+            issuer: TokenIssuer::new(
+                signing_key,
                 format!("{issuer_url}/oauth/token"),
                 config.token_ttl.as_secs() as i64,
             ),
@@ -56,6 +80,7 @@ impl AppState {
 /// Registers every route. Used by `main` and by the tests' `init_service`, so both exercise the
 /// same application.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    crate::api::uaa::configure(cfg);
     crate::api::v2::configure(cfg);
 }
 

@@ -33,6 +33,55 @@ enum Command {
     SeedDemo(SeedArgs),
     /// Run the demo OSB broker on 127.0.0.1.
     DemoBroker(DemoBrokerArgs),
+    /// Users of the built-in token issuer.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// OAuth clients of the built-in token issuer (for the client_credentials grant).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (or reset its password and scopes).
+    Create(UserCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct UserCreateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[arg(long)]
+    username: String,
+    /// The password (or set TETHER_USER_PASSWORD).
+    #[arg(long, env = "TETHER_USER_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// Grant cloud_controller.admin.
+    #[arg(long)]
+    admin: bool,
+    /// Extra scopes (repeatable), e.g. cloud_controller.global_auditor.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a client (or reset its secret and scopes).
+    Create(ClientCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct ClientCreateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[arg(long)]
+    id: String,
+    /// The secret (or set TETHER_CLIENT_SECRET).
+    #[arg(long, env = "TETHER_CLIENT_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Scopes (authorities) granted to the client (repeatable).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -97,6 +146,8 @@ pub fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::SeedDemo(args) => seed_demo(args),
         Command::DemoBroker(args) => demo_broker(args),
+        Command::User(UserCommand::Create(args)) => user_create(args),
+        Command::Client(ClientCommand::Create(args)) => client_create(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,12 +160,9 @@ pub fn main() -> ExitCode {
 
 fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
     let secrets = Secrets::load_or_create(&common.secrets_file)?;
-    let key = match &common.jwt_secret {
-        Some(k) => k.clone().into_bytes(),
-        None => secrets.jwt_key()?,
-    };
-    let mut config = Config::for_database(common.database_url.clone(), &key);
+    let mut config = Config::for_database(common.database_url.clone(), secrets.signing_key);
     config.db_pool_size = common.db_pool_size;
+    config.jwt_secret = common.jwt_secret.clone().map(String::into_bytes);
     Ok(config)
 }
 
@@ -196,11 +244,8 @@ fn redact_url(url: &str) -> String {
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let config = config_from_common(&args.common)?;
-    let issuer = crate::auth::TokenIssuer::hs256(
-        &config.jwt_secret,
-        "http://localhost/oauth/token",
-        args.ttl,
-    );
+    let key = crate::auth::token::SigningKey::from_pem(&config.signing_key_pem)?;
+    let issuer = crate::auth::TokenIssuer::new(key, "http://localhost/oauth/token", args.ttl);
     let (token, _) = issuer.user_token(
         &args.user_id,
         &args.user_name,
@@ -260,5 +305,49 @@ fn demo_broker(args: DemoBrokerArgs) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     });
     drop(broker);
+    Ok(())
+}
+
+fn open_db(common: &CommonArgs) -> anyhow::Result<crate::db::Db> {
+    let mut cfg = crate::db::DbConfig::new(common.database_url.clone());
+    cfg.pool_size = 1;
+    crate::db::Db::connect(&cfg)
+}
+
+fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
+    let db = open_db(&args.common)?;
+    let mut scopes = args.scopes.clone();
+    if args.admin && !scopes.iter().any(|s| s == SCOPE_ADMIN) {
+        scopes.push(SCOPE_ADMIN.to_string());
+    }
+    let user = db
+        .write_blocking(|conn| {
+            crate::service::uaa::create_user(conn, &args.username, &args.password, &scopes)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "user {} ({}) ready; extra scopes: {}",
+        args.username,
+        user.guid,
+        if scopes.is_empty() {
+            "none".to_string()
+        } else {
+            scopes.join(" ")
+        }
+    );
+    Ok(())
+}
+
+fn client_create(args: ClientCreateArgs) -> anyhow::Result<()> {
+    let db = open_db(&args.common)?;
+    db.write_blocking(|conn| {
+        crate::service::uaa::create_client(conn, &args.id, &args.secret, &args.scopes)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "client {} ready; scopes: {}",
+        args.id,
+        args.scopes.join(" ")
+    );
     Ok(())
 }

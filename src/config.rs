@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 /// Settings shared by every command that touches the database or signs tokens.
@@ -22,7 +21,7 @@ pub struct CommonArgs {
     )]
     pub secrets_file: PathBuf,
 
-    /// Shared HS256 key for bearer tokens. Overrides the key in the secrets file.
+    /// Also accept HS256 bearer tokens signed with this shared key.
     #[arg(long, env = "TETHER_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
@@ -48,6 +47,26 @@ pub struct ServeArgs {
     /// An external UAA advertised to clients as login/token endpoint (default: the built-in one).
     #[arg(long, env = "TETHER_UAA_URL")]
     pub uaa_url: Option<String>,
+
+    /// Accept tokens of an external UAA signed by this public key (PEM file; repeatable).
+    #[arg(
+        long = "uaa-public-key",
+        env = "TETHER_UAA_PUBLIC_KEY",
+        value_delimiter = ','
+    )]
+    pub uaa_public_keys: Vec<PathBuf>,
+
+    /// Accept tokens of an external UAA whose keys are published here (its `/token_keys`).
+    #[arg(long, env = "TETHER_UAA_JWKS_URL")]
+    pub uaa_jwks_url: Option<String>,
+
+    /// The `iss` an external UAA's tokens must carry.
+    #[arg(long, env = "TETHER_UAA_ISSUER")]
+    pub uaa_issuer: Option<String>,
+
+    /// Turn off the built-in token issuer (`/oauth/token`), e.g. when an external UAA is used.
+    #[arg(long, env = "TETHER_DISABLE_BUILTIN_UAA")]
+    pub disable_builtin_uaa: bool,
 
     /// Timeout for each broker request, seconds (CC: 60).
     #[arg(long, env = "TETHER_BROKER_TIMEOUT_SECS", default_value_t = 60)]
@@ -80,14 +99,25 @@ pub struct Config {
     pub broker_max_concurrent: usize,
     pub broker_api_version: String,
     pub workers: Option<usize>,
-    pub jwt_secret: Vec<u8>,
+    /// HS256 key whose tokens are accepted (optional).
+    pub jwt_secret: Option<Vec<u8>>,
+    /// The built-in issuer's ES256 key (PKCS#8 PEM).
+    pub signing_key_pem: String,
+    /// External UAA: PEM public keys, JWKS URL, expected issuer.
+    pub uaa_public_key_pems: Vec<String>,
+    pub uaa_jwks_url: Option<String>,
+    pub uaa_issuer: Option<String>,
+    /// Refetch the JWKS on an unknown key id at most this often.
+    pub uaa_jwks_min_refresh: Duration,
+    /// Serve `/oauth/token` and friends.
+    pub builtin_uaa: bool,
     /// Access-token lifetime for tokens we issue.
     pub token_ttl: Duration,
 }
 
 impl Config {
-    /// A configuration for tests and tools: given database, fixed key, short timeouts.
-    pub fn for_database(database_url: impl Into<String>, jwt_secret: &[u8]) -> Self {
+    /// A configuration for tests and tools: given database and signing key, defaults elsewhere.
+    pub fn for_database(database_url: impl Into<String>, signing_key_pem: String) -> Self {
         Config {
             database_url: database_url.into(),
             db_pool_size: 4,
@@ -99,19 +129,32 @@ impl Config {
             broker_max_concurrent: 0,
             broker_api_version: "2.15".into(),
             workers: None,
-            jwt_secret: jwt_secret.to_vec(),
+            jwt_secret: None,
+            signing_key_pem,
+            uaa_public_key_pems: Vec::new(),
+            uaa_jwks_url: None,
+            uaa_issuer: None,
+            uaa_jwks_min_refresh: Duration::from_secs(5),
+            builtin_uaa: true,
             token_ttl: Duration::from_secs(12 * 3600),
         }
     }
 
+    /// A test configuration with a freshly generated signing key.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        let (_, pem) = crate::auth::token::SigningKey::generate().expect("key generation");
+        Self::for_database(database_url, pem)
+    }
+
     pub fn from_serve_args(args: &ServeArgs) -> anyhow::Result<Self> {
         let secrets = Secrets::load_or_create(&args.common.secrets_file)?;
-        let jwt_secret = args
-            .common
-            .jwt_secret
-            .clone()
-            .map(String::into_bytes)
-            .unwrap_or(secrets.jwt_key()?);
+        let mut uaa_public_key_pems = Vec::new();
+        for path in &args.uaa_public_keys {
+            uaa_public_key_pems.push(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+            );
+        }
         Ok(Config {
             database_url: args.common.database_url.clone(),
             db_pool_size: args.common.db_pool_size,
@@ -129,7 +172,13 @@ impl Config {
             broker_max_concurrent: args.broker_max_concurrent,
             broker_api_version: "2.15".into(),
             workers: args.workers,
-            jwt_secret,
+            jwt_secret: args.common.jwt_secret.clone().map(String::into_bytes),
+            signing_key_pem: secrets.signing_key.clone(),
+            uaa_public_key_pems,
+            uaa_jwks_url: args.uaa_jwks_url.clone(),
+            uaa_issuer: args.uaa_issuer.clone(),
+            uaa_jwks_min_refresh: Duration::from_secs(5),
+            builtin_uaa: !args.disable_builtin_uaa,
             token_ttl: Duration::from_secs(12 * 3600),
         })
     }
@@ -138,27 +187,19 @@ impl Config {
 /// Secrets generated on first start and kept in a 0600 file next to the database.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Secrets {
-    /// Base64 HS256 key for bearer tokens.
-    pub jwt_key: String,
+    /// The built-in token issuer's ES256 key (PKCS#8 PEM).
+    pub signing_key: String,
 }
 
 impl Secrets {
-    pub fn jwt_key(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(base64::engine::general_purpose::STANDARD.decode(&self.jwt_key)?)
-    }
-
     pub fn load_or_create(path: &Path) -> anyhow::Result<Secrets> {
         match std::fs::read(path) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).map_err(|e| {
                 anyhow::anyhow!("{} is not a valid secrets file: {e}", path.display())
             })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                use rand::RngCore;
-                let mut key = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut key);
-                let secrets = Secrets {
-                    jwt_key: base64::engine::general_purpose::STANDARD.encode(key),
-                };
+                let (_, signing_key) = crate::auth::token::SigningKey::generate()?;
+                let secrets = Secrets { signing_key };
                 write_private(path, &serde_json::to_vec_pretty(&secrets)?)?;
                 tracing::info!(path = %path.display(), "generated a new secrets file");
                 Ok(secrets)

@@ -305,7 +305,8 @@ async fn authentication_errors(backend: Backend) {
     r.assert_error(401, "CF-InvalidAuthToken");
     assert_eq!(r.body["code"], 1000);
     // Signed with another key.
-    let other = tether::auth::TokenIssuer::hs256(b"another-key", "x", 3600)
+    let (key, _) = tether::auth::token::SigningKey::generate().unwrap();
+    let other = tether::auth::TokenIssuer::new(key, "x", 3600)
         .user_token(
             "u",
             "u",

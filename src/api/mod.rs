@@ -3,6 +3,7 @@
 
 pub mod query;
 pub mod render;
+pub mod uaa;
 pub mod v2;
 
 use actix_web::body::MessageBody;

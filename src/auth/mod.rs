@@ -1,5 +1,6 @@
 //! Bearer-token authentication (UAA-style JWTs) and the caller identity handlers work with.
 
+pub mod password;
 pub mod token;
 
 use std::future::{ready, Ready};
@@ -114,16 +115,16 @@ pub fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
 
 impl FromRequest for Actor {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let result = (|| {
-            let state = req
-                .app_data::<actix_web::web::Data<crate::app::AppState>>()
-                .ok_or_else(|| ApiError::internal("application state missing"))?;
-            let token = bearer_token(req)?;
-            state.verifier.verify(token)
-        })();
-        ready(result)
+        let state = req
+            .app_data::<actix_web::web::Data<crate::app::AppState>>()
+            .cloned();
+        let token = bearer_token(req).map(str::to_string);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            state.verifier.verify(&token?).await
+        })
     }
 }

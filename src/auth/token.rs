@@ -1,5 +1,15 @@
 //! JWT verification and issuance.
+//!
+//! Accepted tokens: those of the built-in issuer (ES256, our key), HS256 tokens signed with a
+//! configured shared key, and tokens of an external UAA (RS256/ES256 public keys given as PEM or
+//! fetched from its JWKS URL, cached, refetched when a token names an unknown `kid`). Each key
+//! accepts only its own algorithms, so `alg: none`, or HS256 signed with a public key as the
+//! secret (algorithm confusion), never verifies.
 
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +52,9 @@ pub struct Claims {
     pub zid: Option<String>,
     #[serde(default, deserialize_with = "scope_list")]
     pub aud: Vec<String>,
+    /// Our refresh tokens say `refresh`; they are never accepted as access tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_use: Option<String>,
 }
 
 /// `scope`/`aud` may be a list or a space-separated string.
@@ -60,42 +73,171 @@ fn scope_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::
     })
 }
 
-/// Verifies bearer tokens. Only the configured algorithms are accepted for each key, so a token
-/// that names another algorithm (`none`, or HS256 signed with a public key) fails.
+/// A verification key with the algorithms it may verify.
+#[derive(Clone)]
+struct PublicKey {
+    kid: Option<String>,
+    algorithms: Vec<Algorithm>,
+    key: DecodingKey,
+    /// Tokens verified by this key must carry this `iss` (external UAA), if set.
+    issuer: Option<String>,
+}
+
+struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    issuer: Option<String>,
+    keys: RwLock<Vec<PublicKey>>,
+    /// Last fetch attempt, to refetch on an unknown `kid` at most every `min_refresh` (a flood
+    /// of tokens with made-up key ids must not turn into a flood of fetches).
+    last_fetch: RwLock<Option<Instant>>,
+    min_refresh: Duration,
+}
+
+/// Verifies bearer tokens.
 pub struct TokenVerifier {
     hmac: Option<DecodingKey>,
-    issuer: Option<String>,
+    keys: Vec<PublicKey>,
+    jwks: Option<Arc<Jwks>>,
     leeway_secs: u64,
 }
 
+fn algorithms_for(key: &DecodingKey) -> Vec<Algorithm> {
+    use jsonwebtoken::AlgorithmFamily;
+    match key.family() {
+        AlgorithmFamily::Rsa => vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512],
+        AlgorithmFamily::Ec => vec![Algorithm::ES256, Algorithm::ES384],
+        AlgorithmFamily::Ed => vec![Algorithm::EdDSA],
+        AlgorithmFamily::Hmac => vec![],
+    }
+}
+
+/// A PEM public key (RSA or EC, SPKI or PKCS#1).
+pub fn decoding_key_from_pem(pem: &[u8]) -> anyhow::Result<DecodingKey> {
+    DecodingKey::from_rsa_pem(pem)
+        .or_else(|_| DecodingKey::from_ec_pem(pem))
+        .map_err(|e| anyhow::anyhow!("not an RSA or EC public key in PEM: {e}"))
+}
+
 impl TokenVerifier {
-    pub fn hs256(secret: &[u8]) -> Self {
+    pub fn new() -> Self {
         TokenVerifier {
-            hmac: Some(DecodingKey::from_secret(secret)),
-            issuer: None,
+            hmac: None,
+            keys: Vec::new(),
+            jwks: None,
             leeway_secs: 30,
         }
     }
 
-    pub fn with_issuer(mut self, issuer: Option<String>) -> Self {
-        self.issuer = issuer;
+    /// Accept HS256 tokens signed with this shared key.
+    pub fn with_hmac(mut self, secret: &[u8]) -> Self {
+        self.hmac = Some(DecodingKey::from_secret(secret));
         self
     }
 
-    pub fn verify(&self, token: &str) -> Result<Actor, ApiError> {
+    /// Accept tokens signed by this public key (our own issuer's, or a configured one).
+    pub fn with_public_key(
+        mut self,
+        kid: Option<String>,
+        key: DecodingKey,
+        issuer: Option<String>,
+    ) -> Self {
+        self.keys.push(PublicKey {
+            kid,
+            algorithms: algorithms_for(&key),
+            key,
+            issuer,
+        });
+        self
+    }
+
+    /// Accept tokens signed by the keys at a JWKS URL (an external UAA's `/token_keys`).
+    pub fn with_jwks(mut self, url: String, issuer: Option<String>, min_refresh: Duration) -> Self {
+        crate::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        self.jwks = Some(Arc::new(Jwks {
+            url,
+            client,
+            issuer,
+            keys: RwLock::new(Vec::new()),
+            last_fetch: RwLock::new(None),
+            min_refresh,
+        }));
+        self
+    }
+
+    pub fn with_leeway(mut self, secs: u64) -> Self {
+        self.leeway_secs = secs;
+        self
+    }
+
+    /// Verifies a token, fetching the external JWKS if the token's key is not known yet.
+    pub async fn verify(&self, token: &str) -> Result<Actor, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidAuthToken)?;
-        let key = match header.alg {
-            Algorithm::HS256 => self.hmac.as_ref(),
-            _ => None,
+        if let Some(result) = self.try_verify(token, &header) {
+            return result;
         }
-        .ok_or(ApiError::InvalidAuthToken)?;
-        let mut validation = Validation::new(header.alg);
+        if let Some(jwks) = &self.jwks {
+            if jwks.refresh_if_due().await {
+                if let Some(result) = self.try_verify(token, &header) {
+                    return result;
+                }
+            }
+        }
+        Err(ApiError::InvalidAuthToken)
+    }
+
+    /// `None`: no key we hold may verify this token (maybe the JWKS has it).
+    fn try_verify(&self, token: &str, header: &Header) -> Option<Result<Actor, ApiError>> {
+        if header.alg == Algorithm::HS256 {
+            let key = self.hmac.as_ref()?;
+            return Some(self.check(token, header.alg, key, None));
+        }
+        let jwks_keys = self
+            .jwks
+            .as_ref()
+            .map(|j| j.keys.read().map(|k| k.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let candidates: Vec<&PublicKey> = self
+            .keys
+            .iter()
+            .chain(jwks_keys.iter())
+            .filter(|k| k.algorithms.contains(&header.alg))
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let mut last = ApiError::InvalidAuthToken;
+        for k in candidates {
+            match self.check(token, header.alg, &k.key, k.issuer.as_deref()) {
+                Ok(actor) => return Some(Ok(actor)),
+                Err(e) => last = e,
+            }
+        }
+        Some(Err(last))
+    }
+
+    fn check(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &DecodingKey,
+        issuer: Option<&str>,
+    ) -> Result<Actor, ApiError> {
+        let mut validation = Validation::new(alg);
         validation.leeway = self.leeway_secs;
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
-        if let Some(iss) = &self.issuer {
+        if let Some(iss) = issuer {
             validation.set_issuer(&[iss]);
         }
         let data = decode::<Claims>(token, key, &validation).map_err(|e| {
@@ -106,9 +248,110 @@ impl TokenVerifier {
     }
 }
 
+impl Default for TokenVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Deserialize)]
+struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+    /// UAA also publishes the PEM.
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl Jwks {
+    /// Refetches unless fetched very recently; true if keys were (re)loaded.
+    async fn refresh_if_due(&self) -> bool {
+        {
+            let last = self.last_fetch.read().map(|l| *l).unwrap_or(None);
+            if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+                return false;
+            }
+        }
+        if let Ok(mut l) = self.last_fetch.write() {
+            *l = Some(Instant::now());
+        }
+        match self.fetch().await {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.len(), "loaded token keys");
+                if let Ok(mut k) = self.keys.write() {
+                    *k = keys;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "could not fetch token keys");
+                false
+            }
+        }
+    }
+
+    async fn fetch(&self) -> anyhow::Result<Vec<PublicKey>> {
+        let set: JwkSet = self
+            .client
+            .get(&self.url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut out = Vec::new();
+        for jwk in set.keys {
+            let key = match jwk.kty.as_str() {
+                "RSA" => match (&jwk.n, &jwk.e, &jwk.value) {
+                    (Some(n), Some(e), _) => DecodingKey::from_rsa_components(n, e).ok(),
+                    (_, _, Some(pem)) => DecodingKey::from_rsa_pem(pem.as_bytes()).ok(),
+                    _ => None,
+                },
+                "EC" => match (&jwk.x, &jwk.y) {
+                    (Some(x), Some(y)) => DecodingKey::from_ec_components(x, y).ok(),
+                    _ => None,
+                },
+                // Symmetric keys are never accepted from a URL.
+                _ => None,
+            };
+            let Some(key) = key else { continue };
+            let mut algorithms = algorithms_for(&key);
+            if let Some(alg) = jwk.alg.as_deref().and_then(|a| a.parse::<Algorithm>().ok()) {
+                algorithms.retain(|a| *a == alg);
+            }
+            out.push(PublicKey {
+                kid: jwk.kid,
+                algorithms,
+                key,
+                issuer: self.issuer.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// CC accepts a token meant for it: `aud` names `cloud_controller`, or (tokens without `aud`)
 /// a `cloud_controller.*` scope; and it must identify a user or a client.
 pub fn actor_from_claims(claims: Claims) -> Result<Actor, ApiError> {
+    if claims.token_use.as_deref() == Some("refresh") {
+        return Err(ApiError::InvalidAuthToken);
+    }
     let for_cc = if claims.aud.is_empty() {
         claims
             .scope
@@ -136,20 +379,81 @@ pub fn actor_from_claims(claims: Claims) -> Result<Actor, ApiError> {
     })
 }
 
-/// Signs tokens for our own issuer (`tether token`, `/oauth/token`).
+/// The built-in issuer's signing key: ECDSA P-256 (ES256), so its public half can be published
+/// at `/token_keys` without giving anyone the power to sign.
+pub struct SigningKey {
+    pub kid: String,
+    encoding: EncodingKey,
+    pub decoding: DecodingKey,
+    /// Base64url affine coordinates, for the JWK.
+    pub x: String,
+    pub y: String,
+    pub public_pem: String,
+}
+
+impl SigningKey {
+    /// Generates a fresh key; returns it and its PKCS#8 PEM (to store).
+    pub fn generate() -> anyhow::Result<(SigningKey, String)> {
+        use p256::pkcs8::EncodePrivateKey;
+        let secret = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let pem = secret
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("encoding key: {e}"))?
+            .to_string();
+        Ok((Self::from_pem(&pem)?, pem))
+    }
+
+    pub fn from_pem(pem: &str) -> anyhow::Result<SigningKey> {
+        use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+        let secret = p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| anyhow::anyhow!("signing key is not a P-256 PKCS#8 PEM: {e}"))?;
+        let public = secret.verifying_key();
+        let point = public.to_encoded_point(false);
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let x = b64(point.x().ok_or_else(|| anyhow::anyhow!("bad point"))?);
+        let y = b64(point.y().ok_or_else(|| anyhow::anyhow!("bad point"))?);
+        let public_pem = public
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("encoding public key: {e}"))?;
+        // The key id names the key (a digest of its public half), so a rotated key gets a new one.
+        let kid = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            x.hash(&mut h);
+            y.hash(&mut h);
+            format!("tether-{:016x}", h.finish())
+        };
+        Ok(SigningKey {
+            kid,
+            encoding: EncodingKey::from_ec_pem(pem.as_bytes())?,
+            decoding: DecodingKey::from_ec_components(&x, &y)?,
+            x,
+            y,
+            public_pem,
+        })
+    }
+}
+
+/// Signs tokens for the built-in issuer (`tether token`, `/oauth/token`).
 pub struct TokenIssuer {
-    key: EncodingKey,
+    key: SigningKey,
     pub issuer: String,
     pub ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
 }
 
 impl TokenIssuer {
-    pub fn hs256(secret: &[u8], issuer: impl Into<String>, ttl_secs: i64) -> Self {
+    pub fn new(key: SigningKey, issuer: impl Into<String>, ttl_secs: i64) -> Self {
         TokenIssuer {
-            key: EncodingKey::from_secret(secret),
+            key,
             issuer: issuer.into(),
             ttl_secs,
+            refresh_ttl_secs: 30 * 24 * 3600,
         }
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
     }
 
     /// A user access token with UAA's claim set.
@@ -180,12 +484,52 @@ impl TokenIssuer {
             }),
             iat: Some(now),
             exp: now + self.ttl_secs,
-            nbf: None,
             iss: Some(self.issuer.clone()),
             zid: Some("uaa".into()),
             aud: audiences(scopes, client_id),
+            ..Default::default()
         };
         Ok((self.sign(&claims)?, claims))
+    }
+
+    /// A refresh token: reusable until it expires (clients replay the first one they got).
+    pub fn refresh_token(
+        &self,
+        user_id: &str,
+        user_name: &str,
+        scopes: &[String],
+        client_id: &str,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            jti: Some(format!("{}-r", uuid::Uuid::new_v4().simple())),
+            sub: Some(user_id.to_string()),
+            scope: scopes.to_vec(),
+            client_id: Some(client_id.to_string()),
+            cid: Some(client_id.to_string()),
+            grant_type: Some("password".into()),
+            user_id: Some(user_id.to_string()),
+            user_name: Some(user_name.to_string()),
+            origin: Some("uaa".into()),
+            iat: Some(now),
+            exp: now + self.refresh_ttl_secs,
+            iss: Some(self.issuer.clone()),
+            zid: Some("uaa".into()),
+            aud: vec![client_id.to_string()],
+            token_use: Some("refresh".into()),
+            ..Default::default()
+        };
+        self.sign(&claims)
+    }
+
+    /// Verifies one of our refresh tokens.
+    pub fn verify_refresh(&self, token: &str) -> Option<Claims> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        validation.set_issuer(&[&self.issuer]);
+        let data = decode::<Claims>(token, &self.key.decoding, &validation).ok()?;
+        (data.claims.token_use.as_deref() == Some("refresh")).then_some(data.claims)
     }
 
     /// A client-credentials access token (no user).
@@ -214,9 +558,10 @@ impl TokenIssuer {
     }
 
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = Header::new(Algorithm::ES256);
         header.typ = Some("JWT".into());
-        Ok(encode(&header, claims, &self.key)?)
+        header.kid = Some(self.key.kid.clone());
+        Ok(encode(&header, claims, &self.key.encoding)?)
     }
 }
 

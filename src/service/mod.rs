@@ -9,6 +9,7 @@ pub mod instances;
 pub mod orphans;
 pub mod resources;
 pub mod roles;
+pub mod uaa;
 
 use crate::auth::Actor;
 use crate::broker::CallContext;

@@ -115,10 +115,15 @@ impl Drop for TestDb {
     }
 }
 
+/// Adjusts a server's configuration before it starts.
+pub type Customize = Box<dyn FnOnce(&mut Config) + Send>;
+
 pub struct Options {
     pub broker_timeout: Duration,
     pub runner: bool,
     pub pool_size: u32,
+    /// Adjusts the server's configuration before it starts.
+    pub customize: Option<Customize>,
 }
 
 impl Default for Options {
@@ -127,6 +132,7 @@ impl Default for Options {
             broker_timeout: Duration::from_secs(10),
             runner: true,
             pool_size: 4,
+            customize: None,
         }
     }
 }
@@ -213,9 +219,13 @@ impl TestApp {
     pub async fn start_with(backend: Backend, opts: Options) -> TestApp {
         tether::install_crypto_provider();
         let db = TestDb::new(backend);
-        let mut config = Config::for_database(db.url.clone(), JWT_SECRET);
+        let mut config = Config::for_tests(db.url.clone());
+        config.jwt_secret = Some(JWT_SECRET.to_vec());
         config.broker_timeout = opts.broker_timeout;
         config.db_pool_size = opts.pool_size;
+        if let Some(customize) = opts.customize {
+            customize(&mut config);
+        }
         let state = Arc::new(AppState::new(config).expect("app state"));
         let broker = DemoBroker::start(0, BROKER_USER, BROKER_PASS).expect("demo broker");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -339,6 +349,17 @@ impl TestApp {
             body,
             text,
         }
+    }
+
+    /// Runs a request as someone else.
+    pub async fn as_user(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.request(method, path, Some(token), body.as_ref()).await
     }
 
     pub async fn get(&self, path: &str) -> Response {

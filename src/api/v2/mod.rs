@@ -10,8 +10,6 @@ mod orgs;
 mod spaces;
 mod users;
 
-use std::future::{ready, Ready};
-
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::auth::{Actor, RequestId};
@@ -39,19 +37,21 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let actor = match Actor::from_request(req, payload).into_inner() {
-            Ok(a) => a,
-            Err(e) => return ready(Err(e)),
-        };
+        let actor = Actor::from_request(req, payload);
         let request_id = req
             .extensions()
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        ready(Ok(Caller { actor, request_id }))
+        Box::pin(async move {
+            Ok(Caller {
+                actor: actor.await?,
+                request_id,
+            })
+        })
     }
 }
 

@@ -281,3 +281,35 @@ pub fn delete_space_roles_in_org(
     )
     .execute(conn)
 }
+
+// ---- OAuth clients of the built-in issuer ------------------------------------------------------
+
+use crate::db::models::OauthClient;
+use crate::db::schema::oauth_clients::dsl as oc;
+
+pub fn find_client(conn: &mut DbConnection, client_id: &str) -> QueryResult<Option<OauthClient>> {
+    optional(
+        oc::oauth_clients
+            .filter(oc::client_id.eq(client_id))
+            .select(OauthClient::as_select())
+            .first(conn),
+    )
+}
+
+pub fn upsert_client(conn: &mut DbConnection, client: &OauthClient) -> QueryResult<()> {
+    if find_client(conn, &client.client_id)?.is_some() {
+        diesel::update(oc::oauth_clients.filter(oc::client_id.eq(&client.client_id)))
+            .set((
+                oc::secret_hash.eq(&client.secret_hash),
+                oc::scopes.eq(&client.scopes),
+                oc::grant_types.eq(&client.grant_types),
+                oc::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(oc::oauth_clients)
+            .values(client)
+            .execute(conn)?;
+    }
+    Ok(())
+}
