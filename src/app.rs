@@ -19,6 +19,9 @@ pub struct AppState {
     pub broker: BrokerClient,
     /// Wakes the job runner when a job is enqueued (so polls start without waiting a tick).
     pub jobs_wakeup: Arc<tokio::sync::Notify>,
+    /// Keys for credentials at rest (shared with the broker client, which opens sealed broker
+    /// passwords when it authenticates).
+    pub crypto: Arc<crate::crypto::KeyRing>,
 }
 
 impl AppState {
@@ -29,12 +32,17 @@ impl AppState {
             pool_size: config.db_pool_size,
             acquire_timeout: config.db_acquire_timeout,
         })?;
+        let crypto = Arc::new(crate::crypto::KeyRing::new(
+            &config.encryption,
+            config.secrets_file.clone(),
+        )?);
         let broker = BrokerClient::new(BrokerClientConfig {
             timeout: config.broker_timeout,
             api_version: config.broker_api_version.clone(),
             api_info_location: config.external_url.as_ref().map(|u| format!("{u}/v2/info")),
             max_concurrent_requests: config.broker_max_concurrent,
-        })?;
+        })?
+        .with_keyring(crypto.clone());
         let issuer_url = config
             .external_url
             .clone()
@@ -71,9 +79,22 @@ impl AppState {
             ),
             broker,
             db,
+            crypto,
             config: Arc::new(config),
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Seals a credential for storage.
+    pub fn crypto_seal(&self, plaintext: &str) -> String {
+        self.crypto.seal(plaintext)
+    }
+
+    /// Opens a stored credential (plaintext from before encryption passes through).
+    pub fn crypto_open(&self, stored: &str) -> crate::error::ApiResult<String> {
+        self.crypto
+            .open(stored)
+            .map_err(|e| crate::error::ApiError::internal(format!("credentials: {e}")))
     }
 }
 
@@ -82,6 +103,7 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::api::uaa::configure(cfg);
     crate::api::v2::configure(cfg);
+    crate::api::v3::configure(cfg);
 }
 
 /// Body size accepted on JSON endpoints.

@@ -39,6 +39,63 @@ enum Command {
     /// OAuth clients of the built-in token issuer (for the client_credentials grant).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Show an app's service bindings as a table (name, id, instance, type, role/credential,
+    /// env-var prefix).
+    Bindings(BindingsArgs),
+    /// Registry access secrets.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Make a new encryption key current and re-seal every stored credential with it.
+    RotateKey(RotateKeyArgs),
+}
+
+#[derive(clap::Args)]
+struct BindingsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The app's name.
+    #[arg(long)]
+    app: String,
+    /// The app's space (name or guid), if the name is not unique.
+    #[arg(long)]
+    space: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Create a registry access secret in a space.
+    Create(RegistryCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct RegistryCreateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Name: lowercase alphanumerics, '.', '-'; starts and ends alphanumeric; at most 253.
+    #[arg(long)]
+    name: String,
+    /// Registry server, e.g. us.icr.io or https://index.docker.io/v1/.
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    username: String,
+    /// The password or API key (or set TETHER_REGISTRY_PASSWORD).
+    #[arg(long, env = "TETHER_REGISTRY_PASSWORD", hide_env_values = true)]
+    password: String,
+    #[arg(long)]
+    email: Option<String>,
+    /// The space (name or guid); may be left out when there is only one.
+    #[arg(long)]
+    space: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct RotateKeyArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// After re-sealing, drop keys that no stored value uses any more.
+    #[arg(long)]
+    prune: bool,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +205,9 @@ pub fn main() -> ExitCode {
         Command::DemoBroker(args) => demo_broker(args),
         Command::User(UserCommand::Create(args)) => user_create(args),
         Command::Client(ClientCommand::Create(args)) => client_create(args),
+        Command::Bindings(args) => bindings_table(args),
+        Command::Registry(RegistryCommand::Create(args)) => registry_create(args),
+        Command::RotateKey(args) => rotate_key(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,7 +220,9 @@ pub fn main() -> ExitCode {
 
 fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
     let secrets = Secrets::load_or_create(&common.secrets_file)?;
-    let mut config = Config::for_database(common.database_url.clone(), secrets.signing_key);
+    let mut config = Config::for_database(common.database_url.clone(), secrets.signing_key.clone());
+    config.encryption = secrets.encryption_keys();
+    config.secrets_file = Some(common.secrets_file.clone());
     config.db_pool_size = common.db_pool_size;
     config.jwt_secret = common.jwt_secret.clone().map(String::into_bytes);
     Ok(config)
@@ -221,6 +283,20 @@ fn runner_from_env(mut c: RunnerConfig) -> RunnerConfig {
     }
     if let Some(d) = secs("TETHER_JOB_TICK_SECS") {
         c.tick = d;
+    }
+    if let Some(d) = secs("TETHER_JOB_SWEEP_SECS") {
+        c.sweep_interval = d;
+    }
+    if let Some(d) = secs("TETHER_JOB_ABANDONED_AFTER_SECS") {
+        if d < c.abandoned_after {
+            tracing::warn!(
+                abandoned_after_secs = d.as_secs_f64(),
+                default_secs = c.abandoned_after.as_secs_f64(),
+                "TETHER_JOB_ABANDONED_AFTER_SECS is below twice the broker timeout: a bind still \
+                 waiting on its broker may be taken for abandoned and removed"
+            );
+        }
+        c.abandoned_after = d;
     }
     c
 }
@@ -349,5 +425,193 @@ fn client_create(args: ClientCreateArgs) -> anyhow::Result<()> {
         args.id,
         args.scopes.join(" ")
     );
+    Ok(())
+}
+
+/// Finds a space by guid or name (unique across orgs, else an error).
+fn resolve_space(
+    db: &crate::db::Db,
+    space: Option<&str>,
+) -> anyhow::Result<crate::db::models::Space> {
+    use crate::db::repo;
+    let all = repo::PageRequest {
+        page: 1,
+        per_page: 100,
+        descending: false,
+        order: repo::OrderBy::Name,
+    };
+    let candidates = db
+        .read_blocking(|conn| {
+            let filters = match space {
+                Some(s) => vec![repo::Filter {
+                    key: "guid".into(),
+                    op: repo::FilterOp::In,
+                    values: vec![s.to_string()],
+                }],
+                None => vec![],
+            };
+            let mut found = repo::spaces::list(conn, &filters, None, None, &all)?.rows;
+            if found.is_empty() {
+                if let Some(s) = space {
+                    let by_name = vec![repo::Filter {
+                        key: "name".into(),
+                        op: repo::FilterOp::Eq,
+                        values: vec![s.to_string()],
+                    }];
+                    found = repo::spaces::list(conn, &by_name, None, None, &all)?.rows;
+                }
+            }
+            Ok(found)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match candidates.len() {
+        1 => Ok(candidates
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| unreachable!())),
+        0 => anyhow::bail!(
+            "no such space{}",
+            space.map(|s| format!(": {s}")).unwrap_or_default()
+        ),
+        n => anyhow::bail!("{n} spaces match; name one with --space (guid or a unique name)"),
+    }
+}
+
+fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
+    let config = config_from_common(&args.common)?;
+    actix_web::rt::System::new().block_on(async move {
+        let state = AppState::new(config)?;
+        let space = match &args.space {
+            Some(s) => Some(resolve_space(&state.db, Some(s))?.guid),
+            None => None,
+        };
+        let name = args.app.clone();
+        let apps = state
+            .db
+            .read(move |conn| {
+                use crate::db::repo;
+                let filters = vec![repo::Filter {
+                    key: "name".into(),
+                    op: repo::FilterOp::Eq,
+                    values: vec![name],
+                }];
+                let all = repo::PageRequest {
+                    page: 1,
+                    per_page: 100,
+                    descending: false,
+                    order: repo::OrderBy::Id,
+                };
+                Ok(repo::apps::list(conn, &filters, space.as_deref(), None, &all)?.rows)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let app = match apps.as_slice() {
+            [one] => one.clone(),
+            [] => anyhow::bail!("no app named {}", args.app),
+            _ => anyhow::bail!("several apps are named {}; add --space", args.app),
+        };
+        let ab = crate::service::env::load(&state, &admin_caller(), &app.guid, false)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rows = crate::api::v2::table_rows(&ab);
+        let header = [
+            "Name",
+            "ID",
+            "Service Instance",
+            "Service Type",
+            "Role / Credential",
+            "Environment Variable Prefix",
+        ];
+        let cells: Vec<[String; 6]> = rows
+            .iter()
+            .map(|r| {
+                [
+                    r.name.clone().unwrap_or_else(|| "-".into()),
+                    r.guid.clone(),
+                    r.service_instance.clone(),
+                    r.service_type.clone(),
+                    r.role_or_credential.clone().unwrap_or_else(|| "-".into()),
+                    r.prefix.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for c in &cells {
+            for (w, v) in widths.iter_mut().zip(c.iter()) {
+                *w = (*w).max(v.chars().count());
+            }
+        }
+        println!("Service Bindings of {}:", app.name);
+        let line = |vals: Vec<&str>| {
+            vals.iter()
+                .zip(widths.iter())
+                .map(|(v, w)| format!("{v:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        };
+        println!("{}", line(header.to_vec()));
+        for c in &cells {
+            println!("{}", line(c.iter().map(String::as_str).collect()));
+        }
+        Ok(())
+    })
+}
+
+fn registry_create(args: RegistryCreateArgs) -> anyhow::Result<()> {
+    let config = config_from_common(&args.common)?;
+    actix_web::rt::System::new().block_on(async move {
+        let state = AppState::new(config)?;
+        let space = resolve_space(&state.db, args.space.as_deref())?;
+        println!("Creating image registry access secret '{}'...", args.name);
+        let secret = crate::service::registry::create(
+            &state,
+            &admin_caller(),
+            &space.guid,
+            crate::service::registry::RegistryInput {
+                name: Some(args.name.clone()),
+                server: Some(args.server.clone()),
+                username: Some(args.username.clone()),
+                password: Some(args.password.clone()),
+                email: args.email.clone(),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("OK ({})", secret.guid);
+        Ok(())
+    })
+}
+
+fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
+    let path = &args.common.secrets_file;
+    let mut secrets = Secrets::load_or_create(path)?;
+    let mut ring = secrets.encryption_keys();
+    let label = crate::crypto::new_label();
+    ring.keys
+        .insert(label.clone(), crate::crypto::random_key_b64());
+    ring.current = label.clone();
+    secrets.encryption = Some(ring.clone());
+    // The new key is saved before anything is sealed with it, so no value can outlive its key.
+    secrets.save(path)?;
+    println!("new current key {label}");
+    let keyring = crate::crypto::KeyRing::new(&ring, None)?;
+    let db = open_db(&args.common)?;
+    let report =
+        crate::service::rotation::reseal_all(&db, &keyring).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (table, n) in &report.resealed {
+        println!("re-sealed {n} values in {table}");
+    }
+    if args.prune {
+        let used = &report.labels_in_use;
+        let before = ring.keys.len();
+        ring.keys
+            .retain(|l, _| l == &ring.current || used.contains(l));
+        secrets.encryption = Some(ring.clone());
+        secrets.save(path)?;
+        println!("pruned {} unused keys", before - ring.keys.len());
+    }
+    println!("done; running servers pick the new key up by themselves");
     Ok(())
 }

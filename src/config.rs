@@ -113,6 +113,9 @@ pub struct Config {
     pub builtin_uaa: bool,
     /// Access-token lifetime for tokens we issue.
     pub token_ttl: Duration,
+    /// Encryption keys for credentials at rest, and the file to reload them from.
+    pub encryption: crate::crypto::KeyRingConfig,
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -137,6 +140,8 @@ impl Config {
             uaa_jwks_min_refresh: Duration::from_secs(5),
             builtin_uaa: true,
             token_ttl: Duration::from_secs(12 * 3600),
+            encryption: crate::crypto::KeyRingConfig::generate(),
+            secrets_file: None,
         }
     }
 
@@ -180,6 +185,8 @@ impl Config {
             uaa_jwks_min_refresh: Duration::from_secs(5),
             builtin_uaa: !args.disable_builtin_uaa,
             token_ttl: Duration::from_secs(12 * 3600),
+            encryption: secrets.encryption_keys(),
+            secrets_file: Some(args.common.secrets_file.clone()),
         })
     }
 }
@@ -189,23 +196,51 @@ impl Config {
 pub struct Secrets {
     /// The built-in token issuer's ES256 key (PKCS#8 PEM).
     pub signing_key: String,
+    /// Encryption keys for credentials at rest.
+    #[serde(default)]
+    pub encryption: Option<crate::crypto::KeyRingConfig>,
 }
 
 impl Secrets {
+    pub fn encryption_keys(&self) -> crate::crypto::KeyRingConfig {
+        self.encryption
+            .clone()
+            .unwrap_or_else(crate::crypto::KeyRingConfig::generate)
+    }
+
     pub fn load_or_create(path: &Path) -> anyhow::Result<Secrets> {
         match std::fs::read(path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!("{} is not a valid secrets file: {e}", path.display())
-            })?),
+            Ok(bytes) => {
+                let mut secrets: Secrets = serde_json::from_slice(&bytes).map_err(|e| {
+                    anyhow::anyhow!("{} is not a valid secrets file: {e}", path.display())
+                })?;
+                if secrets.encryption.is_none() {
+                    // A file from before encryption at rest: add a key once.
+                    secrets.encryption = Some(crate::crypto::KeyRingConfig::generate());
+                    secrets.save(path)?;
+                }
+                Ok(secrets)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (_, signing_key) = crate::auth::token::SigningKey::generate()?;
-                let secrets = Secrets { signing_key };
-                write_private(path, &serde_json::to_vec_pretty(&secrets)?)?;
+                let secrets = Secrets {
+                    signing_key,
+                    encryption: Some(crate::crypto::KeyRingConfig::generate()),
+                };
+                secrets.save(path)?;
                 tracing::info!(path = %path.display(), "generated a new secrets file");
                 Ok(secrets)
             }
             Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
         }
+    }
+
+    /// Writes the file atomically (temp file, mode 0600, then rename).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        write_private(&tmp, &serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
     }
 }
 

@@ -3,9 +3,9 @@
 //! `X-Broker-API-Version`, JSON bodies), records every request, and can be told how to answer:
 //! synchronously, asynchronously for N polls, with an error, slowly, or with garbage.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
@@ -19,6 +19,8 @@ pub struct Recorded {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -55,6 +57,13 @@ pub enum Reply {
     Delay(Duration),
 }
 
+impl Reply {
+    /// A request that never gets an answer (well, not within any sane client timeout).
+    pub fn hang() -> Reply {
+        Reply::Delay(Duration::from_secs(3600))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct AsyncOp {
     remaining: u32,
@@ -73,12 +82,26 @@ struct Inner {
     /// `provision`, `deprovision`, `catalog`); when empty, the default for the kind is used.
     script: HashMap<&'static str, VecDeque<Reply>>,
     defaults: HashMap<&'static str, Reply>,
+    /// Set by [`DemoBroker::set_recording`]`(false)`: a benchmark sends millions of requests.
+    not_recording: bool,
+    /// Bindings whose (slow) bind is still running; an unbind meanwhile cancels the creation
+    /// (OSB A.8: a DELETE during a create must stop it).
+    creating: HashSet<String>,
+    cancelled: HashSet<String>,
+    /// Requests being answered now, per kind, and the most ever at once (all kinds).
+    in_flight: HashMap<&'static str, usize>,
+    in_flight_total: usize,
+    max_in_flight: usize,
+    /// Polls/fetches in flight per binding or instance id, and every time one arrived while
+    /// another on the same id was still being answered.
+    per_resource: HashMap<String, usize>,
+    overlaps: Vec<String>,
 }
 
 pub struct BrokerState {
     pub username: String,
     pub password: String,
-    catalog: Value,
+    catalog: Mutex<Value>,
     inner: Mutex<Inner>,
 }
 
@@ -131,6 +154,10 @@ pub fn demo_catalog() -> Value {
 }
 
 impl BrokerState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn next_reply(&self, kind: &'static str) -> Reply {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = inner.script.get_mut(kind).and_then(VecDeque::pop_front) {
@@ -155,7 +182,7 @@ impl DemoBroker {
         let state = Arc::new(BrokerState {
             username: username.to_string(),
             password: password.to_string(),
-            catalog,
+            catalog: Mutex::new(catalog),
             inner: Mutex::new(Inner::default()),
         });
         let (tx, rx) = std::sync::mpsc::channel();
@@ -213,6 +240,13 @@ impl DemoBroker {
         inner.defaults.insert(kind, reply);
     }
 
+    /// Turns request recording on (the default) or off (for benchmarks: `requests()` grows
+    /// without bound otherwise).
+    pub fn set_recording(&self, on: bool) {
+        let mut inner = self.state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.not_recording = !on;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state
             .inner
@@ -258,6 +292,116 @@ impl DemoBroker {
             .unwrap_or_else(|e| e.into_inner())
             .bindings
             .contains_key(id)
+    }
+
+    /// Replaces the catalog (takes effect at the next `GET /v2/catalog`).
+    pub fn set_catalog(&self, catalog: Value) {
+        *self.state.catalog.lock().unwrap_or_else(|e| e.into_inner()) = catalog;
+    }
+
+    /// Sets how many more polls of a running async operation say `in progress` (false if there
+    /// is no such operation).
+    pub fn set_remaining_polls(&self, id: &str, polls: u32) -> bool {
+        match self.state.lock().ops.get_mut(id) {
+            Some(op) => {
+                op.remaining = polls;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether an async operation on this binding or instance is still running.
+    pub fn has_operation(&self, id: &str) -> bool {
+        self.state.lock().ops.contains_key(id)
+    }
+
+    /// Requests of this kind (`bind`, `poll`, ...) being answered right now.
+    pub fn in_flight(&self, kind: &str) -> usize {
+        self.state.lock().in_flight.get(kind).copied().unwrap_or(0)
+    }
+
+    /// The most requests (of any kind) ever answered at once since the last reset.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().max_in_flight
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        let mut inner = self.state.lock();
+        inner.max_in_flight = inner.in_flight_total;
+    }
+
+    /// Every poll or fetch that arrived while another one on the same binding/instance was
+    /// still being answered (`"poll:<id>"`); empty when a platform never polls one resource
+    /// concurrently.
+    pub fn overlapping_requests(&self) -> Vec<String> {
+        self.state.lock().overlaps.clone()
+    }
+}
+
+/// Counts a request as in flight until dropped (also when the client goes away mid-request).
+struct InFlight {
+    state: web::Data<BrokerState>,
+    kind: &'static str,
+    resource: Option<String>,
+}
+
+impl InFlight {
+    fn enter(state: &web::Data<BrokerState>, kind: &'static str, resource: Option<String>) -> Self {
+        let mut inner = state.lock();
+        *inner.in_flight.entry(kind).or_default() += 1;
+        inner.in_flight_total += 1;
+        inner.max_in_flight = inner.max_in_flight.max(inner.in_flight_total);
+        if let Some(r) = &resource {
+            let n = inner.per_resource.entry(r.clone()).or_default();
+            *n += 1;
+            if *n > 1 {
+                inner.overlaps.push(r.clone());
+            }
+        }
+        drop(inner);
+        InFlight {
+            state: state.clone(),
+            kind,
+            resource,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut inner = self.state.lock();
+        if let Some(n) = inner.in_flight.get_mut(self.kind) {
+            *n = n.saturating_sub(1);
+        }
+        inner.in_flight_total = inner.in_flight_total.saturating_sub(1);
+        if let Some(r) = &self.resource {
+            if let Some(n) = inner.per_resource.get_mut(r) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Which kind of request this is (for scripting and in-flight counts), and the resource a
+/// poll or fetch is about.
+fn classify(method: &str, segments: &[&str]) -> (&'static str, Option<String>) {
+    match (method, segments) {
+        ("GET", ["v2", "catalog"]) => ("catalog", None),
+        ("PUT", ["v2", "service_instances", _]) => ("provision", None),
+        ("DELETE", ["v2", "service_instances", _]) => ("deprovision", None),
+        ("GET", ["v2", "service_instances", id, "last_operation"]) => {
+            ("poll", Some(format!("poll:{id}")))
+        }
+        ("PUT", ["v2", "service_instances", _, "service_bindings", _]) => ("bind", None),
+        ("DELETE", ["v2", "service_instances", _, "service_bindings", _]) => ("unbind", None),
+        ("GET", ["v2", "service_instances", _, "service_bindings", bid, "last_operation"]) => {
+            ("poll", Some(format!("poll:{bid}")))
+        }
+        ("GET", ["v2", "service_instances", _, "service_bindings", bid]) => {
+            ("fetch", Some(format!("fetch:{bid}")))
+        }
+        _ => ("other", None),
     }
 }
 
@@ -318,17 +462,20 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
     };
     {
         let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.requests.push(Recorded {
-            method: req.method().to_string(),
-            path: req.path().to_string(),
-            query: req.query_string().to_string(),
-            headers: req
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-                .collect(),
-            body: parsed_body.clone(),
-        });
+        if !inner.not_recording {
+            inner.requests.push(Recorded {
+                method: req.method().to_string(),
+                path: req.path().to_string(),
+                query: req.query_string().to_string(),
+                headers: req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                    .collect(),
+                body: parsed_body.clone(),
+                at: Instant::now(),
+            });
+        }
     }
     if !authorized(&state, &req) {
         return error(401, None, "Unauthorized");
@@ -338,6 +485,8 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
     }
     let segments: Vec<&str> = req.path().trim_matches('/').split('/').collect();
     let method = req.method().as_str().to_string();
+    let (kind, resource) = classify(&method, &segments);
+    let _in_flight = InFlight::enter(&state, kind, resource);
     let query: HashMap<String, String> = form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
@@ -345,7 +494,14 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["v2", "catalog"]) => match state.next_reply("catalog") {
             Reply::Status(code, body) => raw(code, body),
-            _ => ok_json(200, state.catalog.clone()),
+            _ => ok_json(
+                200,
+                state
+                    .catalog
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            ),
         },
         ("PUT", ["v2", "service_instances", id]) => {
             if !req
@@ -364,7 +520,9 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
         ("DELETE", ["v2", "service_instances", id]) => {
             deprovision(&state, id, &query, accepts_incomplete).await
         }
-        ("GET", ["v2", "service_instances", id, "last_operation"]) => poll(&state, id, &query),
+        ("GET", ["v2", "service_instances", id, "last_operation"]) => {
+            poll(&state, id, &query).await
+        }
         ("PUT", ["v2", "service_instances", _, "service_bindings", bid]) => {
             let Some(body) = parsed_body else {
                 return error(400, None, "body must be JSON");
@@ -375,7 +533,7 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
             unbind(&state, bid, &query, accepts_incomplete).await
         }
         ("GET", ["v2", "service_instances", _, "service_bindings", bid, "last_operation"]) => {
-            poll(&state, bid, &query)
+            poll(&state, bid, &query).await
         }
         ("GET", ["v2", "service_instances", _, "service_bindings", bid]) => {
             fetch(&state, bid).await
@@ -390,16 +548,25 @@ fn raw(code: u16, body: String) -> HttpResponse {
         .body(body)
 }
 
+/// The reply for a request: a `Delay` sleeps, then the answer is the next scripted reply if that
+/// is not a delay itself (a delayed error), else the default (or normal) answer. A scripted delay
+/// is never swallowed by another request's delay.
 async fn resolve(state: &BrokerState, kind: &'static str) -> Reply {
-    let mut reply = state.next_reply(kind);
-    while let Reply::Delay(d) = reply {
-        tokio::time::sleep(d).await;
-        reply = state.next_reply(kind);
-        if matches!(reply, Reply::Delay(_)) {
-            reply = Reply::Normal;
+    let reply = state.next_reply(kind);
+    let Reply::Delay(d) = reply else {
+        return reply;
+    };
+    tokio::time::sleep(d).await;
+    let mut inner = state.lock();
+    if let Some(q) = inner.script.get_mut(kind) {
+        if q.front().is_some_and(|r| !matches!(r, Reply::Delay(_))) {
+            return q.pop_front().unwrap_or(Reply::Normal);
         }
     }
-    reply
+    match inner.defaults.get(kind) {
+        Some(Reply::Delay(_)) | None => Reply::Normal,
+        Some(r) => r.clone(),
+    }
 }
 
 fn credentials_for(id: &str) -> Value {
@@ -425,7 +592,20 @@ async fn bind(
         .get("plan_id")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    state.lock().creating.insert(id.to_string());
     let mut reply = resolve(state, "bind").await;
+    let cancelled = {
+        let mut inner = state.lock();
+        inner.creating.remove(id);
+        inner.cancelled.remove(id)
+    };
+    if cancelled {
+        return error(
+            410,
+            None,
+            "The binding was deleted while it was being created.",
+        );
+    }
     if matches!(reply, Reply::Normal) && plan == PLAN_ASYNC_ID {
         reply = Reply::Async {
             operation: Some(format!("bind-{id}")),
@@ -519,7 +699,14 @@ async fn unbind(
         }
         _ => {
             let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.creating.contains(id) {
+                // Being created (a slow bind): stop the creation (OSB A.8).
+                inner.cancelled.insert(id.to_string());
+                inner.bindings.remove(id);
+                return ok_json(200, json!({}));
+            }
             if inner.bindings.remove(id).is_some() {
+                inner.ops.remove(id);
                 ok_json(200, json!({}))
             } else {
                 ok_json(410, json!({}))
@@ -528,7 +715,7 @@ async fn unbind(
     }
 }
 
-fn poll(state: &BrokerState, id: &str, query: &HashMap<String, String>) -> HttpResponse {
+async fn poll(state: &BrokerState, id: &str, query: &HashMap<String, String>) -> HttpResponse {
     if !query.contains_key("service_id") || !query.contains_key("plan_id") {
         return error(
             400,
@@ -536,7 +723,7 @@ fn poll(state: &BrokerState, id: &str, query: &HashMap<String, String>) -> HttpR
             "service_id and plan_id are required query parameters",
         );
     }
-    if let Reply::Status(code, body) = state.next_reply("poll") {
+    if let Reply::Status(code, body) = resolve(state, "poll").await {
         return raw(code, body);
     }
     let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());

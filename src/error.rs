@@ -23,6 +23,9 @@ pub enum ApiError {
     InvalidRelation(String),
     #[error("Unknown request")]
     NotFound,
+    /// CC's generic `ResourceNotFound` (10010), for resources without an error of their own.
+    #[error("{0}")]
+    NotFoundResource(String),
     #[error("Authentication error")]
     NotAuthenticated,
     #[error("You are not authorized to perform the requested action")]
@@ -187,6 +190,15 @@ impl ApiError {
         ApiError::Internal(cause.to_string())
     }
 
+    /// What to write to the server's own log: the internal cause where there is one (clients
+    /// only ever see the generic description).
+    pub fn log_text(&self) -> String {
+        match self {
+            ApiError::Internal(cause) => format!("internal: {cause}"),
+            other => other.to_string(),
+        }
+    }
+
     /// `(http status, CC code, CC name)`.
     pub fn details(&self) -> (u16, u32, &'static str) {
         use ApiError::*;
@@ -195,6 +207,7 @@ impl ApiError {
             MessageParseError(_) => (400, 1001, "MessageParseError"),
             InvalidRelation(_) => (400, 1002, "InvalidRelation"),
             NotFound => (404, 10000, "NotFound"),
+            NotFoundResource(_) => (404, 10010, "ResourceNotFound"),
             NotAuthenticated => (401, 10002, "NotAuthenticated"),
             NotAuthorized => (403, 10003, "NotAuthorized"),
             InvalidRequest => (400, 10004, "InvalidRequest"),

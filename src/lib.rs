@@ -7,6 +7,7 @@ pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod demo_broker;
 pub mod error;

@@ -285,16 +285,19 @@ async fn external_jwks_with_rotation(backend: Backend) {
     assert_eq!(status_with(&t, &rs256(&good, Some("key-1"))).await.0, 200);
     assert_eq!(status_with(&t, &rs256(&good, Some("key-1"))).await.0, 200);
     assert_eq!(*jwks.hits.lock().unwrap(), 1, "keys are cached");
-    // Made-up key ids do not turn into a fetch each.
+    // Made-up key ids do not turn into a fetch each: at most one per min-refresh interval.
     tokio::time::sleep(std::time::Duration::from_millis(350)).await;
-    for i in 0..5 {
+    let started = std::time::Instant::now();
+    for i in 0..10 {
         let kid = format!("made-up-{i}");
         assert_eq!(status_with(&t, &rs256(&good, Some(&kid))).await.0, 401);
     }
-    assert_eq!(
-        *jwks.hits.lock().unwrap(),
-        2,
-        "one refetch for a burst of unknown kids"
+    let allowed = 1 + started.elapsed().as_millis() as u32 / 300;
+    let fetches = *jwks.hits.lock().unwrap() - 1;
+    assert!(
+        (1..=allowed.min(9)).contains(&fetches),
+        "{fetches} fetches for 10 unknown kids in {:?}",
+        started.elapsed()
     );
     tokio::time::sleep(std::time::Duration::from_millis(350)).await;
 

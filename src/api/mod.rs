@@ -5,6 +5,7 @@ pub mod query;
 pub mod render;
 pub mod uaa;
 pub mod v2;
+pub mod v3;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};

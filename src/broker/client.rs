@@ -60,6 +60,8 @@ pub struct BrokerClient {
     http: reqwest::Client,
     config: Arc<BrokerClientConfig>,
     limiter: Option<Arc<Semaphore>>,
+    /// Opens broker passwords sealed at rest.
+    keyring: Option<Arc<crate::crypto::KeyRing>>,
 }
 
 struct RawResponse {
@@ -257,7 +259,14 @@ impl BrokerClient {
             http,
             config: Arc::new(config),
             limiter,
+            keyring: None,
         })
+    }
+
+    /// Broker passwords given to this client may be sealed by this key ring.
+    pub fn with_keyring(mut self, keyring: Arc<crate::crypto::KeyRing>) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     pub fn timeout(&self) -> Duration {
@@ -288,10 +297,22 @@ impl BrokerClient {
             })?),
             None => None,
         };
+        let password = match &self.keyring {
+            Some(k) => k.open(&target.password).map_err(|e| {
+                tracing::error!(error = %e, "cannot open the broker's password");
+                transport_error(
+                    BrokerErrorKind::ApiAuthenticationFailed,
+                    &uri,
+                    &method,
+                    false,
+                )
+            })?,
+            None => target.password.clone(),
+        };
         let mut req = self
             .http
             .request(method.clone(), &uri)
-            .basic_auth(&target.username, Some(&target.password))
+            .basic_auth(&target.username, Some(&password))
             .header("X-Broker-API-Version", &self.config.api_version)
             .header(
                 "X-Broker-API-Request-Identity",
@@ -424,9 +445,21 @@ impl BrokerClient {
                 // 200 with a malformed body: no mitigation; 201 malformed: mitigate.
                 let mitigate = raw.status.as_u16() == 201;
                 let obj = raw.json_object().ok_or_else(|| raw.malformed(mitigate))?;
-                Ok(BindOutcome::Created(parse_binding_data(
-                    &raw, &obj, requires, mitigate,
-                )?))
+                let data =
+                    parse_binding_data(&raw, &obj, requires, mitigate).map_err(|mut e| {
+                        // CC (client.rb `bind`) unbinds after a syslog drain or volume mounts the
+                        // service may not supply, whatever the status; only a malformed 200 is
+                        // left alone.
+                        if matches!(
+                            e.kind,
+                            BrokerErrorKind::InvalidSyslogDrainUrl
+                                | BrokerErrorKind::InvalidVolumeMounts
+                        ) {
+                            e.needs_orphan_mitigation = true;
+                        }
+                        e
+                    })?;
+                Ok(BindOutcome::Created(data))
             }
             202 => {
                 let obj = if raw.body.iter().all(u8::is_ascii_whitespace) {
@@ -711,6 +744,10 @@ fn transport_error(
     let description = match kind {
         BrokerErrorKind::HttpClientTimeout => {
             format!("The request to the service broker timed out: {uri}")
+        }
+        BrokerErrorKind::ApiAuthenticationFailed => {
+            "Authentication with the service broker failed: its stored password cannot be read."
+                .to_string()
         }
         _ => format!("The service broker API could not be reached: {uri}"),
     };

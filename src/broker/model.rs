@@ -293,6 +293,9 @@ pub struct CfContext {
     pub space_guid: String,
     pub organization_name: String,
     pub space_name: String,
+    /// tether extension (Code Engine): the role of the credential a bind creates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -184,6 +184,12 @@ pub struct ServiceBinding {
     pub last_operation_updated_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Code Engine extensions: the credential's role, the env-var prefix, the service key whose
+    /// credentials the binding uses, and whether the client asked for any of them.
+    pub role: Option<String>,
+    pub prefix: Option<String>,
+    pub service_key_guid: Option<String>,
+    pub extended: bool,
 }
 
 impl ServiceBinding {
@@ -230,6 +236,37 @@ pub struct OauthClient {
     pub secret_hash: Option<String>,
     pub scopes: String,
     pub grant_types: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = service_keys)]
+pub struct ServiceKey {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub service_instance_guid: String,
+    /// JSON object text.
+    pub credentials: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = registry_secrets)]
+pub struct RegistrySecret {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub guid: String,
+    pub name: String,
+    pub space_guid: String,
+    pub server: String,
+    pub username: String,
+    /// Sealed; never rendered.
+    pub password: String,
+    pub email: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }

@@ -148,6 +148,10 @@ diesel::table! {
         last_operation_updated_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        role -> Nullable<Text>,
+        prefix -> Nullable<Text>,
+        service_key_guid -> Nullable<Text>,
+        extended -> Bool,
     }
 }
 
@@ -215,6 +219,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    service_keys (id) {
+        id -> BigInt,
+        guid -> Text,
+        name -> Text,
+        service_instance_guid -> Text,
+        credentials -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    registry_secrets (id) {
+        id -> BigInt,
+        guid -> Text,
+        name -> Text,
+        space_guid -> Text,
+        server -> Text,
+        username -> Text,
+        password -> Text,
+        email -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     spaces,
@@ -230,4 +261,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     oauth_clients,
     org_roles,
     space_roles,
+    service_keys,
+    registry_secrets,
 );

@@ -41,20 +41,52 @@ fn catalog_of(
     })
 }
 
-fn next_poll(config: &RunnerConfig, retry_after: Option<u64>) -> Duration {
-    retry_after
-        .map(Duration::from_secs)
-        .unwrap_or(config.poll_interval)
-        .clamp(Duration::from_secs(1), Duration::from_secs(24 * 3600))
-        .max(config.poll_interval.min(Duration::from_secs(1)))
+/// When polling started, and how long it may go on (the runner's maximum, or the plan's
+/// `maximum_polling_duration` if smaller).
+#[derive(Debug, Clone, Copy)]
+struct PollWindow {
+    started_at_ms: i64,
+    max_ms: i64,
 }
 
-fn expired(config: &RunnerConfig, started_at: i64, plan_max_secs: Option<i64>) -> bool {
-    let mut max = config.max_poll_duration.as_secs() as i64;
-    if let Some(p) = plan_max_secs {
-        max = max.min(p);
+impl PollWindow {
+    fn new(
+        config: &RunnerConfig,
+        started_at: i64,
+        started_at_ms: Option<i64>,
+        plan_max_secs: Option<i64>,
+    ) -> Self {
+        let mut max_ms = i64::try_from(config.max_poll_duration.as_millis()).unwrap_or(i64::MAX);
+        if let Some(p) = plan_max_secs.filter(|p| *p > 0) {
+            max_ms = max_ms.min(p.saturating_mul(1000));
+        }
+        PollWindow {
+            started_at_ms: started_at_ms.unwrap_or(started_at.saturating_mul(1000)),
+            max_ms,
+        }
     }
-    chrono::Utc::now().timestamp() - started_at > max
+
+    /// Time left before the operation counts as failed (zero: expired).
+    fn remaining(&self) -> Duration {
+        let elapsed = chrono::Utc::now().timestamp_millis() - self.started_at_ms;
+        Duration::from_millis(self.max_ms.saturating_sub(elapsed).max(0) as u64)
+    }
+
+    fn expired(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
+    /// The wait before the next poll: the configured interval, or the broker's `Retry-After` if
+    /// longer (CC: `max(default interval, Retry-After)`, at most 24 h), but never past the end of
+    /// the window, so an operation that runs out of time is marked failed on time.
+    fn next_poll(&self, config: &RunnerConfig, retry_after: Option<u64>) -> Duration {
+        let wanted = retry_after
+            .map(Duration::from_secs)
+            .unwrap_or_default()
+            .max(config.poll_interval)
+            .min(Duration::from_secs(24 * 3600));
+        wanted.min(self.remaining() + Duration::from_millis(10))
+    }
 }
 
 pub(super) async fn execute(
@@ -68,17 +100,11 @@ pub(super) async fn execute(
             binding_guid,
             operation_type,
             started_at,
+            started_at_ms,
             plan_max_secs,
         } => {
-            poll_binding(
-                state,
-                config,
-                binding_guid,
-                operation_type,
-                *started_at,
-                *plan_max_secs,
-            )
-            .await
+            let window = PollWindow::new(config, *started_at, *started_at_ms, *plan_max_secs);
+            poll_binding(state, config, binding_guid, operation_type, window).await
         }
         Job::OrphanUnbind {
             broker_guid,
@@ -118,17 +144,11 @@ pub(super) async fn execute(
             instance_guid,
             operation_type,
             started_at,
+            started_at_ms,
             plan_max_secs,
         } => {
-            poll_instance(
-                state,
-                config,
-                instance_guid,
-                operation_type,
-                *started_at,
-                *plan_max_secs,
-            )
-            .await
+            let window = PollWindow::new(config, *started_at, *started_at_ms, *plan_max_secs);
+            poll_instance(state, config, instance_guid, operation_type, window).await
         }
         Job::OrphanDeprovision {
             broker_guid,
@@ -190,8 +210,7 @@ async fn poll_binding(
     config: &RunnerConfig,
     guid: &str,
     op: &str,
-    started_at: i64,
-    plan_max_secs: Option<i64>,
+    window: PollWindow,
 ) -> ApiResult<Outcome> {
     let Some((binding, instance, catalog)) = load_binding(state, guid).await? else {
         return Ok(Outcome::Done);
@@ -205,7 +224,7 @@ async fn poll_binding(
     };
     let g = guid.to_string();
     let op_s = op.to_string();
-    if expired(config, started_at, plan_max_secs) {
+    if window.expired() {
         let description =
             format!("Service Broker failed to {op} binding within the required time.");
         let orphan = (op == "create").then(|| orphan_job(&catalog, &instance.guid, guid));
@@ -237,7 +256,7 @@ async fn poll_binding(
         // Network errors, 5xx, garbage: poll again (OSB D.8).
         Err(e) => {
             tracing::info!(binding = %guid, error = %e, "binding last_operation poll failed; will retry");
-            Ok(Outcome::Reschedule(config.poll_interval, None))
+            Ok(Outcome::Reschedule(window.next_poll(config, None), None))
         }
         Ok(LastOperationOutcome::Gone) if op == "delete" => {
             state
@@ -247,7 +266,9 @@ async fn poll_binding(
             Ok(Outcome::Done)
         }
         // 410 while creating is meaningless: keep polling.
-        Ok(LastOperationOutcome::Gone) => Ok(Outcome::Reschedule(config.poll_interval, None)),
+        Ok(LastOperationOutcome::Gone) => {
+            Ok(Outcome::Reschedule(window.next_poll(config, None), None))
+        }
         Ok(LastOperationOutcome::State {
             state: OperationState::InProgress,
             description,
@@ -265,7 +286,10 @@ async fn poll_binding(
                     })
                     .await?;
             }
-            Ok(Outcome::Reschedule(next_poll(config, retry_after), None))
+            Ok(Outcome::Reschedule(
+                window.next_poll(config, retry_after),
+                None,
+            ))
         }
         Ok(LastOperationOutcome::State {
             state: OperationState::Succeeded,
@@ -292,13 +316,15 @@ async fn poll_binding(
                 .await;
             match fetched {
                 Ok(data) => {
+                    // Credentials are stored sealed, as on the sync path.
+                    let sealed = state.crypto_seal(&data.credentials);
                     state
                         .db
                         .write(move |conn| {
                             Ok(repo::bindings::complete_create(
                                 conn,
                                 &g,
-                                &data.credentials,
+                                &sealed,
                                 data.syslog_drain_url.as_deref(),
                                 &data.volume_mounts,
                                 description.as_deref(),
@@ -335,17 +361,24 @@ async fn poll_binding(
             description,
             ..
         }) => {
+            // OSB A.10: a bind whose last_operation says `failed` may have left something at
+            // the broker; the binding row stays (failed, with the broker's description).
+            let orphan = (op == "create").then(|| orphan_job(&catalog, &instance.guid, guid));
             state
                 .db
                 .write(move |conn| {
-                    Ok(repo::bindings::set_operation(
+                    repo::bindings::set_operation(
                         conn,
                         &g,
                         &op_s,
                         "failed",
                         description.as_deref(),
                         None,
-                    )?)
+                    )?;
+                    if let Some(j) = &orphan {
+                        super::enqueue(conn, j)?;
+                    }
+                    Ok(())
                 })
                 .await?;
             Ok(Outcome::Done)
@@ -494,8 +527,7 @@ async fn poll_instance(
     config: &RunnerConfig,
     guid: &str,
     op: &str,
-    started_at: i64,
-    plan_max_secs: Option<i64>,
+    window: PollWindow,
 ) -> ApiResult<Outcome> {
     let g = guid.to_string();
     let loaded = state
@@ -513,7 +545,7 @@ async fn poll_instance(
     };
     let g = guid.to_string();
     let op_s = op.to_string();
-    if expired(config, started_at, plan_max_secs) {
+    if window.expired() {
         let description =
             format!("Service Broker failed to {op} service instance within the required time.");
         state
@@ -544,7 +576,7 @@ async fn poll_instance(
     match result {
         Err(e) => {
             tracing::info!(instance = %guid, error = %e, "instance last_operation poll failed; will retry");
-            Ok(Outcome::Reschedule(config.poll_interval, None))
+            Ok(Outcome::Reschedule(window.next_poll(config, None), None))
         }
         Ok(LastOperationOutcome::Gone) if op == "delete" => {
             state
@@ -553,7 +585,9 @@ async fn poll_instance(
                 .await?;
             Ok(Outcome::Done)
         }
-        Ok(LastOperationOutcome::Gone) => Ok(Outcome::Reschedule(config.poll_interval, None)),
+        Ok(LastOperationOutcome::Gone) => {
+            Ok(Outcome::Reschedule(window.next_poll(config, None), None))
+        }
         Ok(LastOperationOutcome::State {
             state: OperationState::InProgress,
             description,
@@ -573,7 +607,10 @@ async fn poll_instance(
                     )?)
                 })
                 .await?;
-            Ok(Outcome::Reschedule(next_poll(config, retry_after), None))
+            Ok(Outcome::Reschedule(
+                window.next_poll(config, retry_after),
+                None,
+            ))
         }
         Ok(LastOperationOutcome::State {
             state: OperationState::Succeeded,
@@ -651,7 +688,11 @@ pub(super) async fn sweep(state: &AppState, config: &RunnerConfig) -> ApiResult<
                     Some("create") => {
                         let catalog = repo::instances::find_with_catalog(conn, &b.service_instance_guid)?
                             .and_then(|(_, c)| catalog_of(c));
-                        repo::bindings::delete(conn, &b.guid)?;
+                        // Another process sweeping at the same time may have removed it first:
+                        // then that process also queued the unbind.
+                        if repo::bindings::delete(conn, &b.guid)? == 0 {
+                            continue;
+                        }
                         if let Some(c) = catalog {
                             super::enqueue(conn, &orphan_job(&c, &b.service_instance_guid, &b.guid))?;
                         }
@@ -685,7 +726,9 @@ pub(super) async fn sweep(state: &AppState, config: &RunnerConfig) -> ApiResult<
                     Some("create") => {
                         let catalog = repo::instances::find_with_catalog(conn, &i.guid)?
                             .and_then(|(_, c)| catalog_of(c));
-                        repo::instances::delete(conn, &i.guid)?;
+                        if repo::instances::delete(conn, &i.guid)? == 0 {
+                            continue;
+                        }
                         if let Some(c) = catalog {
                             super::enqueue(
                                 conn,

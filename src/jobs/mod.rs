@@ -54,6 +54,9 @@ pub enum Job {
         operation_type: String,
         /// Unix seconds when polling started (for the maximum polling duration).
         started_at: i64,
+        /// The same in milliseconds (jobs stored before it existed use `started_at`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at_ms: Option<i64>,
         /// The plan's `maximum_polling_duration`, seconds.
         plan_max_secs: Option<i64>,
     },
@@ -76,6 +79,8 @@ pub enum Job {
         instance_guid: String,
         operation_type: String,
         started_at: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at_ms: Option<i64>,
         plan_max_secs: Option<i64>,
     },
     /// Send the broker a deprovision for an instance we do not keep.
@@ -89,21 +94,31 @@ pub enum Job {
 
 impl Job {
     pub fn poll_binding(binding_guid: &str, plan: &ServicePlan, operation_type: &str) -> Job {
+        let now = chrono::Utc::now();
         Job::PollBinding {
             binding_guid: binding_guid.to_string(),
             operation_type: operation_type.to_string(),
-            started_at: chrono::Utc::now().timestamp(),
+            started_at: now.timestamp(),
+            started_at_ms: Some(now.timestamp_millis()),
             plan_max_secs: plan.maximum_polling_duration,
         }
     }
 
     pub fn poll_instance(instance_guid: &str, plan: &ServicePlan, operation_type: &str) -> Job {
+        let now = chrono::Utc::now();
         Job::PollInstance {
             instance_guid: instance_guid.to_string(),
             operation_type: operation_type.to_string(),
-            started_at: chrono::Utc::now().timestamp(),
+            started_at: now.timestamp(),
+            started_at_ms: Some(now.timestamp_millis()),
             plan_max_secs: plan.maximum_polling_duration,
         }
+    }
+
+    /// Polls go on until the broker settles the operation (or the maximum polling duration
+    /// passes); they are not retried a fixed number of times.
+    pub(crate) fn is_poll(&self) -> bool {
+        matches!(self, Job::PollBinding { .. } | Job::PollInstance { .. })
     }
 
     fn kind(&self) -> &'static str {
@@ -226,7 +241,8 @@ pub fn claim(
 }
 
 /// Ends a claimed job (only if `worker` still holds it: a job whose lease expired may have been
-/// taken over, and the new holder's bookkeeping wins).
+/// taken over, and the new holder's bookkeeping wins). A job settled for good (`finished`,
+/// `failed`) keeps `locked_by`: who ran it last, for diagnostics.
 pub fn settle(
     conn: &mut DbConnection,
     id: i64,
@@ -263,13 +279,31 @@ pub fn settle(
         (None, _) => diesel::update(target)
             .set((
                 j::state.eq(state),
-                j::locked_by.eq(None::<String>),
                 j::locked_until.eq(None::<NaiveDateTime>),
                 j::last_error.eq(error),
                 j::updated_at.eq(now),
             ))
             .execute(conn),
     }
+}
+
+/// Extends the lease of a job `worker` is still running (a heartbeat), so a job that waits long
+/// (a slow broker, a full broker-concurrency limit) is never taken over while it runs. Returns
+/// 0 if the job is no longer ours.
+pub fn extend_lease(
+    conn: &mut DbConnection,
+    id: i64,
+    worker: &str,
+    lease_until: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        j::jobs
+            .filter(j::id.eq(id))
+            .filter(j::locked_by.eq(worker))
+            .filter(j::state.eq(RUNNING)),
+    )
+    .set(j::locked_until.eq(lease_until))
+    .execute(conn)
 }
 
 /// SQLite is used by one process at a time, so leases left by a killed process can be released

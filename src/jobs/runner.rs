@@ -32,6 +32,8 @@ pub struct RunnerConfig {
     /// A sync broker call cannot take longer than this; an operation older than it, with no job
     /// behind it, was abandoned by a crashed request.
     pub abandoned_after: Duration,
+    /// How often abandoned operations are looked for (at most every `abandoned_after`).
+    pub sweep_interval: Duration,
     /// How long settled jobs stay visible at `/v2/jobs/:guid`.
     pub keep_settled: Duration,
 }
@@ -48,6 +50,7 @@ impl RunnerConfig {
             max_attempts: 11,
             tick: Duration::from_secs(1),
             abandoned_after: broker_timeout * 2 + Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(15),
             keep_settled: Duration::from_secs(24 * 3600),
         }
     }
@@ -89,11 +92,13 @@ impl JobRunner {
                     tracing::info!(jobs = n, "resumed jobs left running by a previous process")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not release stale job leases"),
+                Err(e) => {
+                    tracing::warn!(error = %e.log_text(), "could not release stale job leases")
+                }
             }
         }
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let sweep_every = Duration::from_secs(15).min(self.config.abandoned_after);
+        let sweep_every = self.config.sweep_interval.min(self.config.abandoned_after);
         let mut last_sweep: Option<Instant> = None;
         loop {
             let free = permits.available_permits();
@@ -115,13 +120,13 @@ impl JobRunner {
                             });
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
+                    Err(e) => tracing::warn!(error = %e.log_text(), "claiming jobs failed"),
                 }
             }
             if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
                 last_sweep = Some(Instant::now());
                 if let Err(e) = super::execute::sweep(&self.state, &self.config).await {
-                    tracing::warn!(error = %e, "sweeping abandoned operations failed");
+                    tracing::warn!(error = %e.log_text(), "sweeping abandoned operations failed");
                 }
             }
             if claimed_all {
@@ -164,7 +169,14 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
             return;
         }
     };
-    let outcome = execute(state, config, &job, row.attempts).await;
+    let outcome = with_heartbeat(
+        state,
+        config,
+        worker,
+        row.id,
+        execute(state, config, &job, row.attempts),
+    )
+    .await;
     tracing::debug!(job = %row.guid, kind = %row.kind, ?outcome, "job ran");
     let now = crate::db::now();
     match outcome {
@@ -178,6 +190,20 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
                 Some(now + chrono_dur(after)),
                 None,
                 payload,
+            )
+            .await
+        }
+        // A poll that hit a database error polls again; only the maximum polling duration ends
+        // a poll (a poll job's attempts count its polls, not its failures).
+        Outcome::Retry(error) if job.is_poll() => {
+            settle(
+                state,
+                row.id,
+                worker,
+                QUEUED,
+                Some(now + chrono_dur(config.poll_interval.max(config.retry_base))),
+                Some(error),
+                None,
             )
             .await
         }
@@ -209,6 +235,44 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
     }
 }
 
+/// Runs a job while renewing its lease every third of the lease, so that however long it waits
+/// (on a slow broker, on the broker-concurrency limit, on the database) no other process takes
+/// it over while this one still runs it. Only a dead process stops renewing.
+async fn with_heartbeat<F: std::future::Future<Output = Outcome>>(
+    state: &AppState,
+    config: &RunnerConfig,
+    worker: &str,
+    id: i64,
+    job: F,
+) -> Outcome {
+    let every = (config.lease / 3).max(Duration::from_millis(50));
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(every).await;
+            let worker = worker.to_string();
+            let until = crate::db::now() + chrono_dur(config.lease);
+            match state
+                .db
+                .write(move |conn| Ok(super::extend_lease(conn, id, &worker, until)?))
+                .await
+            {
+                Ok(0) => {
+                    tracing::warn!(job = id, "lost the lease of a running job");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(job = id, error = %e.log_text(), "could not renew a job lease")
+                }
+            }
+        }
+    };
+    tokio::pin!(job);
+    tokio::select! {
+        outcome = &mut job => outcome,
+        _ = heartbeat => unreachable!("the heartbeat never ends"),
+    }
+}
+
 async fn settle(
     state: &AppState,
     id: i64,
@@ -235,6 +299,6 @@ async fn settle(
         .await;
     if let Err(e) = result {
         // The lease will expire and the job will run again.
-        tracing::warn!(job = id, error = %e, "could not settle job");
+        tracing::warn!(job = id, error = %e.log_text(), "could not settle job");
     }
 }

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{authz, new_guid, on_unique, orphans, Caller};
+use super::{authz, code_engine, new_guid, on_unique, orphans, Caller};
 use crate::app::AppState;
 use crate::broker::{
     BindOutcome, BindRequest, BindResource, BrokerTarget, CatalogIds, CfContext, UnbindOutcome,
@@ -26,6 +26,11 @@ pub struct CreateBinding {
     pub name: Option<String>,
     pub parameters: Option<Map<String, Value>>,
     pub accepts_incomplete: bool,
+    /// Code Engine extensions (all optional): the credential's role, the env-var prefix, and an
+    /// existing service key (guid or name) to use instead of a new credential.
+    pub role: Option<String>,
+    pub prefix: Option<String>,
+    pub service_key: Option<String>,
 }
 
 /// A binding as the API shows it, plus what the caller may see of it.
@@ -70,6 +75,7 @@ struct BindTarget {
     org: Organization,
     instance: ServiceInstance,
     catalog: Option<Catalog>,
+    key: Option<crate::db::models::ServiceKey>,
 }
 
 pub const ALREADY_BOUND: &str = "The app is already bound to the service.";
@@ -127,6 +133,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
     let name = input.name.filter(|n| !n.is_empty());
     let actor = caller.actor.clone();
     let (app_guid, si_guid) = (input.app_guid.clone(), input.service_instance_guid.clone());
+    let key_ref = input.service_key.clone();
     let target = state
         .db
         .read(move |conn| {
@@ -139,7 +146,26 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
             }
             let (space, org) = repo::spaces::find_with_org(conn, &app.space_guid)?
                 .ok_or_else(|| ApiError::internal("app without space"))?;
+            // An existing credential: a service key of this instance, by guid or by name.
+            let key = match &key_ref {
+                None => None,
+                Some(k) => {
+                    let found = match repo::keys::find(conn, k)? {
+                        Some(key) => Some(key),
+                        None => repo::keys::find_by_name(conn, &instance.guid, k)?,
+                    };
+                    let key = found.ok_or_else(|| ApiError::ServiceKeyNotFound(k.clone()))?;
+                    if key.service_instance_guid != instance.guid {
+                        return Err(ApiError::ServiceBindingInvalid(format!(
+                            "The service key {} belongs to another service instance; a credential can only be used with its own instance.",
+                            key.name
+                        )));
+                    }
+                    Some(key)
+                }
+            };
             Ok(BindTarget {
+                key,
                 app,
                 space,
                 org,
@@ -174,6 +200,32 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
     if let Some(n) = &name {
         validate_name(n)?;
     }
+    let extended = input.role.is_some() || input.prefix.is_some() || input.service_key.is_some();
+    if let Some(p) = &input.prefix {
+        code_engine::validate_prefix(p)?;
+    }
+    let role = match (&target.catalog, &target.key) {
+        // A service key carries its own credential; a role applies to new credentials only.
+        (_, Some(_)) => None,
+        (Some(c), None) => Some(code_engine::resolve_role(
+            &c.service,
+            &c.plan,
+            input.role.as_deref(),
+        )?),
+        (None, None) => {
+            if input.role.is_some() {
+                return Err(ApiError::ServiceBindingInvalid(
+                    "Roles apply to managed service instances only.".into(),
+                ));
+            }
+            None
+        }
+    };
+    let label = target
+        .catalog
+        .as_ref()
+        .map(|c| c.service.label.clone())
+        .unwrap_or_else(|| "user-provided".into());
 
     let mut warnings = Vec::new();
     let now = crate::db::now();
@@ -195,7 +247,50 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
         last_operation_updated_at: Some(now),
         created_at: now,
         updated_at: now,
+        role: role.clone(),
+        prefix: None,
+        service_key_guid: target.key.as_ref().map(|k| k.guid.clone()),
+        extended,
     };
+    let prefix_plan = PrefixPlan {
+        explicit: input.prefix.clone(),
+        candidates: code_engine::derived_prefixes(&label, &target.instance.name, &guid),
+    };
+
+    // An existing credential: no broker call, the key's credentials are the binding's.
+    if let Some(key) = &target.key {
+        row.credentials = key.credentials.clone();
+        row.last_operation_state = Some("succeeded".into());
+        let insert_row = row.clone();
+        let n = name.clone();
+        let key_name = key.name.clone();
+        let plan = prefix_plan.clone();
+        row.prefix = Some(
+            state
+                .db
+                .write(move |conn| {
+                    if repo::bindings::find_by_app_and_instance(conn, &insert_row.app_guid, &insert_row.service_instance_guid)?
+                        .is_some_and(|b| b.service_key_guid == insert_row.service_key_guid)
+                    {
+                        return Err(ApiError::ServiceBindingAppServiceTaken(format!(
+                            "The credential {key_name} is already used by a binding of this app; a credential can serve several apps, but each app once."
+                        )));
+                    }
+                    insert_reserved(conn, insert_row, &plan, n.as_deref())
+                })
+                .await?,
+        );
+        row.credentials = state.crypto_open(&row.credentials)?;
+        return Ok(Shown {
+            view: BindingView {
+                binding: row,
+                user_provided: target.instance.is_user_provided,
+                space_guid: target.space.guid,
+            },
+            show_credentials: true,
+            warnings,
+        });
+    }
 
     let Some(catalog) = target.catalog.clone() else {
         // User-provided: no broker; the instance's credentials and drain are the binding's.
@@ -214,15 +309,14 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
         row.last_operation_state = Some("succeeded".into());
         let insert_row = row.clone();
         let n = name.clone();
-        state
-            .db
-            .write(move |conn| {
-                precheck_duplicates(conn, &insert_row)?;
-                on_unique(repo::bindings::insert(conn, &insert_row), |v| {
-                    unique_error(v, n.as_deref())
-                })
-            })
-            .await?;
+        let plan = prefix_plan.clone();
+        row.prefix = Some(
+            state
+                .db
+                .write(move |conn| insert_reserved(conn, insert_row, &plan, n.as_deref()))
+                .await?,
+        );
+        row.credentials = state.crypto_open(&row.credentials)?;
         return Ok(Shown {
             view: BindingView {
                 binding: row,
@@ -237,15 +331,13 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
     // Reserve: the unique indexes decide races here, before any broker call.
     let reserve = row.clone();
     let n = name.clone();
-    state
-        .db
-        .write(move |conn| {
-            precheck_duplicates(conn, &reserve)?;
-            on_unique(repo::bindings::insert(conn, &reserve), |v| {
-                unique_error(v, n.as_deref())
-            })
-        })
-        .await?;
+    let plan = prefix_plan.clone();
+    row.prefix = Some(
+        state
+            .db
+            .write(move |conn| insert_reserved(conn, reserve, &plan, n.as_deref()))
+            .await?,
+    );
 
     let request = BindRequest {
         service_id: catalog.service.unique_id.clone(),
@@ -262,6 +354,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
             space_guid: target.space.guid.clone(),
             organization_name: target.org.name.clone(),
             space_name: target.space.name.clone(),
+            role: role.clone(),
         },
         parameters: input.parameters.filter(|p| !p.is_empty()),
     };
@@ -291,7 +384,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
         Ok(BindOutcome::Created(data)) => {
             let (g, creds, drain, mounts) = (
                 guid.clone(),
-                data.credentials.clone(),
+                state.crypto_seal(&data.credentials),
                 data.syslog_drain_url.clone(),
                 data.volume_mounts.clone(),
             );
@@ -316,7 +409,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
                     return Err(ApiError::ServiceBindingNotFound(guid));
                 }
                 Err(e) => {
-                    tracing::error!(binding = %guid, error = %e, "saving a bound binding failed; unbinding at the broker");
+                    tracing::error!(binding = %guid, error = %e.log_text(), "saving a bound binding failed; unbinding at the broker");
                     orphans::mitigate_binding(state, orphan).await;
                     remove_reservation(state, &guid).await;
                     return Err(e);
@@ -386,6 +479,62 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
     })
 }
 
+/// How to choose a binding's env-var prefix at insert time.
+#[derive(Clone)]
+struct PrefixPlan {
+    explicit: Option<String>,
+    candidates: Vec<String>,
+}
+
+/// Inserts a new binding row, choosing its prefix among the app's free ones. Returns the prefix.
+fn insert_reserved(
+    conn: &mut crate::db::DbConnection,
+    mut row: ServiceBinding,
+    plan: &PrefixPlan,
+    name: Option<&str>,
+) -> ApiResult<String> {
+    precheck_duplicates(conn, &row)?;
+    let taken: Vec<String> = repo::bindings::for_app(conn, &row.app_guid)?
+        .into_iter()
+        .filter_map(|b| b.prefix)
+        .collect();
+    let prefix = match &plan.explicit {
+        Some(p) => {
+            if taken.iter().any(|t| t == p) {
+                return Err(ApiError::ServiceBindingInvalid(format!(
+                    "The prefix '{p}' is already used by another binding of this app; choose another prefix."
+                )));
+            }
+            p.clone()
+        }
+        None => plan
+            .candidates
+            .iter()
+            .find(|c| !taken.contains(c))
+            .cloned()
+            .unwrap_or_else(|| format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase())),
+    };
+    row.prefix = Some(prefix.clone());
+    on_unique(repo::bindings::insert(conn, &row), |v| {
+        if v.is(
+            "service_bindings_app_prefix_key",
+            "service_bindings",
+            &["app_guid", "prefix"],
+        ) {
+            return Some(ApiError::ServiceBindingInvalid(format!(
+                "The prefix '{prefix}' is already used by another binding of this app; choose another prefix."
+            )));
+        }
+        unique_error(v, name)
+    })?;
+    Ok(prefix)
+}
+
+/// Bindings that use a service key's credentials.
+pub fn count_using_key(conn: &mut crate::db::DbConnection, key: &str) -> ApiResult<i64> {
+    Ok(repo::bindings::count_using_key(conn, key)?)
+}
+
 /// Friendly duplicate errors before the insert (the unique indexes remain the real guard).
 fn precheck_duplicates(conn: &mut crate::db::DbConnection, row: &ServiceBinding) -> ApiResult<()> {
     if repo::bindings::find_by_app_and_instance(conn, &row.app_guid, &row.service_instance_guid)?
@@ -410,7 +559,7 @@ async fn remove_reservation(state: &AppState, guid: &str) {
         .write(move |conn| Ok(repo::bindings::delete(conn, &g)?))
         .await
     {
-        tracing::error!(binding = %guid, error = %e, "could not remove a failed binding reservation");
+        tracing::error!(binding = %guid, error = %e.log_text(), "could not remove a failed binding reservation");
     }
 }
 
@@ -444,6 +593,13 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Sho
             })
         })
         .await
+        .and_then(|mut shown| {
+            if shown.show_credentials {
+                shown.view.binding.credentials =
+                    state.crypto_open(&shown.view.binding.credentials)?;
+            }
+            Ok(shown)
+        })
 }
 
 /// What a delete did.
@@ -486,7 +642,11 @@ pub async fn delete(
                     instance.name.clone(),
                 ));
             }
-            if catalog.is_none() {
+            // User-provided instances and bindings that reuse a service key hold no broker
+            // credential of their own: nothing to unbind at the broker.
+            let local_only = catalog.is_none() || view.binding.service_key_guid.is_some();
+            let catalog = if local_only { None } else { catalog };
+            if local_only {
                 repo::bindings::delete(conn, &g)?;
             } else if repo::bindings::claim_for_delete(conn, &g)? == 0 {
                 return Err(ApiError::AsyncServiceBindingOperationInProgress(
@@ -554,6 +714,7 @@ pub async fn delete(
             view.binding.last_operation_created_at = Some(now);
             view.binding.last_operation_updated_at = Some(now);
             let show_credentials = true;
+            view.binding.credentials = state.crypto_open(&view.binding.credentials)?;
             Ok(Deleted::InProgress(Box::new(Shown {
                 view,
                 show_credentials,
@@ -652,7 +813,7 @@ pub async fn list(
         repo::bindings::Scope::App(a) => OwnedScope::App(a.to_string()),
         repo::bindings::Scope::Instance(i) => OwnedScope::Instance(i.to_string()),
     };
-    state
+    let mut loaded = state
         .db
         .read(move |conn| {
             let roles = if actor.reads_everything() {
@@ -675,7 +836,13 @@ pub async fn list(
                 rows,
             })
         })
-        .await
+        .await?;
+    for (view, show) in loaded.rows.iter_mut() {
+        if *show {
+            view.binding.credentials = state.crypto_open(&view.binding.credentials)?;
+        }
+    }
+    Ok(loaded)
 }
 
 enum OwnedScope {
@@ -754,4 +921,62 @@ pub async fn delete_as_job(
         .await?;
     state.jobs_wakeup.notify_one();
     Ok(row)
+}
+
+/// One binding's outcome in an unbind-all.
+#[derive(Debug, serde::Serialize)]
+pub struct UnbindResult {
+    pub guid: String,
+    pub name: Option<String>,
+    pub service_instance_guid: String,
+    /// `deleted`, `in progress` (the broker unbinds asynchronously) or `failed`.
+    pub state: &'static str,
+    pub error: Option<serde_json::Value>,
+}
+
+/// Code Engine's `unbind --all`: removes every binding of the app, each through its broker.
+/// A failure is reported per binding and stops nothing; a binding whose broker refused stays,
+/// with its last operation failed.
+pub async fn unbind_all(
+    state: &AppState,
+    caller: &Caller,
+    app_guid: &str,
+    accepts_incomplete: bool,
+) -> ApiResult<Vec<UnbindResult>> {
+    authz::require_write_scope(&caller.actor)?;
+    let g = app_guid.to_string();
+    let actor = caller.actor.clone();
+    let bindings = state
+        .db
+        .read(move |conn| {
+            let app =
+                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            if !authz::can_write_space(conn, &actor, &app.space_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            Ok(repo::bindings::for_app(conn, &g)?)
+        })
+        .await?;
+    let mut results = Vec::with_capacity(bindings.len());
+    for b in bindings {
+        let outcome = delete(state, caller, &b.guid, accepts_incomplete).await;
+        let (state_name, error) = match outcome {
+            Ok(Deleted::Gone { .. }) => ("deleted", None),
+            Ok(Deleted::InProgress(_)) => ("in progress", None),
+            Err(ApiError::ServiceBindingNotFound(_)) => ("deleted", None),
+            Err(e) => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&e.body()).unwrap_or(serde_json::Value::Null);
+                ("failed", Some(body))
+            }
+        };
+        results.push(UnbindResult {
+            guid: b.guid,
+            name: b.name,
+            service_instance_guid: b.service_instance_guid,
+            state: state_name,
+            error,
+        });
+    }
+    Ok(results)
 }

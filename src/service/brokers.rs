@@ -120,7 +120,7 @@ pub async fn register(
         name,
         broker_url: broker_url.trim_end_matches('/').to_string(),
         auth_username,
-        auth_password,
+        auth_password: state.crypto_seal(&auth_password),
         space_guid: input.space_guid,
         created_at: now,
         updated_at: now,
@@ -166,7 +166,7 @@ pub async fn update(
         broker.auth_username = u;
     }
     if let Some(p) = input.auth_password {
-        broker.auth_password = p;
+        broker.auth_password = state.crypto_seal(&p);
     }
     let target = BrokerTarget {
         url: broker.broker_url.clone(),

@@ -158,6 +158,7 @@ pub async fn create_managed(
             space_guid: space.guid.clone(),
             organization_name: org.name.clone(),
             space_name: space.name.clone(),
+            role: None,
         },
         parameters: input.parameters.filter(|p| !p.is_empty()),
         maintenance_info: catalog
@@ -264,7 +265,7 @@ async fn remove_instance_reservation(state: &AppState, guid: &str) {
         .write(move |conn| Ok(repo::instances::delete(conn, &g)?))
         .await
     {
-        tracing::error!(instance = %guid, error = %e, "could not remove a failed instance reservation");
+        tracing::error!(instance = %guid, error = %e.log_text(), "could not remove a failed instance reservation");
     }
 }
 
@@ -316,6 +317,17 @@ pub async fn get(
             })
         })
         .await
+        .and_then(|v| open_view(state, v))
+}
+
+/// Opens a user-provided instance's credentials if the caller may see them.
+fn open_view(state: &AppState, mut v: InstanceView) -> ApiResult<InstanceView> {
+    if v.show_credentials {
+        if let Some(c) = &v.instance.credentials {
+            v.instance.credentials = Some(state.crypto_open(c)?);
+        }
+    }
+    Ok(v)
 }
 
 pub async fn list(
@@ -384,6 +396,17 @@ pub async fn list(
             })
         })
         .await
+        .and_then(|l| {
+            let rows = l
+                .rows
+                .into_iter()
+                .map(|v| open_view(state, v))
+                .collect::<ApiResult<Vec<_>>>()?;
+            Ok(Loaded {
+                total: l.total,
+                rows,
+            })
+        })
 }
 
 pub enum InstanceDeleted {
@@ -422,7 +445,9 @@ pub async fn delete(
                     instance.name.clone(),
                 ));
             }
-            if repo::bindings::count_for_instance(conn, &g)? > 0 {
+            if repo::bindings::count_for_instance(conn, &g)? > 0
+                || repo::keys::count_for_instance(conn, &g)? > 0
+            {
                 return Err(ApiError::AssociationNotEmpty(
                     "service_bindings, service_keys, and routes".into(),
                     "service_instances".into(),
@@ -624,7 +649,9 @@ pub async fn create_upsi(
         space_guid,
         is_user_provided: true,
         service_plan_guid: None,
-        credentials: Some(Value::Object(input.credentials.unwrap_or_default()).to_string()),
+        credentials: Some(
+            state.crypto_seal(&Value::Object(input.credentials.unwrap_or_default()).to_string()),
+        ),
         syslog_drain_url: input.syslog_drain_url.filter(|s| !s.is_empty()),
         route_service_url: input.route_service_url.filter(|s| !s.is_empty()),
         tags,
@@ -656,11 +683,14 @@ pub async fn create_upsi(
             })
         })
         .await?;
-    Ok(InstanceView {
-        instance: row,
-        service_guid: None,
-        show_credentials: true,
-    })
+    open_view(
+        state,
+        InstanceView {
+            instance: row,
+            service_guid: None,
+            show_credentials: true,
+        },
+    )
 }
 
 pub async fn update_upsi(
@@ -673,6 +703,10 @@ pub async fn update_upsi(
     check_route_service_url(&input.route_service_url)?;
     let g = guid.to_string();
     let actor = caller.actor.clone();
+    let sealed = input
+        .credentials
+        .as_ref()
+        .map(|c| state.crypto_seal(&Value::Object(c.clone()).to_string()));
     state
         .db
         .write(move |conn| {
@@ -685,8 +719,8 @@ pub async fn update_upsi(
             if let Some(n) = input.name {
                 instance.name = check_instance_name(Some(&n))?;
             }
-            if let Some(c) = input.credentials {
-                instance.credentials = Some(Value::Object(c).to_string());
+            if sealed.is_some() {
+                instance.credentials = sealed;
             }
             if let Some(s) = input.syslog_drain_url {
                 instance.syslog_drain_url = Some(s).filter(|s| !s.is_empty());
@@ -710,4 +744,5 @@ pub async fn update_upsi(
             })
         })
         .await
+        .and_then(|v| open_view(state, v))
 }

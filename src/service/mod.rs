@@ -4,11 +4,16 @@
 pub mod authz;
 pub mod bindings;
 pub mod brokers;
+pub mod code_engine;
 pub mod demo;
+pub mod env;
 pub mod instances;
+pub mod keys;
 pub mod orphans;
+pub mod registry;
 pub mod resources;
 pub mod roles;
+pub mod rotation;
 pub mod uaa;
 
 use crate::auth::Actor;

@@ -32,7 +32,7 @@ pub async fn mitigate_binding(state: &AppState, orphan: OrphanBinding) {
             state.jobs_wakeup.notify_one();
         }
         Err(e) => {
-            tracing::error!(binding = %orphan.binding_guid, error = %e, "could not queue orphan mitigation; unbinding now");
+            tracing::error!(binding = %orphan.binding_guid, error = %e.log_text(), "could not queue orphan mitigation; unbinding now");
             let broker = state.broker.clone();
             actix_web::rt::spawn(async move {
                 if let Err(e) = broker
@@ -74,7 +74,7 @@ pub async fn mitigate_instance(state: &AppState, orphan: OrphanInstance) {
     match stored {
         Ok(_) => state.jobs_wakeup.notify_one(),
         Err(e) => {
-            tracing::error!(instance = %orphan.instance_guid, error = %e, "could not queue orphan deprovision; trying now");
+            tracing::error!(instance = %orphan.instance_guid, error = %e.log_text(), "could not queue orphan deprovision; trying now");
             let broker = state.broker.clone();
             actix_web::rt::spawn(async move {
                 let _ = broker

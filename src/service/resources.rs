@@ -279,9 +279,10 @@ pub async fn delete_space(state: &AppState, caller: &Caller, guid: &str) -> ApiR
             }
             if repo::apps::count_in_space(conn, &g)? > 0
                 || repo::instances::count_in_space(conn, &g)? > 0
+                || repo::registry::count_in_space(conn, &g)? > 0
             {
                 return Err(ApiError::AssociationNotEmpty(
-                    "apps, service_instances".into(),
+                    "apps, service_instances, registry_secrets".into(),
                     "space".into(),
                 ));
             }

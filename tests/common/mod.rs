@@ -124,6 +124,8 @@ pub struct Options {
     pub pool_size: u32,
     /// Adjusts the server's configuration before it starts.
     pub customize: Option<Customize>,
+    /// The job runner's settings (default: `fast_runner(broker_timeout)`).
+    pub runner_config: Option<RunnerConfig>,
 }
 
 impl Default for Options {
@@ -133,6 +135,7 @@ impl Default for Options {
             runner: true,
             pool_size: 4,
             customize: None,
+            runner_config: None,
         }
     }
 }
@@ -231,12 +234,14 @@ impl TestApp {
         let (tx, rx) = std::sync::mpsc::channel();
         let st = state.clone();
         let runner = opts.runner;
-        let timeout = opts.broker_timeout;
+        let runner_config = opts
+            .runner_config
+            .unwrap_or_else(|| fast_runner(opts.broker_timeout));
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let data = actix_web::web::Data::from(st.clone());
                 if runner {
-                    JobRunner::new(st.clone(), fast_runner(timeout)).spawn();
+                    JobRunner::new(st.clone(), runner_config).spawn();
                 }
                 let server = actix_web::HttpServer::new(move || tether::build_app!(data))
                     .workers(2)
@@ -280,6 +285,11 @@ impl TestApp {
             thread: Some(thread),
             db,
         }
+    }
+
+    /// The server's database URL (for child processes on the same database).
+    pub fn db_url(&self) -> String {
+        self.db.url.clone()
     }
 
     pub fn token_for(&self, user_id: &str, scopes: &[&str]) -> String {

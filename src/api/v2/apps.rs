@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, Metadata, Resource};
-use crate::api::{json, json_object, page, Fields};
+use crate::api::{json, json_object, Fields};
 use crate::db::models::App;
 use crate::db::repo;
 use crate::error::{ApiError, ApiResult};
@@ -131,7 +131,17 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
     let loaded = resources::list_apps(&state, &caller, &params, None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
-    Ok(page(&params, "/v2/apps", loaded.total, items, &[]))
+    super::page_with_relations(
+        &state,
+        &caller,
+        &params,
+        "/v2/apps",
+        loaded.total,
+        items,
+        &[],
+        super::Inline::App,
+    )
+    .await
 }
 
 async fn list_in_space(
@@ -143,13 +153,17 @@ async fn list_in_space(
     let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
     let loaded = resources::list_apps(&state, &caller, &params, Some(path.to_string())).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
-    Ok(page(
+    super::page_with_relations(
+        &state,
+        &caller,
         &params,
         &format!("/v2/spaces/{path}/apps"),
         loaded.total,
         items,
         &[],
-    ))
+        super::Inline::App,
+    )
+    .await
 }
 
 async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
@@ -170,9 +184,23 @@ async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<Htt
     Ok(resp)
 }
 
-async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let depth = super::depth_of(&req)?;
     let app = resources::get_app(&state, &caller, &path).await?;
-    Ok(json(StatusCode::OK, &render_app(&app)))
+    let v = super::with_relations(
+        &state,
+        &caller,
+        &render_app(&app),
+        super::Inline::App,
+        depth,
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &v))
 }
 
 async fn update(

@@ -10,7 +10,7 @@ use super::instances::LastOperation;
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, EmptyObject, Metadata, Resource, Ts, REDACTED};
-use crate::api::{flag, json, json_object, page, with_warnings, Fields};
+use crate::api::{flag, json, json_object, with_warnings, Fields};
 use crate::db::repo;
 use crate::db::repo::bindings::{BindingView, Scope};
 use crate::error::{ApiError, ApiResult};
@@ -32,6 +32,14 @@ pub struct BindingEntity {
     pub app_url: String,
     pub service_instance_url: String,
     pub service_binding_parameters_url: String,
+    // tether's Code Engine extensions, rendered only for bindings created with one of them, so
+    // that CF clients see exactly CC's document otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_key_guid: Option<Option<String>>,
 }
 
 /// CC shows only `container_dir`, `mode` and `device_type` of each mount (the driver and
@@ -99,6 +107,9 @@ pub fn render_binding(view: &BindingView, show_credentials: bool) -> Resource<Bi
                 format!("/v2/service_instances/{}", b.service_instance_guid)
             },
             service_binding_parameters_url: format!("/v2/service_bindings/{}/parameters", b.guid),
+            role: b.extended.then(|| b.role.clone()),
+            prefix: b.extended.then(|| b.prefix.clone()),
+            service_key_guid: b.extended.then(|| b.service_key_guid.clone()),
         },
     }
 }
@@ -148,6 +159,16 @@ async fn create(
         name: f.opt_str("name")?.map(str::to_string),
         parameters: f.opt_object("parameters")?.cloned(),
         accepts_incomplete: flag(&req, "accepts_incomplete"),
+        role: f.opt_str("role")?.map(str::to_string),
+        prefix: f.opt_str("prefix")?.map(str::to_string),
+        service_key: match (f.opt_str("service_key_guid")?, f.opt_str("service_key_name")?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::MessageParseError(
+                    "Field: service_key_guid, Error: give service_key_guid or service_key_name, not both".into(),
+                ))
+            }
+            (g, n) => g.or(n).map(str::to_string),
+        },
     };
     let shown = bindings::create(&state, &caller, input).await?;
     let status = if shown.view.binding.operation_in_progress() {
@@ -163,9 +184,26 @@ async fn create(
     Ok(with_warnings(resp, &shown.warnings))
 }
 
-async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let depth = super::depth_of(&req)?;
     let shown = bindings::get(&state, &caller, &path).await?;
-    Ok(json(StatusCode::OK, &render_shown(&shown)))
+    if depth == 0 {
+        return Ok(json(StatusCode::OK, &render_shown(&shown)));
+    }
+    let v = super::with_relations(
+        &state,
+        &caller,
+        &render_shown(&shown),
+        super::Inline::Binding,
+        depth,
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &v))
 }
 
 async fn delete(
@@ -236,7 +274,17 @@ async fn list_scoped(
         .iter()
         .map(|(view, show)| render_binding(view, *show))
         .collect();
-    Ok(page(&params, path, loaded.total, items, &[]))
+    super::page_with_relations(
+        state,
+        caller,
+        &params,
+        path,
+        loaded.total,
+        items,
+        &[],
+        super::Inline::Binding,
+    )
+    .await
 }
 
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {

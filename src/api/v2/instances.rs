@@ -190,13 +190,17 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
     let loaded = instances::list(&state, &caller, &params, kind_for(&params), None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
-    Ok(page(
+    super::page_with_relations(
+        &state,
+        &caller,
         &params,
         "/v2/service_instances",
         loaded.total,
         items,
         PRESERVE,
-    ))
+        super::Inline::Instance,
+    )
+    .await
 }
 
 async fn list_in_space(
@@ -215,13 +219,17 @@ async fn list_in_space(
     )
     .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
-    Ok(page(
+    super::page_with_relations(
+        &state,
+        &caller,
         &params,
         &format!("/v2/spaces/{path}/service_instances"),
         loaded.total,
         items,
         PRESERVE,
-    ))
+        super::Inline::Instance,
+    )
+    .await
 }
 
 async fn create(
@@ -254,9 +262,23 @@ async fn create(
     Ok(resp)
 }
 
-async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let depth = super::depth_of(&req)?;
     let view = instances::get(&state, &caller, &path, Kind::Both).await?;
-    Ok(json(StatusCode::OK, &render_instance(&view)))
+    let v = super::with_relations(
+        &state,
+        &caller,
+        &render_instance(&view),
+        super::Inline::Instance,
+        depth,
+    )
+    .await?;
+    Ok(json(StatusCode::OK, &v))
 }
 
 async fn update(

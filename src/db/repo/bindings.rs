@@ -174,6 +174,13 @@ pub fn count_for_instance(conn: &mut DbConnection, instance: &str) -> QueryResul
         .get_result(conn)
 }
 
+pub fn count_using_key(conn: &mut DbConnection, key: &str) -> QueryResult<i64> {
+    sb::service_bindings
+        .filter(sb::service_key_guid.eq(key))
+        .count()
+        .get_result(conn)
+}
+
 pub fn count_for_app(conn: &mut DbConnection, app: &str) -> QueryResult<i64> {
     sb::service_bindings
         .filter(sb::app_guid.eq(app))

@@ -4,7 +4,9 @@ pub mod apps;
 pub mod bindings;
 pub mod brokers;
 pub mod instances;
+pub mod keys;
 pub mod orgs;
+pub mod registry;
 pub mod roles;
 pub mod spaces;
 

@@ -1,0 +1,331 @@
+//! Service keys (`cf create-service-key`): a binding at the broker with no app. Like bindings,
+//! the name is reserved first (unique per instance), then the broker is called with no
+//! connection held.
+
+use serde_json::{Map, Value};
+
+use super::bindings::Catalog;
+use super::{authz, new_guid, on_unique, orphans, Caller};
+use crate::api::query::ListParams;
+use crate::app::AppState;
+use crate::broker::{BindOutcome, BindRequest, BindResource, CfContext, UnbindOutcome};
+use crate::db::models::ServiceKey;
+use crate::db::repo::{self, Loaded};
+use crate::db::DbConnection;
+use crate::error::{ApiError, ApiResult};
+
+pub struct KeyView {
+    pub key: ServiceKey,
+    pub show_credentials: bool,
+}
+
+pub fn count_for_instance(conn: &mut DbConnection, instance: &str) -> ApiResult<i64> {
+    Ok(repo::keys::count_for_instance(conn, instance)?)
+}
+
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    instance_guid: String,
+    name: String,
+    parameters: Option<Map<String, Value>>,
+) -> ApiResult<KeyView> {
+    authz::require_write_scope(&caller.actor)?;
+    if name.trim().is_empty() {
+        return Err(ApiError::ServiceKeyInvalid("name presence".into()));
+    }
+    if name.chars().count() > 255 {
+        return Err(ApiError::ServiceKeyInvalid(
+            "name is too long (maximum is 255 characters)".into(),
+        ));
+    }
+    let actor = caller.actor.clone();
+    let si = instance_guid.clone();
+    let (instance, catalog, space, org) = state
+        .db
+        .read(move |conn| {
+            let (instance, catalog) =
+                repo::instances::find_with_catalog(conn, &si)?.ok_or_else(|| {
+                    ApiError::InvalidRelation(format!(
+                        "Could not find VCAP::CloudController::ServiceInstance with guid: {si}"
+                    ))
+                })?;
+            if !authz::can_write_space(conn, &actor, &instance.space_guid)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            let (space, org) = repo::spaces::find_with_org(conn, &instance.space_guid)?
+                .ok_or_else(|| ApiError::internal("instance without space"))?;
+            Ok((instance, catalog, space, org))
+        })
+        .await?;
+    let Some((plan, service, broker)) = catalog else {
+        return Err(ApiError::ServiceKeyNotSupported(
+            "Service keys are not supported for user-provided service instances.".into(),
+        ));
+    };
+    let catalog = Catalog {
+        plan,
+        service,
+        broker,
+    };
+    if !catalog.bindable() {
+        return Err(ApiError::UnbindableService);
+    }
+    if instance.operation_in_progress() {
+        return Err(ApiError::AsyncServiceInstanceOperationInProgress(
+            instance.name.clone(),
+        ));
+    }
+    let now = crate::db::now();
+    let mut key = ServiceKey {
+        id: 0,
+        guid: new_guid(),
+        name: name.clone(),
+        service_instance_guid: instance.guid.clone(),
+        credentials: "{}".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let reserve = key.clone();
+    state
+        .db
+        .write(move |conn| {
+            if repo::keys::find_by_name(conn, &reserve.service_instance_guid, &reserve.name)?
+                .is_some()
+            {
+                return Err(ApiError::ServiceKeyNameTaken(reserve.name.clone()));
+            }
+            on_unique(repo::keys::insert(conn, &reserve), |_| {
+                Some(ApiError::ServiceKeyNameTaken(reserve.name.clone()))
+            })
+        })
+        .await?;
+    let request = BindRequest {
+        service_id: catalog.service.unique_id.clone(),
+        plan_id: catalog.plan.unique_id.clone(),
+        app_guid: None,
+        bind_resource: BindResource {
+            app_guid: None,
+            space_guid: None,
+            credential_client_id: None,
+        },
+        context: CfContext {
+            platform: "cloudfoundry",
+            organization_guid: org.guid.clone(),
+            space_guid: space.guid.clone(),
+            organization_name: org.name.clone(),
+            space_name: space.name.clone(),
+            role: None,
+        },
+        parameters: parameters.filter(|p| !p.is_empty()),
+    };
+    let outcome = state
+        .broker
+        .bind(
+            &catalog.target(),
+            &instance.guid,
+            &key.guid,
+            &request,
+            &catalog.service.requires_list(),
+            false,
+            &caller.broker_ctx(),
+        )
+        .await;
+    let orphan = || orphans::OrphanBinding {
+        target: catalog.target(),
+        broker_guid: catalog.broker.guid.clone(),
+        instance_guid: instance.guid.clone(),
+        binding_guid: key.guid.clone(),
+        ids: catalog.ids(),
+    };
+    let g = key.guid.clone();
+    match outcome {
+        Ok(BindOutcome::Created(data)) => {
+            let creds = state.crypto_seal(&data.credentials);
+            let saved = state
+                .db
+                .write(move |conn| Ok(repo::keys::set_credentials(conn, &g, &creds)?))
+                .await;
+            if !matches!(saved, Ok(1)) {
+                orphans::mitigate_binding(state, orphan()).await;
+                remove(state, &key.guid).await;
+                return Err(saved
+                    .err()
+                    .unwrap_or(ApiError::ServiceKeyNotFound(key.guid)));
+            }
+            key.credentials = data.credentials;
+        }
+        Ok(BindOutcome::Async { .. }) => {
+            // v2 service keys are synchronous.
+            orphans::mitigate_binding(state, orphan()).await;
+            remove(state, &key.guid).await;
+            return Err(ApiError::ServiceBrokerRespondedAsyncWhenNotAllowed);
+        }
+        Err(e) => {
+            remove(state, &key.guid).await;
+            if e.needs_orphan_mitigation {
+                orphans::mitigate_binding(state, orphan()).await;
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(KeyView {
+        key,
+        show_credentials: true,
+    })
+}
+
+async fn remove(state: &AppState, guid: &str) {
+    let g = guid.to_string();
+    if let Err(e) = state
+        .db
+        .write(move |conn| Ok(repo::keys::delete(conn, &g)?))
+        .await
+    {
+        tracing::error!(key = %guid, error = %e.log_text(), "could not remove a failed service key reservation");
+    }
+}
+
+pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<KeyView> {
+    authz::require_read_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    let mut view = state
+        .db
+        .read(move |conn| {
+            let (key, space) = repo::keys::find_with_space(conn, &g)?
+                .ok_or_else(|| ApiError::ServiceKeyNotFound(g.clone()))?;
+            let roles = if actor.reads_everything() {
+                None
+            } else {
+                Some(authz::load_roles(conn, &actor)?)
+            };
+            if let Some(r) = &roles {
+                if !r.can_read_space(&space) {
+                    return Err(ApiError::NotAuthorized);
+                }
+            }
+            let show_credentials = authz::can_see_secrets_in(roles.as_ref(), &actor, &space);
+            Ok(KeyView {
+                key,
+                show_credentials,
+            })
+        })
+        .await?;
+    view.key.credentials = state.crypto_open(&view.key.credentials)?;
+    Ok(view)
+}
+
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    params: &ListParams,
+    instance: Option<String>,
+) -> ApiResult<Loaded<KeyView>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = params.page_request(false)?;
+    let filters = params.filters.clone();
+    let actor = caller.actor.clone();
+    let loaded = state
+        .db
+        .read(move |conn| {
+            if let Some(i) = &instance {
+                repo::instances::find(conn, i)?
+                    .ok_or_else(|| ApiError::ServiceInstanceNotFound(i.clone()))?;
+            }
+            let roles = if actor.reads_everything() {
+                None
+            } else {
+                Some(authz::load_roles(conn, &actor)?)
+            };
+            let visible = roles.as_ref().map(|r| r.readable_spaces.clone());
+            let loaded = repo::keys::list(
+                conn,
+                &filters,
+                instance.as_deref(),
+                visible.as_deref(),
+                &page,
+            )?;
+            let rows = loaded
+                .rows
+                .into_iter()
+                .map(|(key, space)| {
+                    let show_credentials =
+                        authz::can_see_secrets_in(roles.as_ref(), &actor, &space);
+                    KeyView {
+                        key,
+                        show_credentials,
+                    }
+                })
+                .collect::<Vec<_>>();
+            Ok(Loaded {
+                total: loaded.total,
+                rows,
+            })
+        })
+        .await?;
+    let mut rows = Vec::with_capacity(loaded.rows.len());
+    for mut v in loaded.rows {
+        if v.show_credentials {
+            v.key.credentials = state.crypto_open(&v.key.credentials)?;
+        }
+        rows.push(v);
+    }
+    Ok(Loaded {
+        total: loaded.total,
+        rows,
+    })
+}
+
+pub async fn delete(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
+    authz::require_write_scope(&caller.actor)?;
+    let g = guid.to_string();
+    let actor = caller.actor.clone();
+    let (key, catalog) = state
+        .db
+        .read(move |conn| {
+            let (key, space) = repo::keys::find_with_space(conn, &g)?
+                .ok_or_else(|| ApiError::ServiceKeyNotFound(g.clone()))?;
+            if !authz::can_write_space(conn, &actor, &space)? {
+                return Err(ApiError::NotAuthorized);
+            }
+            if crate::service::bindings::count_using_key(conn, &g)? > 0 {
+                return Err(ApiError::AssociationNotEmpty(
+                    "service_bindings".into(),
+                    "service_key".into(),
+                ));
+            }
+            let catalog = repo::instances::find_with_catalog(conn, &key.service_instance_guid)?
+                .and_then(|(_, c)| c)
+                .map(|(plan, service, broker)| Catalog {
+                    plan,
+                    service,
+                    broker,
+                });
+            Ok((key, catalog))
+        })
+        .await?;
+    if let Some(catalog) = catalog {
+        match state
+            .broker
+            .unbind(
+                &catalog.target(),
+                &key.service_instance_guid,
+                &key.guid,
+                &catalog.ids(),
+                false,
+                &caller.broker_ctx(),
+            )
+            .await
+        {
+            Ok(UnbindOutcome::Deleted) | Ok(UnbindOutcome::Async { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let g = key.guid.clone();
+    state
+        .db
+        .write(move |conn| Ok(repo::keys::delete(conn, &g)?))
+        .await?;
+    Ok(())
+}
