@@ -5,8 +5,15 @@
 //! fetched from its JWKS URL, cached, refetched when a token names an unknown `kid`). Each key
 //! accepts only its own algorithms, so `alg: none`, or HS256 signed with a public key as the
 //! secret (algorithm confusion), never verifies.
+//!
+//! Verifying an ES256 signature costs more CPU than the rest of a typical request, and clients
+//! send the same token for its whole life: tokens that verified are remembered (by SHA-256 of
+//! their exact bytes) until they expire. Only `exp`/`nbf` are re-checked on a hit; the cache is
+//! emptied whenever an external UAA's key set is reloaded, so a retired key's tokens stop
+//! working at once.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -100,6 +107,25 @@ pub struct TokenVerifier {
     keys: Vec<PublicKey>,
     jwks: Option<Arc<Jwks>>,
     leeway_secs: u64,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// Tokens remembered at most (a few hundred bytes each).
+const VERIFIED_CACHE_MAX: usize = 4096;
+
+/// A token that verified, and the times that bound its validity.
+#[derive(Clone)]
+struct Verified {
+    actor: Actor,
+    exp: i64,
+    nbf: Option<i64>,
+}
+
+impl Verified {
+    fn valid_at(&self, now: i64, leeway: i64) -> bool {
+        now <= self.exp.saturating_add(leeway)
+            && self.nbf.is_none_or(|nbf| nbf.saturating_sub(leeway) <= now)
+    }
 }
 
 fn algorithms_for(key: &DecodingKey) -> Vec<Algorithm> {
@@ -126,6 +152,7 @@ impl TokenVerifier {
             keys: Vec::new(),
             jwks: None,
             leeway_secs: 30,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -176,12 +203,60 @@ impl TokenVerifier {
 
     /// Verifies a token, fetching the external JWKS if the token's key is not known yet.
     pub async fn verify(&self, token: &str) -> Result<Actor, ApiError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        let leeway = self.leeway_secs as i64;
+        if let Some(hit) = self.remembered(&digest) {
+            return if hit.valid_at(now, leeway) {
+                Ok(hit.actor)
+            } else {
+                self.forget(&digest);
+                Err(ApiError::InvalidAuthToken)
+            };
+        }
+        let verified = self.verify_signature(token).await?;
+        let actor = verified.actor.clone();
+        self.remember(digest, verified, now, leeway);
+        Ok(actor)
+    }
+
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Verified> {
+        let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(digest).cloned()
+    }
+
+    fn forget(&self, digest: &[u8; 32]) {
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(digest);
+    }
+
+    fn remember(&self, digest: [u8; 32], verified: Verified, now: i64, leeway: i64) {
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            cache.retain(|_, v| v.valid_at(now, leeway));
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                // Thousands of live tokens at once: start over rather than grow without bound.
+                cache.clear();
+            }
+        }
+        cache.insert(digest, verified);
+    }
+
+    /// The full check: signature, claims, audience (no cache).
+    async fn verify_signature(&self, token: &str) -> Result<Verified, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidAuthToken)?;
         if let Some(result) = self.try_verify(token, &header) {
             return result;
         }
         if let Some(jwks) = &self.jwks {
             if jwks.refresh_if_due().await {
+                // The external UAA's key set was reloaded: a key may have been retired, and
+                // tokens it signed must stop working now, cached or not.
+                self.verified
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 if let Some(result) = self.try_verify(token, &header) {
                     return result;
                 }
@@ -191,7 +266,7 @@ impl TokenVerifier {
     }
 
     /// `None`: no key we hold may verify this token (maybe the JWKS has it).
-    fn try_verify(&self, token: &str, header: &Header) -> Option<Result<Actor, ApiError>> {
+    fn try_verify(&self, token: &str, header: &Header) -> Option<Result<Verified, ApiError>> {
         if header.alg == Algorithm::HS256 {
             let key = self.hmac.as_ref()?;
             return Some(self.check(token, header.alg, key, None));
@@ -230,7 +305,7 @@ impl TokenVerifier {
         alg: Algorithm,
         key: &DecodingKey,
         issuer: Option<&str>,
-    ) -> Result<Actor, ApiError> {
+    ) -> Result<Verified, ApiError> {
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway_secs;
         validation.validate_exp = true;
@@ -244,7 +319,12 @@ impl TokenVerifier {
             tracing::debug!(error = %e, "rejected bearer token");
             ApiError::InvalidAuthToken
         })?;
-        actor_from_claims(data.claims)
+        let (exp, nbf) = (data.claims.exp, data.claims.nbf);
+        Ok(Verified {
+            actor: actor_from_claims(data.claims)?,
+            exp,
+            nbf,
+        })
     }
 }
 
@@ -576,4 +656,76 @@ fn audiences(scopes: &[String], client_id: &str) -> Vec<String> {
     aud.sort();
     aud.dedup();
     aud
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            sub: Some("user-1".into()),
+            user_id: Some("user-1".into()),
+            user_name: Some("dev".into()),
+            scope: vec!["cloud_controller.read".into()],
+            exp,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn remembered_tokens_still_expire_and_altered_ones_never_match() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let decoding = key.decoding.clone();
+        let issuer = TokenIssuer::new(key, "http://tether", 600);
+        let verifier = TokenVerifier::new()
+            .with_public_key(None, decoding, None)
+            .with_leeway(0);
+        let now = chrono::Utc::now().timestamp();
+
+        let token = issuer.sign(&claims(now + 1)).unwrap();
+        assert_eq!(
+            verifier.verify(&token).await.unwrap().user_id.as_deref(),
+            Some("user-1")
+        );
+        // Second use: from the cache.
+        assert!(verifier.verify(&token).await.is_ok());
+        assert_eq!(verifier.verified.lock().unwrap().len(), 1);
+
+        // A token differing in one signature byte is verified afresh (and fails).
+        let mut altered = token.clone().into_bytes();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert!(verifier.verify(&altered).await.is_err());
+        assert_eq!(
+            verifier.verified.lock().unwrap().len(),
+            1,
+            "failures are not remembered"
+        );
+
+        // Once past `exp`, the remembered token is refused and forgotten.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(ApiError::InvalidAuthToken)
+        ));
+        assert!(verifier.verified.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_bounded() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let decoding = key.decoding.clone();
+        let issuer = TokenIssuer::new(key, "http://tether", 600);
+        let verifier = TokenVerifier::new().with_public_key(None, decoding, None);
+        let now = chrono::Utc::now().timestamp();
+        for i in 0..(VERIFIED_CACHE_MAX + 10) {
+            let mut c = claims(now + 600);
+            c.jti = Some(format!("t{i}"));
+            let token = issuer.sign(&c).unwrap();
+            assert!(verifier.verify(&token).await.is_ok());
+        }
+        assert!(verifier.verified.lock().unwrap().len() <= VERIFIED_CACHE_MAX);
+    }
 }
