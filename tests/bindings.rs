@@ -906,8 +906,99 @@ async fn instance_with_bindings_cannot_be_deleted(backend: Backend) {
         .is_empty());
 }
 
+/// Unfiltered lists find their total and page start from per-block counts kept by triggers
+/// (4096 ids per block); pages across block boundaries, after deletes, in both directions, must
+/// be exactly those of a plain ORDER BY id with OFFSET.
+async fn unfiltered_pages_across_id_blocks(backend: Backend) {
+    let t = TestApp::start(backend).await;
+    let w = t.world().await;
+    let first = t.bind(&w.app, &w.instance, json!({"name": "b0"})).await;
+    first.assert_status(201);
+    let first_guid = first.body["metadata"]["guid"].as_str().unwrap().to_string();
+    // Rows at chosen ids, straight into the table (as if many bindings had come and gone), each
+    // for its own app: both sides of block boundaries, and blocks far apart.
+    let ids: [i64; 8] = [4094, 4095, 4096, 4097, 8191, 8192, 20000, 123457];
+    let mut apps = Vec::new();
+    for i in 0..ids.len() {
+        apps.push(t.create_app(&w.space, &format!("block-app-{i}")).await);
+    }
+    let rows: Vec<(i64, String)> = ids.iter().copied().zip(apps.iter().cloned()).collect();
+    let fg = first_guid.clone();
+    t.state
+        .db
+        .write(move |conn| {
+            use diesel::RunQueryDsl;
+            for (id, app) in &rows {
+                diesel::sql_query(format!(
+                    "INSERT INTO service_bindings (id, guid, app_guid, service_instance_guid, name, \
+                     credentials, syslog_drain_url, volume_mounts, last_operation_type, \
+                     last_operation_state, last_operation_description, broker_operation, \
+                     last_operation_created_at, last_operation_updated_at, created_at, updated_at, \
+                     role, prefix, service_key_guid, extended) \
+                     SELECT {id}, 'guid-{id}', '{app}', service_instance_guid, 'b{id}', credentials, \
+                     syslog_drain_url, volume_mounts, last_operation_type, last_operation_state, \
+                     last_operation_description, broker_operation, last_operation_created_at, \
+                     last_operation_updated_at, created_at, updated_at, role, NULL, \
+                     service_key_guid, extended FROM service_bindings WHERE guid = '{fg}'"
+                ))
+                .execute(conn)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // Deleting rows (through the API and the broker) keeps the counts exact.
+    t.delete("/v2/service_bindings/guid-4096")
+        .await
+        .assert_status(204);
+    t.delete("/v2/service_bindings/guid-8191")
+        .await
+        .assert_status(204);
+    let expected: Vec<String> = std::iter::once(first_guid)
+        .chain(
+            [4094, 4095, 4097, 8192, 20000, 123457]
+                .iter()
+                .map(|id| format!("guid-{id}")),
+        )
+        .collect();
+
+    for per_page in [1usize, 2, 3, 4, 7, 50] {
+        for desc in [false, true] {
+            let mut want = expected.clone();
+            if desc {
+                want.reverse();
+            }
+            let direction = if desc { "desc" } else { "asc" };
+            let pages = want.len().div_ceil(per_page);
+            let mut seen = Vec::new();
+            for page in 1..=pages + 1 {
+                let r = t
+                    .get(&format!(
+                        "/v2/service_bindings?order-direction={direction}&results-per-page={per_page}&page={page}"
+                    ))
+                    .await;
+                r.assert_status(200);
+                assert_eq!(r.body["total_results"], want.len(), "per_page {per_page}");
+                assert_eq!(r.body["total_pages"], pages, "per_page {per_page}");
+                let got: Vec<String> = r.body["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["metadata"]["guid"].as_str().unwrap().to_string())
+                    .collect();
+                if page > pages {
+                    assert!(got.is_empty(), "page {page} past the end: {got:?}");
+                }
+                seen.extend(got);
+            }
+            assert_eq!(seen, want, "per_page {per_page}, {direction}");
+        }
+    }
+}
+
 backend_tests!(
     create_get_list_delete,
+    unfiltered_pages_across_id_blocks,
     request_id_is_echoed,
     user_provided_binding_uses_instance_credentials,
     validation_errors,

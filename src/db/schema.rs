@@ -246,6 +246,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Bindings per block of 4096 ids, kept by triggers (see the migration).
+    service_binding_blocks (block) {
+        block -> BigInt,
+        n -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     spaces,

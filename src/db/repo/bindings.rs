@@ -107,6 +107,51 @@ pub fn find_view(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<Bind
     )
 }
 
+/// Ids per block of `service_binding_blocks` (`id >> 12`).
+const BLOCK_SHIFT: u32 = 12;
+
+/// Where an unfiltered page starts, found from the block counts instead of a scan: the total,
+/// and the id of the page's first row (`None`: the page is past the end).
+fn locate_unfiltered_page(
+    conn: &mut DbConnection,
+    page: &PageRequest,
+) -> QueryResult<(i64, Option<i64>)> {
+    use crate::db::schema::service_binding_blocks::dsl as blocks;
+    let counts: Vec<(i64, i64)> = blocks::service_binding_blocks
+        .filter(blocks::n.gt(0))
+        .order(blocks::block.asc())
+        .select((blocks::block, blocks::n))
+        .load(conn)?;
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let offset = page.offset();
+    if offset >= total {
+        return Ok((total, None));
+    }
+    // Descending order: the k-th row from the end is the (total - 1 - k)-th from the start.
+    let rank = if page.descending {
+        total - 1 - offset
+    } else {
+        offset
+    };
+    let mut before = 0i64;
+    for (block, n) in counts {
+        if rank < before + n {
+            let first_id = block << BLOCK_SHIFT;
+            let start: Option<i64> = optional(
+                sb::service_bindings
+                    .filter(sb::id.ge(first_id))
+                    .order(sb::id.asc())
+                    .select(sb::id)
+                    .offset(rank - before)
+                    .first(conn),
+            )?;
+            return Ok((total, start));
+        }
+        before += n;
+    }
+    Ok((total, None))
+}
+
 pub fn list(
     conn: &mut DbConnection,
     filters: &[Filter],
@@ -114,6 +159,9 @@ pub fn list(
     visible_spaces: Option<&[String]>,
     page: &PageRequest,
 ) -> QueryResult<Loaded<BindingView>> {
+    if filters.is_empty() && matches!(scope, Scope::All) && visible_spaces.is_none() {
+        return list_unfiltered(conn, page);
+    }
     let mut count_q = apply_filters!(sb::service_bindings.into_boxed(), filters, scope);
     if let Some(v) = visible_spaces {
         let visible_apps = apps::table
@@ -149,6 +197,41 @@ pub fn list(
     let rows = q
         .limit(page.per_page)
         .offset(page.offset())
+        .select((
+            ServiceBinding::as_select(),
+            service_instances::is_user_provided,
+            apps::space_guid,
+        ))
+        .load(conn)?;
+    Ok(Loaded { total, rows })
+}
+
+/// The whole table (an admin's plain list): total and page start from the block counts, then
+/// an index range from the start id, so page 20,000 costs what page 1 does.
+fn list_unfiltered(
+    conn: &mut DbConnection,
+    page: &PageRequest,
+) -> QueryResult<Loaded<BindingView>> {
+    let (total, start) = locate_unfiltered_page(conn, page)?;
+    let Some(start) = start else {
+        return Ok(Loaded {
+            total,
+            rows: Vec::new(),
+        });
+    };
+    let q = sb::service_bindings
+        .inner_join(
+            service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
+        )
+        .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+        .into_boxed();
+    let q = if page.descending {
+        q.filter(sb::id.le(start)).order(sb::id.desc())
+    } else {
+        q.filter(sb::id.ge(start)).order(sb::id.asc())
+    };
+    let rows = q
+        .limit(page.per_page)
         .select((
             ServiceBinding::as_select(),
             service_instances::is_user_provided,

@@ -1,0 +1,3 @@
+DROP TRIGGER service_binding_blocks_delete;
+DROP TRIGGER service_binding_blocks_insert;
+DROP TABLE service_binding_blocks;
