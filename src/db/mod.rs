@@ -10,6 +10,8 @@
 pub mod models;
 pub mod repo;
 pub mod schema;
+pub mod time;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,10 +143,11 @@ struct Gate {
 pub struct Db {
     backend: Backend,
     read: Arc<Gate>,
-    /// On SQLite a single writer connection: writers queue here instead of spinning on
-    /// `SQLITE_BUSY`, which measured as fast and with a lower tail. On PostgreSQL, the same
-    /// gate as `read`.
+    /// On SQLite a single write connection for the blocking (CLI, start-up) paths; request
+    /// writes go to `sqlite_writer`. On PostgreSQL, the same gate as `read`.
     write: Arc<Gate>,
+    /// SQLite only: the group-commit writer thread (see [`writer`]).
+    sqlite_writer: Option<Arc<writer::SqliteWriter>>,
     acquire_timeout: Duration,
 }
 
@@ -218,7 +221,9 @@ impl Db {
                 drop(conn);
                 let write = build_pool(&url, 1, config.acquire_timeout)?;
                 let read = build_pool(&url, config.pool_size.max(1), config.acquire_timeout)?;
+                let writer_conn = ConnectionManager { url: url.clone() }.connect()?;
                 Db {
+                    sqlite_writer: Some(Arc::new(writer::SqliteWriter::start(writer_conn)?)),
                     backend: Backend::Sqlite,
                     read: Arc::new(Gate {
                         permits: Arc::new(Semaphore::new(config.pool_size.max(1) as usize)),
@@ -238,6 +243,7 @@ impl Db {
                     pool,
                 });
                 Db {
+                    sqlite_writer: None,
                     backend: Backend::Postgres,
                     read: gate.clone(),
                     write: gate,
@@ -286,13 +292,20 @@ impl Db {
         self.run(&gate, f).await
     }
 
-    /// Runs `f` in one write transaction (SQLite: `BEGIN IMMEDIATE`, so the write lock is taken
-    /// up front and a read-then-write cannot deadlock with another process).
+    /// Runs `f` as one write transaction: all of its writes commit, or none do.
+    ///
+    /// SQLite: on the group-commit writer thread, inside a savepoint of a batch transaction
+    /// taken with `BEGIN IMMEDIATE` (the write lock up front, so a read-then-write cannot
+    /// deadlock with another process); the result comes back after the batch commits.
+    /// PostgreSQL: a transaction on a pooled connection.
     pub async fn write<F, T>(&self, f: F) -> ApiResult<T>
     where
         F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        if let Some(writer) = &self.sqlite_writer {
+            return writer.write(f).await;
+        }
         let gate = self.write.clone();
         self.run(&gate, move |conn| write_transaction(conn, f))
             .await

@@ -13,7 +13,9 @@ pub struct Organization {
     pub guid: String,
     pub name: String,
     pub status: String,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -25,7 +27,9 @@ pub struct Space {
     pub guid: String,
     pub name: String,
     pub organization_guid: String,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -42,7 +46,9 @@ pub struct App {
     pub instances: i32,
     pub disk_quota: i64,
     pub environment_json: String,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -57,7 +63,9 @@ pub struct ServiceBroker {
     pub auth_username: String,
     pub auth_password: String,
     pub space_guid: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -82,7 +90,9 @@ pub struct Service {
     pub plan_updateable: bool,
     pub bindings_retrievable: bool,
     pub instances_retrievable: bool,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -114,7 +124,9 @@ pub struct ServicePlan {
     pub schemas: Option<String>,
     pub maximum_polling_duration: Option<i64>,
     pub maintenance_info: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -126,7 +138,9 @@ pub struct ServicePlanVisibility {
     pub guid: String,
     pub service_plan_guid: String,
     pub organization_guid: String,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -151,8 +165,11 @@ pub struct ServiceInstance {
     pub last_operation_state: Option<String>,
     pub last_operation_description: Option<String>,
     pub broker_operation: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::DbTimeOpt)]
     pub last_operation_updated_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -180,9 +197,13 @@ pub struct ServiceBinding {
     pub last_operation_state: Option<String>,
     pub last_operation_description: Option<String>,
     pub broker_operation: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::DbTimeOpt)]
     pub last_operation_created_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::DbTimeOpt)]
     pub last_operation_updated_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
     /// Code Engine extensions: the credential's role, the env-var prefix, the service key whose
     /// credentials the binding uses, and whether the client asked for any of them.
@@ -223,7 +244,9 @@ pub struct User {
     /// JSON array: extra scopes granted at login (e.g. `cloud_controller.admin`).
     pub scopes: String,
     pub active: bool,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -236,7 +259,9 @@ pub struct OauthClient {
     pub secret_hash: Option<String>,
     pub scopes: String,
     pub grant_types: String,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -250,7 +275,9 @@ pub struct ServiceKey {
     pub service_instance_guid: String,
     /// JSON object text.
     pub credentials: String,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -267,6 +294,8 @@ pub struct RegistrySecret {
     /// Sealed; never rendered.
     pub password: String,
     pub email: Option<String>,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
 }

@@ -494,25 +494,26 @@ fn insert_reserved(
     name: Option<&str>,
 ) -> ApiResult<String> {
     precheck_duplicates(conn, &row)?;
-    let taken: Vec<String> = repo::bindings::for_app(conn, &row.app_guid)?
-        .into_iter()
-        .filter_map(|b| b.prefix)
-        .collect();
+    let app = row.app_guid.clone();
     let prefix = match &plan.explicit {
         Some(p) => {
-            if taken.iter().any(|t| t == p) {
+            if repo::bindings::prefix_taken(conn, &app, p)? {
                 return Err(ApiError::ServiceBindingInvalid(format!(
                     "The prefix '{p}' is already used by another binding of this app; choose another prefix."
                 )));
             }
             p.clone()
         }
-        None => plan
-            .candidates
-            .iter()
-            .find(|c| !taken.contains(c))
-            .cloned()
-            .unwrap_or_else(|| format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase())),
+        None => {
+            let mut free = None;
+            for candidate in &plan.candidates {
+                if !repo::bindings::prefix_taken(conn, &app, candidate)? {
+                    free = Some(candidate.clone());
+                    break;
+                }
+            }
+            free.unwrap_or_else(|| format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase()))
+        }
     };
     row.prefix = Some(prefix.clone());
     on_unique(repo::bindings::insert(conn, &row), |v| {

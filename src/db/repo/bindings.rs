@@ -250,6 +250,17 @@ pub fn for_app(conn: &mut DbConnection, app: &str) -> QueryResult<Vec<ServiceBin
         .load(conn)
 }
 
+/// Whether one of the app's bindings uses `prefix` (a probe of the unique index on
+/// (app_guid, prefix); the app's other bindings are not read).
+pub fn prefix_taken(conn: &mut DbConnection, app: &str, prefix: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        sb::service_bindings
+            .filter(sb::app_guid.eq(app))
+            .filter(sb::prefix.eq(prefix)),
+    ))
+    .get_result(conn)
+}
+
 pub fn count_for_instance(conn: &mut DbConnection, instance: &str) -> QueryResult<i64> {
     sb::service_bindings
         .filter(sb::service_instance_guid.eq(instance))

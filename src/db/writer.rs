@@ -1,0 +1,198 @@
+//! SQLite group commit: one writer thread owns the write connection and runs queued write
+//! closures in batches, each closure in its own savepoint, the batch in one transaction.
+//!
+//! Why: SQLite admits one writer at a time, so writes were already serialized on a single
+//! connection; what each one paid on top of its own statements was a thread hand-off, `BEGIN
+//! IMMEDIATE`, and a `COMMIT` that appends to the WAL (and now and then checkpoints). Under
+//! load those dominated a binding create (two write transactions per create). With a batch, the
+//! writer wakes once for whatever has queued up and commits once for all of it.
+//!
+//! Semantics are those of one transaction per closure: a closure that returns an error (or
+//! panics) is rolled back to its savepoint and the others are unaffected; a caller hears its
+//! result only after the commit that made it durable, and if that commit fails every closure in
+//! the batch gets an error (none of their writes happened).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+
+use diesel::connection::SimpleConnection;
+use tokio::sync::oneshot;
+
+use super::DbConnection;
+use crate::error::{ApiError, ApiResult};
+
+/// Most closures one transaction takes; bounds how long the first in a batch waits for the rest.
+const MAX_BATCH: usize = 128;
+
+/// Queued writes beyond which callers get a 503 at once instead of waiting (the pool-exhausted
+/// rule of the read side).
+const QUEUE_CAPACITY: usize = 4096;
+
+/// A queued write, type-erased.
+trait Job: Send {
+    /// Runs the closure on `conn` (inside its savepoint); says whether it succeeded, and keeps
+    /// the result for [`Completion::finish`].
+    fn run(self: Box<Self>, conn: &mut DbConnection) -> (bool, Box<dyn Completion>);
+
+    /// Answers the caller with an error without running the closure.
+    fn abandon(self: Box<Self>, cause: &str);
+}
+
+/// The result of a job that ran, waiting for its batch's commit.
+trait Completion: Send {
+    /// `None`: the batch committed; `Some(cause)`: it did not, and nothing of it was kept.
+    fn finish(self: Box<Self>, failed_commit: Option<&str>);
+}
+
+struct Queued<F, T> {
+    f: F,
+    reply: oneshot::Sender<ApiResult<T>>,
+}
+
+struct Ran<T> {
+    result: ApiResult<T>,
+    reply: oneshot::Sender<ApiResult<T>>,
+}
+
+impl<F, T> Job for Queued<F, T>
+where
+    F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &mut DbConnection) -> (bool, Box<dyn Completion>) {
+        let Queued { f, reply } = *self;
+        let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+            .unwrap_or_else(|_| Err(ApiError::internal("a database write panicked")));
+        (result.is_ok(), Box::new(Ran { result, reply }))
+    }
+
+    fn abandon(self: Box<Self>, cause: &str) {
+        let _ = self.reply.send(Err(ApiError::internal(format!(
+            "the write transaction could not run: {cause}"
+        ))));
+    }
+}
+
+impl<T: Send> Completion for Ran<T> {
+    fn finish(self: Box<Self>, failed_commit: Option<&str>) {
+        let result = match (failed_commit, self.result) {
+            (Some(cause), Ok(_)) => Err(ApiError::internal(format!(
+                "the write transaction did not commit: {cause}"
+            ))),
+            (_, result) => result,
+        };
+        // The caller may have gone (request cancelled); its write stands either way.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Handle to the writer thread; cloning is not needed (the `Db` shares it in an `Arc`).
+pub struct SqliteWriter {
+    queue: SyncSender<Box<dyn Job>>,
+}
+
+impl SqliteWriter {
+    /// Starts the writer thread on `conn`. The thread ends when the last handle is dropped.
+    pub fn start(conn: DbConnection) -> std::io::Result<SqliteWriter> {
+        let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("tether-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, jobs))?;
+        Ok(SqliteWriter { queue })
+    }
+
+    /// Queues `f` and waits for the commit of its batch.
+    pub async fn write<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Box::new(Queued { f, reply })) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ApiError::Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::internal("the SQLite writer thread is gone"))
+            }
+        }
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the SQLite writer dropped a write"))?
+    }
+}
+
+fn writer_loop(mut conn: DbConnection, jobs: Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut ran: Vec<Box<dyn Completion>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let failure = run_batch(&mut conn, &mut batch, &mut ran).err();
+        if let Some(cause) = &failure {
+            tracing::error!(error = %cause, writes = ran.len(), "SQLite write batch failed");
+        }
+        for done in ran.drain(..) {
+            done.finish(failure.as_deref());
+        }
+    }
+}
+
+/// Runs the batch in one transaction. `Err` means nothing of it was committed.
+fn run_batch(
+    conn: &mut DbConnection,
+    batch: &mut Vec<Box<dyn Job>>,
+    ran: &mut Vec<Box<dyn Completion>>,
+) -> Result<(), String> {
+    if let Err(e) = conn.batch_execute("BEGIN IMMEDIATE") {
+        // Nothing ran; each caller is told so once the cause is known (below).
+        for job in batch.drain(..) {
+            ran.push(Box::new(NotRun(job)));
+        }
+        return Err(e.to_string());
+    }
+    let mut broken = None;
+    for job in batch.drain(..) {
+        if broken.is_some() {
+            ran.push(Box::new(NotRun(job)));
+            continue;
+        }
+        if let Err(e) = conn.batch_execute("SAVEPOINT tether_write") {
+            broken = Some(e.to_string());
+            ran.push(Box::new(NotRun(job)));
+            continue;
+        }
+        let (ok, done) = job.run(conn);
+        ran.push(done);
+        let end = if ok {
+            "RELEASE tether_write"
+        } else {
+            "ROLLBACK TO tether_write; RELEASE tether_write"
+        };
+        if let Err(e) = conn.batch_execute(end) {
+            broken = Some(e.to_string());
+        }
+    }
+    let outcome = match broken {
+        Some(cause) => Err(cause),
+        None => conn.batch_execute("COMMIT").map_err(|e| e.to_string()),
+    };
+    if outcome.is_err() {
+        // Best effort: if the transaction is already gone SQLite says so, and that is fine.
+        let _ = conn.batch_execute("ROLLBACK");
+    }
+    outcome
+}
+
+/// A job the batch never got to run (the transaction could not start or broke before it).
+struct NotRun(Box<dyn Job>);
+
+impl Completion for NotRun {
+    fn finish(self: Box<Self>, failed_commit: Option<&str>) {
+        self.0.abandon(failed_commit.unwrap_or("the batch was aborted"));
+    }
+}
