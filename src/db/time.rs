@@ -83,7 +83,11 @@ pub fn parse_sqlite_text(s: &str) -> Option<NaiveDateTime> {
         }
         Some(n)
     };
-    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':'
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }

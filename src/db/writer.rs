@@ -28,6 +28,11 @@ const MAX_BATCH: usize = 128;
 /// rule of the read side).
 const QUEUE_CAPACITY: usize = 4096;
 
+/// The writer's own settings. A batch dirties several pages per binding (the table, its
+/// indexes, the per-block count): with SQLite's default 2 MB cache a large batch spilled dirty
+/// pages to the WAL before its commit (perf: a quarter of the writer's time in `pwrite`).
+const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -8192;";
+
 /// A queued write, type-erased.
 trait Job: Send {
     /// Runs the closure on `conn` (inside its savepoint); says whether it succeeded, and keeps
@@ -93,7 +98,10 @@ pub struct SqliteWriter {
 
 impl SqliteWriter {
     /// Starts the writer thread on `conn`. The thread ends when the last handle is dropped.
-    pub fn start(conn: DbConnection) -> std::io::Result<SqliteWriter> {
+    pub fn start(mut conn: DbConnection) -> std::io::Result<SqliteWriter> {
+        if let Err(e) = conn.batch_execute(WRITER_PRAGMAS) {
+            tracing::warn!(error = %e, "could not tune the SQLite writer connection");
+        }
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("tether-sqlite-writer".into())
@@ -193,6 +201,82 @@ struct NotRun(Box<dyn Job>);
 
 impl Completion for NotRun {
     fn finish(self: Box<Self>, failed_commit: Option<&str>) {
-        self.0.abandon(failed_commit.unwrap_or("the batch was aborted"));
+        self.0
+            .abandon(failed_commit.unwrap_or("the batch was aborted"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
+
+    #[derive(QueryableByName)]
+    struct X {
+        #[diesel(sql_type = BigInt)]
+        x: i64,
+    }
+
+    fn insert(conn: &mut DbConnection, x: i64) -> ApiResult<()> {
+        diesel::sql_query(format!("INSERT INTO t (x) VALUES ({x})")).execute(conn)?;
+        Ok(())
+    }
+
+    /// Concurrent writes land in shared transactions, yet each keeps its own outcome: a closure
+    /// that fails or panics leaves nothing behind and does not disturb the others, and the
+    /// writer goes on serving afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_write_commits_or_rolls_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
+            .unwrap();
+        let writer = std::sync::Arc::new(SqliteWriter::start(DbConnection::Sqlite(conn)).unwrap());
+
+        let mut tasks = Vec::new();
+        for i in 0..40i64 {
+            let w = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                w.write(move |conn| {
+                    insert(conn, i)?;
+                    match i {
+                        7 => Err(ApiError::NotFound),
+                        9 => panic!("a write that panics"),
+                        // A second row for x = 3: the unique index refuses it, and the closure's
+                        // earlier inserts (x = 13, x = 1003) must go with it.
+                        13 => {
+                            insert(conn, 1003)?;
+                            insert(conn, 3)
+                        }
+                        _ => Ok(()),
+                    }
+                })
+                .await
+            }));
+        }
+        let mut failed = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            if t.await.unwrap().is_err() {
+                failed.push(i);
+            }
+        }
+        assert_eq!(failed, vec![7, 9, 13]);
+
+        let rows: Vec<X> = writer
+            .write(|conn| Ok(diesel::sql_query("SELECT x FROM t ORDER BY x").load(conn)?))
+            .await
+            .unwrap();
+        let xs: Vec<i64> = rows.into_iter().map(|r| r.x).collect();
+        let expected: Vec<i64> = (0..40).filter(|i| ![7, 9, 13].contains(i)).collect();
+        assert_eq!(xs, expected);
+
+        // Committed for other connections too, not only visible inside the writer's transaction.
+        let mut reader = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let n: Vec<X> = diesel::sql_query("SELECT COUNT(*) AS x FROM t")
+            .load(&mut reader)
+            .unwrap();
+        assert_eq!(n[0].x, 37);
     }
 }

@@ -76,6 +76,9 @@ struct BindTarget {
     instance: ServiceInstance,
     catalog: Option<Catalog>,
     key: Option<crate::db::models::ServiceKey>,
+    /// The friendly duplicate error, looked up with the other reads (outside the single
+    /// writer's transaction) and raised where CC raises it; the unique indexes still decide.
+    duplicate: Option<ApiError>,
 }
 
 pub const ALREADY_BOUND: &str = "The app is already bound to the service.";
@@ -134,7 +137,8 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
     let actor = caller.actor.clone();
     let (app_guid, si_guid) = (input.app_guid.clone(), input.service_instance_guid.clone());
     let key_ref = input.service_key.clone();
-    let target = state
+    let name_ref = name.clone();
+    let mut target = state
         .db
         .read(move |conn| {
             let app = repo::apps::find(conn, &app_guid)?
@@ -164,7 +168,9 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
                     Some(key)
                 }
             };
+            let duplicate = duplicate_error(conn, &app.guid, &instance.guid, name_ref.as_deref())?;
             Ok(BindTarget {
+                duplicate,
                 key,
                 app,
                 space,
@@ -276,6 +282,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
                             "The credential {key_name} is already used by a binding of this app; a credential can serve several apps, but each app once."
                         )));
                     }
+                    precheck_duplicates(conn, &insert_row)?;
                     insert_reserved(conn, insert_row, &plan, n.as_deref())
                 })
                 .await?,
@@ -307,6 +314,9 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
             .unwrap_or_else(|| "{}".into());
         row.syslog_drain_url = target.instance.syslog_drain_url.clone();
         row.last_operation_state = Some("succeeded".into());
+        if let Some(e) = target.duplicate.take() {
+            return Err(e);
+        }
         let insert_row = row.clone();
         let n = name.clone();
         let plan = prefix_plan.clone();
@@ -329,6 +339,9 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
     };
 
     // Reserve: the unique indexes decide races here, before any broker call.
+    if let Some(e) = target.duplicate.take() {
+        return Err(e);
+    }
     let reserve = row.clone();
     let n = name.clone();
     let plan = prefix_plan.clone();
@@ -493,7 +506,6 @@ fn insert_reserved(
     plan: &PrefixPlan,
     name: Option<&str>,
 ) -> ApiResult<String> {
-    precheck_duplicates(conn, &row)?;
     let app = row.app_guid.clone();
     let prefix = match &plan.explicit {
         Some(p) => {
@@ -538,19 +550,37 @@ pub fn count_using_key(conn: &mut crate::db::DbConnection, key: &str) -> ApiResu
 
 /// Friendly duplicate errors before the insert (the unique indexes remain the real guard).
 fn precheck_duplicates(conn: &mut crate::db::DbConnection, row: &ServiceBinding) -> ApiResult<()> {
-    if repo::bindings::find_by_app_and_instance(conn, &row.app_guid, &row.service_instance_guid)?
-        .is_some()
-    {
-        return Err(ApiError::ServiceBindingAppServiceTaken(
-            ALREADY_BOUND.into(),
-        ));
+    match duplicate_error(
+        conn,
+        &row.app_guid,
+        &row.service_instance_guid,
+        row.name.as_deref(),
+    )? {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    if let Some(name) = &row.name {
-        if repo::bindings::find_by_app_and_name(conn, &row.app_guid, name)?.is_some() {
-            return Err(ApiError::ServiceBindingAppServiceTaken(name_taken(name)));
+}
+
+/// The error a binding of `app` to `instance` (named `name`) would meet on a unique index.
+fn duplicate_error(
+    conn: &mut crate::db::DbConnection,
+    app: &str,
+    instance: &str,
+    name: Option<&str>,
+) -> ApiResult<Option<ApiError>> {
+    if repo::bindings::find_by_app_and_instance(conn, app, instance)?.is_some() {
+        return Ok(Some(ApiError::ServiceBindingAppServiceTaken(
+            ALREADY_BOUND.into(),
+        )));
+    }
+    if let Some(name) = name {
+        if repo::bindings::find_by_app_and_name(conn, app, name)?.is_some() {
+            return Ok(Some(ApiError::ServiceBindingAppServiceTaken(name_taken(
+                name,
+            ))));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn remove_reservation(state: &AppState, guid: &str) {
