@@ -1156,8 +1156,11 @@ fn seed_bindings(
         }
     }
     if let DbConnection::Pg(_) = db {
-        // Fresh statistics, as autovacuum would have after a while.
-        db.batch_execute("ANALYZE")?;
+        // What autovacuum does a minute later: fresh statistics, and the dead row versions a
+        // bulk load leaves (each seeded binding updates its block's count row) cleared away and
+        // the visibility map set. Without it the first minute after seeding measures the
+        // seeding's garbage, not the table size (list at 1M rows: 4.7 ms, 3× slower).
+        db.batch_execute("VACUUM ANALYZE")?;
     }
     Ok(started.elapsed())
 }
