@@ -8,6 +8,33 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's settings, read when it starts (a C string it finds by this symbol name). Two
+/// arenas instead of eight (2 cores × 4) and dirty pages returned after 1 s instead of 10 s:
+/// RSS at 100k bindings 58 → 56 MB with no measurable change in throughput. The
+/// `_RJEM_MALLOC_CONF` environment variable still overrides it.
+#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[used]
+#[export_name = "_rjem_malloc_conf"]
+static JEMALLOC_CONF: Option<&'static u8> = Some(&b"narenas:2,dirty_decay_ms:1000\0"[0]);
+
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     tether::cli::main()
+}
+
+/// Rust allocations go to jemalloc, but SQLite (C) still calls glibc's malloc for its page
+/// caches. glibc gives each thread that allocates its own arena (up to 8 per core), and memory
+/// freed in an arena stays resident: with the blocking pool's threads taking turns on database
+/// work, RSS grew to several times SQLite's live caches (196 MB at 100k bindings). Two arenas
+/// keep it near the live heap at no measurable cost in throughput. An explicit
+/// MALLOC_ARENA_MAX still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread
+        // exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }

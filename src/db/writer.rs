@@ -28,11 +28,6 @@ const MAX_BATCH: usize = 128;
 /// rule of the read side).
 const QUEUE_CAPACITY: usize = 4096;
 
-/// The writer's own settings. A batch dirties several pages per binding (the table, its
-/// indexes, the per-block count): with SQLite's default 2 MB cache a large batch spilled dirty
-/// pages to the WAL before its commit (perf: a quarter of the writer's time in `pwrite`).
-const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -8192;";
-
 /// A queued write, type-erased.
 trait Job: Send {
     /// Runs the closure on `conn` (inside its savepoint); says whether it succeeded, and keeps
@@ -98,10 +93,7 @@ pub struct SqliteWriter {
 
 impl SqliteWriter {
     /// Starts the writer thread on `conn`. The thread ends when the last handle is dropped.
-    pub fn start(mut conn: DbConnection) -> std::io::Result<SqliteWriter> {
-        if let Err(e) = conn.batch_execute(WRITER_PRAGMAS) {
-            tracing::warn!(error = %e, "could not tune the SQLite writer connection");
-        }
+    pub fn start(conn: DbConnection) -> std::io::Result<SqliteWriter> {
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("tether-sqlite-writer".into())
