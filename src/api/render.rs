@@ -70,9 +70,37 @@ impl Metadata {
 }
 
 #[derive(serde::Serialize)]
-pub struct Resource<E: Serialize> {
-    pub metadata: Metadata,
+pub struct Resource<E: Serialize, M: Serialize = Metadata> {
+    pub metadata: M,
     pub entity: E,
+}
+
+/// A URL made of a fixed prefix, a guid and a fixed suffix, written straight into the JSON
+/// output (no `String` per URL: a page of 50 bindings has 200 of them).
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a>(pub &'static str, pub &'a str, pub &'static str);
+
+impl std::fmt::Display for Link<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(self.1)?;
+        f.write_str(self.2)
+    }
+}
+
+impl Serialize for Link<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// [`Metadata`] borrowing its guid, for the hot paths (binding pages).
+#[derive(serde::Serialize)]
+pub struct MetadataRef<'a> {
+    pub guid: &'a str,
+    pub url: Link<'a>,
+    pub created_at: Ts,
+    pub updated_at: Ts,
 }
 
 #[derive(serde::Serialize)]

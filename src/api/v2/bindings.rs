@@ -6,10 +6,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::instances::LastOperation;
 use super::State;
 use crate::api::query::ListParams;
-use crate::api::render::{raw_json, EmptyObject, Metadata, Resource, Ts, REDACTED};
+use crate::api::render::{raw_json, EmptyObject, Link, MetadataRef, Resource, Ts, REDACTED};
 use crate::api::{flag, json, json_object, with_warnings, Fields};
 use crate::db::repo;
 use crate::db::repo::bindings::{BindingView, Scope};
@@ -18,37 +17,66 @@ use crate::service::bindings::{self, CreateBinding, Deleted, Shown};
 use crate::service::Caller;
 
 #[derive(Serialize)]
-pub struct BindingEntity {
-    pub app_guid: String,
-    pub service_instance_guid: String,
-    pub credentials: Box<RawValue>,
+pub struct BindingEntity<'a> {
+    pub app_guid: &'a str,
+    pub service_instance_guid: &'a str,
+    pub credentials: &'a RawValue,
     pub binding_options: EmptyObject,
     pub gateway_data: Option<()>,
     pub gateway_name: &'static str,
-    pub syslog_drain_url: Option<String>,
-    pub volume_mounts: Box<RawValue>,
-    pub name: Option<String>,
-    pub last_operation: LastOperation,
-    pub app_url: String,
-    pub service_instance_url: String,
-    pub service_binding_parameters_url: String,
+    pub syslog_drain_url: Option<&'a str>,
+    pub volume_mounts: VolumeMounts,
+    pub name: Option<&'a str>,
+    pub last_operation: BindingOperation<'a>,
+    pub app_url: Link<'a>,
+    pub service_instance_url: Link<'a>,
+    pub service_binding_parameters_url: Link<'a>,
     // tether's Code Engine extensions, rendered only for bindings created with one of them, so
     // that CF clients see exactly CC's document otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<Option<String>>,
+    pub role: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<Option<String>>,
+    pub prefix: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_key_guid: Option<Option<String>>,
+    pub service_key_guid: Option<Option<&'a str>>,
+}
+
+/// A binding's `last_operation` (the same document as an instance's).
+#[derive(Serialize)]
+pub struct BindingOperation<'a> {
+    #[serde(rename = "type")]
+    pub op_type: &'a str,
+    pub state: &'a str,
+    pub description: &'a str,
+    pub updated_at: Ts,
+    pub created_at: Ts,
+}
+
+/// `volume_mounts` as CC shows them.
+pub enum VolumeMounts {
+    None,
+    Censored(Box<RawValue>),
+}
+
+impl Serialize for VolumeMounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            VolumeMounts::None => s.collect_seq(std::iter::empty::<()>()),
+            VolumeMounts::Censored(raw) => raw.serialize(s),
+        }
+    }
 }
 
 /// CC shows only `container_dir`, `mode` and `device_type` of each mount (the driver and
 /// device config can hold secrets).
-fn censor_volume_mounts(stored: &str) -> Box<RawValue> {
+fn censor_volume_mounts(stored: &str) -> VolumeMounts {
     if stored == "[]" {
-        return raw_json("[]", "[]");
+        return VolumeMounts::None;
     }
     let mounts: Vec<Value> = serde_json::from_str(stored).unwrap_or_default();
+    if mounts.is_empty() {
+        return VolumeMounts::None;
+    }
     let shown: Vec<Value> = mounts
         .into_iter()
         .map(|m| {
@@ -61,60 +89,79 @@ fn censor_volume_mounts(stored: &str) -> Box<RawValue> {
             Value::Object(out)
         })
         .collect();
-    raw_json(&Value::Array(shown).to_string(), "[]")
+    VolumeMounts::Censored(raw_json(&Value::Array(shown).to_string(), "[]"))
 }
 
-pub fn render_binding(view: &BindingView, show_credentials: bool) -> Resource<BindingEntity> {
+/// Stored JSON object text as a borrowed raw value (checked, not copied); `{}` if it is not
+/// valid JSON, which it always is when tether stored it.
+fn raw_object(text: &str) -> &RawValue {
+    serde_json::from_str::<&RawValue>(text).unwrap_or_else(|_| empty_object())
+}
+
+fn empty_object() -> &'static RawValue {
+    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| raw_json("{}", "{}"))
+}
+
+fn redacted() -> &'static RawValue {
+    static SHOWN: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    SHOWN.get_or_init(|| raw_json(REDACTED, "{}"))
+}
+
+pub fn render_binding(
+    view: &BindingView,
+    show_credentials: bool,
+) -> Resource<BindingEntity<'_>, MetadataRef<'_>> {
     let b = &view.binding;
     let op_created = b.last_operation_created_at.unwrap_or(b.created_at);
     let op_updated = b.last_operation_updated_at.unwrap_or(b.updated_at);
     Resource {
-        metadata: Metadata::new("service_bindings", &b.guid, b.created_at, b.updated_at),
+        metadata: MetadataRef {
+            guid: &b.guid,
+            url: Link("/v2/service_bindings/", &b.guid, ""),
+            created_at: Ts(b.created_at),
+            updated_at: Ts(b.updated_at),
+        },
         entity: BindingEntity {
-            app_guid: b.app_guid.clone(),
-            service_instance_guid: b.service_instance_guid.clone(),
+            app_guid: &b.app_guid,
+            service_instance_guid: &b.service_instance_guid,
             credentials: if show_credentials {
-                raw_json(&b.credentials, "{}")
+                raw_object(&b.credentials)
             } else {
-                raw_json(REDACTED, "{}")
+                redacted()
             },
             binding_options: EmptyObject,
             gateway_data: None,
             gateway_name: "",
-            syslog_drain_url: b.syslog_drain_url.clone(),
+            syslog_drain_url: b.syslog_drain_url.as_deref(),
             volume_mounts: censor_volume_mounts(&b.volume_mounts),
-            name: b.name.clone(),
-            last_operation: LastOperation {
-                op_type: b
-                    .last_operation_type
-                    .clone()
-                    .unwrap_or_else(|| "create".into()),
-                state: b
-                    .last_operation_state
-                    .clone()
-                    .unwrap_or_else(|| "succeeded".into()),
-                description: b.last_operation_description.clone().unwrap_or_default(),
+            name: b.name.as_deref(),
+            last_operation: BindingOperation {
+                op_type: b.last_operation_type.as_deref().unwrap_or("create"),
+                state: b.last_operation_state.as_deref().unwrap_or("succeeded"),
+                description: b.last_operation_description.as_deref().unwrap_or_default(),
                 updated_at: Ts(op_updated),
                 created_at: Ts(op_created),
             },
-            app_url: format!("/v2/apps/{}", b.app_guid),
+            app_url: Link("/v2/apps/", &b.app_guid, ""),
             service_instance_url: if view.user_provided {
-                format!(
-                    "/v2/user_provided_service_instances/{}",
-                    b.service_instance_guid
+                Link(
+                    "/v2/user_provided_service_instances/",
+                    &b.service_instance_guid,
+                    "",
                 )
             } else {
-                format!("/v2/service_instances/{}", b.service_instance_guid)
+                Link("/v2/service_instances/", &b.service_instance_guid, "")
             },
-            service_binding_parameters_url: format!("/v2/service_bindings/{}/parameters", b.guid),
-            role: b.extended.then(|| b.role.clone()),
-            prefix: b.extended.then(|| b.prefix.clone()),
-            service_key_guid: b.extended.then(|| b.service_key_guid.clone()),
+            service_binding_parameters_url: Link("/v2/service_bindings/", &b.guid, "/parameters"),
+            role: b.extended.then_some(b.role.as_deref()),
+            prefix: b.extended.then_some(b.prefix.as_deref()),
+            service_key_guid: b.extended.then_some(b.service_key_guid.as_deref()),
         },
     }
 }
 
-fn render_shown(shown: &Shown) -> Resource<BindingEntity> {
+fn render_shown(shown: &Shown) -> Resource<BindingEntity<'_>, MetadataRef<'_>> {
     render_binding(&shown.view, shown.show_credentials)
 }
 
