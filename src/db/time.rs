@@ -12,7 +12,9 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::deserialize::{self, FromSql};
+use diesel::pg::{Pg, PgValue};
 use diesel::sql_types::{Nullable, Timestamp};
+use diesel::sqlite::{Sqlite, SqliteValue};
 
 use super::{MultiBackend, MultiRawValue};
 
@@ -36,35 +38,52 @@ impl From<DbTimeOpt> for Option<NaiveDateTime> {
     }
 }
 
+impl FromSql<Timestamp, Sqlite> for DbTime {
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        if let Some(t) = parse_sqlite_text(value.read_text()) {
+            return Ok(DbTime(t));
+        }
+        <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(value).map(DbTime)
+    }
+}
+
+impl FromSql<Timestamp, Pg> for DbTime {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(value).map(DbTime)
+    }
+}
+
 impl FromSql<Timestamp, MultiBackend> for DbTime {
     fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
         match value {
-            MultiRawValue::Sqlite(mut v) => {
-                if let Some(t) = parse_sqlite_text(v.read_text()) {
-                    return Ok(DbTime(t));
+            MultiRawValue::Sqlite(v) => <DbTime as FromSql<Timestamp, Sqlite>>::from_sql(v),
+            MultiRawValue::Pg(v) => <DbTime as FromSql<Timestamp, Pg>>::from_sql(v),
+        }
+    }
+}
+
+/// The nullable column: `None` for NULL, else what [`DbTime`] reads.
+macro_rules! nullable_time {
+    ($backend:ty, $raw:ty) => {
+        impl FromSql<Nullable<Timestamp>, $backend> for DbTimeOpt {
+            fn from_sql(value: $raw) -> deserialize::Result<Self> {
+                <DbTime as FromSql<Timestamp, $backend>>::from_sql(value)
+                    .map(|t| DbTimeOpt(Some(t.0)))
+            }
+
+            fn from_nullable_sql(value: Option<$raw>) -> deserialize::Result<Self> {
+                match value {
+                    Some(v) => <Self as FromSql<Nullable<Timestamp>, $backend>>::from_sql(v),
+                    None => Ok(DbTimeOpt(None)),
                 }
-                <NaiveDateTime as FromSql<Timestamp, diesel::sqlite::Sqlite>>::from_sql(v)
-                    .map(DbTime)
-            }
-            MultiRawValue::Pg(v) => {
-                <NaiveDateTime as FromSql<Timestamp, diesel::pg::Pg>>::from_sql(v).map(DbTime)
             }
         }
-    }
+    };
 }
 
-impl FromSql<Nullable<Timestamp>, MultiBackend> for DbTimeOpt {
-    fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        <DbTime as FromSql<Timestamp, MultiBackend>>::from_sql(value).map(|t| DbTimeOpt(Some(t.0)))
-    }
-
-    fn from_nullable_sql(value: Option<MultiRawValue<'_>>) -> deserialize::Result<Self> {
-        match value {
-            Some(v) => Self::from_sql(v),
-            None => Ok(DbTimeOpt(None)),
-        }
-    }
-}
+nullable_time!(Sqlite, SqliteValue<'_, '_, '_>);
+nullable_time!(Pg, PgValue<'_>);
+nullable_time!(MultiBackend, MultiRawValue<'_>);
 
 /// `YYYY-MM-DD HH:MM:SS` with an optional `.` and 1 to 9 fraction digits (a `T` between date
 /// and time is accepted too). `None` for anything else, including impossible dates.

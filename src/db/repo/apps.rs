@@ -14,12 +14,10 @@ pub fn insert(conn: &mut DbConnection, app: &App) -> QueryResult<()> {
 }
 
 pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<App>> {
-    optional(
-        a::apps
-            .filter(a::guid.eq(guid))
-            .select(App::as_select())
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| a::apps
+        .filter(a::guid.eq(guid))
+        .select(App::as_select())
+        .first(c)))
 }
 
 pub fn find_by_name(conn: &mut DbConnection, space: &str, name: &str) -> QueryResult<Option<App>> {

@@ -47,19 +47,17 @@ macro_rules! apply_filters {
 }
 
 pub fn insert(conn: &mut DbConnection, binding: &ServiceBinding) -> QueryResult<()> {
-    diesel::insert_into(sb::service_bindings)
+    crate::db::native!(conn, |c| diesel::insert_into(sb::service_bindings)
         .values(binding)
-        .execute(conn)
-        .map(|_| ())
+        .execute(c))
+    .map(|_| ())
 }
 
 pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceBinding>> {
-    optional(
-        sb::service_bindings
-            .filter(sb::guid.eq(guid))
-            .select(ServiceBinding::as_select())
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| sb::service_bindings
+        .filter(sb::guid.eq(guid))
+        .select(ServiceBinding::as_select())
+        .first(c)))
 }
 
 pub fn find_by_app_and_instance(
@@ -67,13 +65,11 @@ pub fn find_by_app_and_instance(
     app: &str,
     instance: &str,
 ) -> QueryResult<Option<ServiceBinding>> {
-    optional(
-        sb::service_bindings
-            .filter(sb::app_guid.eq(app))
-            .filter(sb::service_instance_guid.eq(instance))
-            .select(ServiceBinding::as_select())
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| sb::service_bindings
+        .filter(sb::app_guid.eq(app))
+        .filter(sb::service_instance_guid.eq(instance))
+        .select(ServiceBinding::as_select())
+        .first(c)))
 }
 
 pub fn find_by_app_and_name(
@@ -81,30 +77,26 @@ pub fn find_by_app_and_name(
     app: &str,
     name: &str,
 ) -> QueryResult<Option<ServiceBinding>> {
-    optional(
-        sb::service_bindings
-            .filter(sb::app_guid.eq(app))
-            .filter(sb::name.eq(name))
-            .select(ServiceBinding::as_select())
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| sb::service_bindings
+        .filter(sb::app_guid.eq(app))
+        .filter(sb::name.eq(name))
+        .select(ServiceBinding::as_select())
+        .first(c)))
 }
 
 pub fn find_view(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<BindingView>> {
-    optional(
-        sb::service_bindings
-            .inner_join(
-                service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
-            )
-            .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
-            .filter(sb::guid.eq(guid))
-            .select((
-                ServiceBinding::as_select(),
-                service_instances::is_user_provided,
-                apps::space_guid,
-            ))
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| sb::service_bindings
+        .inner_join(
+            service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
+        )
+        .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+        .filter(sb::guid.eq(guid))
+        .select((
+            ServiceBinding::as_select(),
+            service_instances::is_user_provided,
+            apps::space_guid,
+        ))
+        .first(c)))
 }
 
 /// Ids per block of `service_binding_blocks` (`id >> 12`).
@@ -117,11 +109,11 @@ fn locate_unfiltered_page(
     page: &PageRequest,
 ) -> QueryResult<(i64, Option<i64>)> {
     use crate::db::schema::service_binding_blocks::dsl as blocks;
-    let counts: Vec<(i64, i64)> = blocks::service_binding_blocks
+    let counts: Vec<(i64, i64)> = crate::db::native!(conn, |c| blocks::service_binding_blocks
         .filter(blocks::n.gt(0))
         .order(blocks::block.asc())
         .select((blocks::block, blocks::n))
-        .load(conn)?;
+        .load(c))?;
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     let offset = page.offset();
     if offset >= total {
@@ -137,14 +129,12 @@ fn locate_unfiltered_page(
     for (block, n) in counts {
         if rank < before + n {
             let first_id = block << BLOCK_SHIFT;
-            let start: Option<i64> = optional(
-                sb::service_bindings
-                    .filter(sb::id.ge(first_id))
-                    .order(sb::id.asc())
-                    .select(sb::id)
-                    .offset(rank - before)
-                    .first(conn),
-            )?;
+            let start: Option<i64> = optional(crate::db::native!(conn, |c| sb::service_bindings
+                .filter(sb::id.ge(first_id))
+                .order(sb::id.asc())
+                .select(sb::id)
+                .offset(rank - before)
+                .first(c)))?;
             return Ok((total, start));
         }
         before += n;
@@ -219,25 +209,31 @@ fn list_unfiltered(
             rows: Vec::new(),
         });
     };
-    let q = sb::service_bindings
-        .inner_join(
-            service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
-        )
-        .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
-        .into_boxed();
-    let q = if page.descending {
-        q.filter(sb::id.le(start)).order(sb::id.desc())
+    // Not boxed: a static query shape runs on the concrete connection (see `db::native!`).
+    macro_rules! rows {
+        ($c:ident, $from:expr, $order:expr) => {
+            sb::service_bindings
+                .inner_join(
+                    service_instances::table
+                        .on(service_instances::guid.eq(sb::service_instance_guid)),
+                )
+                .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+                .filter($from)
+                .order($order)
+                .limit(page.per_page)
+                .select((
+                    ServiceBinding::as_select(),
+                    service_instances::is_user_provided,
+                    apps::space_guid,
+                ))
+                .load($c)
+        };
+    }
+    let rows = if page.descending {
+        crate::db::native!(conn, |c| rows!(c, sb::id.le(start), sb::id.desc()))?
     } else {
-        q.filter(sb::id.ge(start)).order(sb::id.asc())
+        crate::db::native!(conn, |c| rows!(c, sb::id.ge(start), sb::id.asc()))?
     };
-    let rows = q
-        .limit(page.per_page)
-        .select((
-            ServiceBinding::as_select(),
-            service_instances::is_user_provided,
-            apps::space_guid,
-        ))
-        .load(conn)?;
     Ok(Loaded { total, rows })
 }
 
@@ -253,12 +249,12 @@ pub fn for_app(conn: &mut DbConnection, app: &str) -> QueryResult<Vec<ServiceBin
 /// Whether one of the app's bindings uses `prefix` (a probe of the unique index on
 /// (app_guid, prefix); the app's other bindings are not read).
 pub fn prefix_taken(conn: &mut DbConnection, app: &str, prefix: &str) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
+    crate::db::native!(conn, |c| diesel::select(diesel::dsl::exists(
         sb::service_bindings
             .filter(sb::app_guid.eq(app))
             .filter(sb::prefix.eq(prefix)),
     ))
-    .get_result(conn)
+    .get_result(c))
 }
 
 pub fn count_for_instance(conn: &mut DbConnection, instance: &str) -> QueryResult<i64> {
@@ -292,19 +288,21 @@ pub fn complete_create(
     description: Option<&str>,
 ) -> QueryResult<usize> {
     let now = crate::db::now();
-    diesel::update(sb::service_bindings.filter(sb::guid.eq(guid)))
-        .set((
-            sb::credentials.eq(credentials),
-            sb::syslog_drain_url.eq(syslog_drain_url),
-            sb::volume_mounts.eq(volume_mounts),
-            sb::last_operation_type.eq("create"),
-            sb::last_operation_state.eq("succeeded"),
-            sb::last_operation_description.eq(description),
-            sb::broker_operation.eq(None::<String>),
-            sb::last_operation_updated_at.eq(now),
-            sb::updated_at.eq(now),
-        ))
-        .execute(conn)
+    crate::db::native!(conn, |c| diesel::update(
+        sb::service_bindings.filter(sb::guid.eq(guid))
+    )
+    .set((
+        sb::credentials.eq(credentials),
+        sb::syslog_drain_url.eq(syslog_drain_url),
+        sb::volume_mounts.eq(volume_mounts),
+        sb::last_operation_type.eq("create"),
+        sb::last_operation_state.eq("succeeded"),
+        sb::last_operation_description.eq(description),
+        sb::broker_operation.eq(None::<String>),
+        sb::last_operation_updated_at.eq(now),
+        sb::updated_at.eq(now),
+    ))
+    .execute(c))
 }
 
 /// Records a new operation on a binding (type, state, description, broker operation id).

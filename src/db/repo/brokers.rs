@@ -354,18 +354,16 @@ pub fn find_plan_full(
     conn: &mut DbConnection,
     guid: &str,
 ) -> QueryResult<Option<(ServicePlan, Service, ServiceBroker)>> {
-    optional(
-        p::service_plans
-            .inner_join(s::services.on(s::guid.eq(p::service_guid)))
-            .inner_join(b::service_brokers.on(b::guid.eq(s::service_broker_guid)))
-            .filter(p::guid.eq(guid))
-            .select((
-                ServicePlan::as_select(),
-                Service::as_select(),
-                ServiceBroker::as_select(),
-            ))
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| p::service_plans
+        .inner_join(s::services.on(s::guid.eq(p::service_guid)))
+        .inner_join(b::service_brokers.on(b::guid.eq(s::service_broker_guid)))
+        .filter(p::guid.eq(guid))
+        .select((
+            ServicePlan::as_select(),
+            Service::as_select(),
+            ServiceBroker::as_select(),
+        ))
+        .first(c)))
 }
 
 pub const PLAN_FILTERS: &[&str] = &[

@@ -16,12 +16,10 @@ pub fn insert(conn: &mut DbConnection, instance: &ServiceInstance) -> QueryResul
 }
 
 pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceInstance>> {
-    optional(
-        i::service_instances
-            .filter(i::guid.eq(guid))
-            .select(ServiceInstance::as_select())
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| i::service_instances
+        .filter(i::guid.eq(guid))
+        .select(ServiceInstance::as_select())
+        .first(c)))
 }
 
 /// An instance and, for managed ones, its plan, service and broker.

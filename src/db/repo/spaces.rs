@@ -27,13 +27,11 @@ pub fn find_with_org(
     conn: &mut DbConnection,
     guid: &str,
 ) -> QueryResult<Option<(Space, Organization)>> {
-    optional(
-        s::spaces
-            .inner_join(organizations::table.on(organizations::guid.eq(s::organization_guid)))
-            .filter(s::guid.eq(guid))
-            .select((Space::as_select(), Organization::as_select()))
-            .first(conn),
-    )
+    optional(crate::db::native!(conn, |c| s::spaces
+        .inner_join(organizations::table.on(organizations::guid.eq(s::organization_guid)))
+        .filter(s::guid.eq(guid))
+        .select((Space::as_select(), Organization::as_select()))
+        .first(c)))
 }
 
 pub const FILTERS: &[&str] = &["name", "organization_guid", "guid"];
