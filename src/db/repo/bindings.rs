@@ -331,7 +331,7 @@ pub fn set_operation(
 /// Starts a delete unless another delete is already running. Returns rows changed (0: busy).
 pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
     let now = crate::db::now();
-    diesel::update(
+    crate::db::native!(conn, |c| diesel::update(
         sb::service_bindings.filter(sb::guid.eq(guid)).filter(
             sb::last_operation_type
                 .ne("delete")
@@ -349,7 +349,7 @@ pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usiz
         sb::last_operation_updated_at.eq(now),
         sb::updated_at.eq(now),
     ))
-    .execute(conn)
+    .execute(c))
 }
 
 /// Updates only the description of the running operation (polling progress).
@@ -368,5 +368,8 @@ pub fn set_operation_description(
 }
 
 pub fn delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
-    diesel::delete(sb::service_bindings.filter(sb::guid.eq(guid))).execute(conn)
+    crate::db::native!(conn, |c| diesel::delete(
+        sb::service_bindings.filter(sb::guid.eq(guid))
+    )
+    .execute(c))
 }
