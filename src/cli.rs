@@ -258,6 +258,7 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
         "tether is listening"
     );
     running.await?;
+    state.db.shutdown();
     Ok(())
 }
 

@@ -106,7 +106,7 @@ impl ManageConnection for ConnectionManager {
                 .map(DbConnection::Pg)
                 .map_err(r2d2::Error::ConnectionError),
             DbUrl::Sqlite(path) => {
-                enable_sqlite_plan_stability();
+                configure_sqlite_library();
                 let mut conn =
                     SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
                 // Per connection: wait on locks instead of failing, WAL-friendly durability,
@@ -170,9 +170,10 @@ pub struct Db {
     acquire_timeout: Duration,
 }
 
-/// Turns on SQLite's query-planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`) for every
-/// connection this process opens, through an auto-extension (diesel does not expose the raw
-/// handle).
+/// Process-wide SQLite settings, applied once before the first connection: multi-thread mode
+/// (see inside), and SQLite's query-planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`)
+/// for every connection this process opens, through an auto-extension (diesel does not expose
+/// the raw handle).
 ///
 /// Why: without it, a statement whose plan may depend on a bound value (diesel binds `LIMIT ?`
 /// and `OFFSET ?`, so every `.first()`; and any value compared with an analyzed index under
@@ -180,7 +181,7 @@ pub struct Db {
 /// it again. Diesel's prepared-statement cache was thus defeated on nearly every query: a
 /// quarter of the server's CPU on a create went to SQLite's parser. With QPSG a statement keeps
 /// its plan, so cached statements are really reused.
-pub fn enable_sqlite_plan_stability() {
+pub fn configure_sqlite_library() {
     use std::sync::Once;
     static ONCE: Once = Once::new();
     unsafe extern "C" fn on_open(
@@ -241,7 +242,7 @@ impl Db {
         let db = match &url {
             DbUrl::Sqlite(path) => {
                 // Before the first connection of this process: library-wide settings.
-                enable_sqlite_plan_stability();
+                configure_sqlite_library();
                 if let Some(parent) = std::path::Path::new(path).parent() {
                     if !parent.as_os_str().is_empty() {
                         std::fs::create_dir_all(parent)?;
@@ -290,6 +291,14 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// At shutdown: SQLite's writer finishes its queue and closes its connection (see
+    /// [`writer::SqliteWriter::shutdown`]). Writes after this fail.
+    pub fn shutdown(&self) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.shutdown();
+        }
     }
 
     async fn run<F, T>(&self, gate: &Arc<Gate>, f: F) -> ApiResult<T>
