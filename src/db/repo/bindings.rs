@@ -152,48 +152,52 @@ pub fn list(
     if filters.is_empty() && matches!(scope, Scope::All) && visible_spaces.is_none() {
         return list_unfiltered(conn, page);
     }
-    let mut count_q = apply_filters!(sb::service_bindings.into_boxed(), filters, scope);
-    if let Some(v) = visible_spaces {
-        let visible_apps = apps::table
-            .filter(apps::space_guid.eq_any(v))
-            .select(apps::guid);
-        count_q = count_q.filter(sb::app_guid.eq_any(visible_apps));
-    }
-    let total: i64 = count_q.count().get_result(conn)?;
-    if total == 0 || page.offset() >= total {
-        return Ok(Loaded {
-            total,
-            rows: Vec::new(),
-        });
-    }
-    let mut q = apply_filters!(
-        sb::service_bindings
-            .inner_join(
-                service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
-            )
-            .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
-            .into_boxed(),
-        filters,
-        scope
-    );
-    if let Some(v) = visible_spaces {
-        q = q.filter(apps::space_guid.eq_any(v));
-    }
-    let q = if page.descending {
-        q.order(sb::id.desc())
-    } else {
-        q.order(sb::id.asc())
-    };
-    let rows = q
-        .limit(page.per_page)
-        .offset(page.offset())
-        .select((
-            ServiceBinding::as_select(),
-            service_instances::is_user_provided,
-            apps::space_guid,
-        ))
-        .load(conn)?;
-    Ok(Loaded { total, rows })
+    // Boxed for the concrete backend (see `db::native!`): the body is compiled per backend.
+    crate::db::native!(conn, |c| {
+        let mut count_q = apply_filters!(sb::service_bindings.into_boxed(), filters, scope);
+        if let Some(v) = visible_spaces {
+            let visible_apps = apps::table
+                .filter(apps::space_guid.eq_any(v))
+                .select(apps::guid);
+            count_q = count_q.filter(sb::app_guid.eq_any(visible_apps));
+        }
+        let total: i64 = count_q.count().get_result(c)?;
+        if total == 0 || page.offset() >= total {
+            return Ok(Loaded {
+                total,
+                rows: Vec::new(),
+            });
+        }
+        let mut q = apply_filters!(
+            sb::service_bindings
+                .inner_join(
+                    service_instances::table
+                        .on(service_instances::guid.eq(sb::service_instance_guid)),
+                )
+                .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+                .into_boxed(),
+            filters,
+            scope
+        );
+        if let Some(v) = visible_spaces {
+            q = q.filter(apps::space_guid.eq_any(v));
+        }
+        let q = if page.descending {
+            q.order(sb::id.desc())
+        } else {
+            q.order(sb::id.asc())
+        };
+        let rows = q
+            .limit(page.per_page)
+            .offset(page.offset())
+            .select((
+                ServiceBinding::as_select(),
+                service_instances::is_user_provided,
+                apps::space_guid,
+            ))
+            .load(c)?;
+        Ok(Loaded { total, rows })
+    })
 }
 
 /// The whole table (an admin's plain list): total and page start from the block counts, then
