@@ -9,8 +9,9 @@
 //!
 //! Semantics are those of one transaction per closure: a closure that returns an error (or
 //! panics) is rolled back to its savepoint and the others are unaffected; a caller hears its
-//! result only after the commit that made it durable, and if that commit fails every closure in
-//! the batch gets an error (none of their writes happened).
+//! result only after the batch committed (as durable as any commit under `synchronous =
+//! NORMAL`), and if that commit fails every closure in the batch gets an error (none of their
+//! writes happened).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
