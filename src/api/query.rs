@@ -183,11 +183,8 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Splits one `q` value into filters.
 pub fn parse_q(q: &str, allowed: &[&str]) -> Result<Vec<Filter>, ApiError> {
-    const PLACEHOLDER: &str = "\u{0}";
-    let escaped = q.replace(";;", PLACEHOLDER);
     let mut out = Vec::new();
-    for segment in escaped.split(';') {
-        let segment = segment.replace(PLACEHOLDER, ";");
+    for segment in split_filters(q) {
         let (key, op, value) =
             split_segment(&segment).ok_or_else(|| ApiError::BadQueryParameter(segment.clone()))?;
         if !allowed.contains(&key) {
@@ -207,32 +204,48 @@ pub fn parse_q(q: &str, allowed: &[&str]) -> Result<Vec<Filter>, ApiError> {
     Ok(out)
 }
 
-/// The leftmost operator wins, as with CC's `split(/(:|>=|<=|<|>| IN )/, 2)`.
-fn split_segment(segment: &str) -> Option<(&str, FilterOp, &str)> {
-    let bytes = segment.as_bytes();
-    for i in 0..bytes.len() {
-        let rest = &segment[i..];
-        let (op, len) = if rest.starts_with(':') {
-            (FilterOp::Eq, 1)
-        } else if rest.starts_with(">=") {
-            (FilterOp::Ge, 2)
-        } else if rest.starts_with("<=") {
-            (FilterOp::Le, 2)
-        } else if rest.starts_with('<') {
-            (FilterOp::Lt, 1)
-        } else if rest.starts_with('>') {
-            (FilterOp::Gt, 1)
-        } else if rest.starts_with(" IN ") {
-            (FilterOp::In, 4)
-        } else {
-            continue;
-        };
-        if !segment.is_char_boundary(i) {
-            continue;
+/// The filters joined in one `q` value: `;` separates them, `;;` stands for a literal `;`.
+fn split_filters(q: &str) -> Vec<String> {
+    let mut segments = vec![String::new()];
+    let mut chars = q.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ';' if chars.peek() == Some(&';') => {
+                chars.next();
+                if let Some(s) = segments.last_mut() {
+                    s.push(';');
+                }
+            }
+            ';' => segments.push(String::new()),
+            c => {
+                if let Some(s) = segments.last_mut() {
+                    s.push(c);
+                }
+            }
         }
-        return Some((&segment[..i], op, &segment[i + len..]));
     }
-    None
+    segments
+}
+
+/// The leftmost operator wins, as with CC's `split(/(:|>=|<=|<|>| IN )/, 2)`. Operators are
+/// ASCII, so they can only start at a char boundary: walking `char_indices` keeps every slice
+/// on one (a multi-byte character before or inside an operator must not panic).
+fn split_segment(segment: &str) -> Option<(&str, FilterOp, &str)> {
+    const OPERATORS: [(&str, FilterOp); 6] = [
+        (":", FilterOp::Eq),
+        (">=", FilterOp::Ge),
+        ("<=", FilterOp::Le),
+        ("<", FilterOp::Lt),
+        (">", FilterOp::Gt),
+        (" IN ", FilterOp::In),
+    ];
+    segment.char_indices().find_map(|(i, _)| {
+        let rest = &segment[i..];
+        OPERATORS
+            .iter()
+            .find(|(token, _)| rest.starts_with(token))
+            .map(|(token, op)| (&segment[..i], *op, &rest[token.len()..]))
+    })
 }
 
 /// Total pages as Sequel computes them (at least 1).
@@ -299,5 +312,114 @@ mod tests {
         assert_eq!(total_pages(0, 50), 1);
         assert_eq!(total_pages(50, 50), 1);
         assert_eq!(total_pages(51, 50), 2);
+    }
+
+    /// Multi-byte characters before, inside and after an operator: a clean
+    /// `BadQueryParameter` or a filter, never a panic.
+    #[test]
+    fn multibyte_characters_never_split_a_char() {
+        for q in [
+            "name\u{e9}",
+            "\u{e9}",
+            "app_guid\u{e9}:x",
+            "name\u{e9}>=\u{1F600}",
+            "\u{e9} IN a",
+        ] {
+            let _ = parse_q(q, KEYS);
+        }
+        let f = parse_q("name:\u{e9}t\u{e9}", KEYS).unwrap();
+        assert_eq!(f[0].values, vec!["\u{e9}t\u{e9}"]);
+        assert!(matches!(
+            parse_q("name\u{e9}:x", KEYS),
+            Err(ApiError::BadQueryParameter(k)) if k == "name\u{e9}"
+        ));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn op_token(op: FilterOp) -> &'static str {
+            match op {
+                FilterOp::Eq => ":",
+                FilterOp::Ge => ">=",
+                FilterOp::Le => "<=",
+                FilterOp::Lt => "<",
+                FilterOp::Gt => ">",
+                FilterOp::In => " IN ",
+            }
+        }
+
+        fn any_op() -> impl Strategy<Value = FilterOp> {
+            prop_oneof![
+                Just(FilterOp::Eq),
+                Just(FilterOp::Ge),
+                Just(FilterOp::Le),
+                Just(FilterOp::Lt),
+                Just(FilterOp::Gt),
+                Just(FilterOp::In),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            /// Any query string, bytes included: parsed or refused, never a panic.
+            #[test]
+            fn any_query_string_is_parsed_or_refused(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let query: String = form_urlencoded::byte_serialize(&raw).collect();
+                let _ = ListParams::parse(&format!("q={query}"), KEYS);
+                let _ = ListParams::parse(&String::from_utf8_lossy(&raw), KEYS);
+            }
+
+            #[test]
+            fn any_q_value_is_parsed_or_refused(q in "\\PC*") {
+                if let Ok(filters) = parse_q(&q, KEYS) {
+                    prop_assert!(filters.iter().all(|f| KEYS.contains(&f.key.as_str())));
+                }
+            }
+
+            /// A filter written as CC clients write it comes back as written (`;` doubled to
+            /// escape it; a value may contain operators after the first one).
+            #[test]
+            fn a_written_filter_parses_back(
+                key in proptest::sample::select(KEYS.to_vec()),
+                op in any_op(),
+                value in "[^,]{0,30}",
+            ) {
+                // `<=`/`>=` win over `<`/`>` followed by a value that starts with `=` (CC's
+                // regex alternation): such a value cannot be written after `<` or `>`.
+                prop_assume!(!(matches!(op, FilterOp::Lt | FilterOp::Gt) && value.starts_with('=')));
+                let written = format!("{key}{}{}", op_token(op), value.replace(';', ";;"));
+                let parsed = parse_q(&written, KEYS).unwrap();
+                prop_assert_eq!(parsed.len(), 1);
+                prop_assert_eq!(&parsed[0].key, key);
+                prop_assert_eq!(parsed[0].op, op);
+                prop_assert_eq!(parsed[0].values.clone(), vec![value]);
+            }
+
+            /// A page link parses back into the same page, size, order and filters.
+            #[test]
+            fn page_links_round_trip(
+                page in 1i64..10_000,
+                per_page in 1i64..=MAX_PER_PAGE,
+                descending in any::<bool>(),
+                value in "\\PC{0,20}",
+            ) {
+                let query = format!(
+                    "q={}&results-per-page={per_page}&order-direction={}",
+                    form_urlencoded::byte_serialize(format!("name:{}", value.replace(';', ";;")).as_bytes()).collect::<String>(),
+                    if descending { "desc" } else { "asc" },
+                );
+                let params = ListParams::parse(&query, KEYS).unwrap();
+                let link = params.page_url("/v2/service_bindings", page, &[]);
+                let (_, link_query) = link.split_once('?').unwrap();
+                let back = ListParams::parse(link_query, KEYS).unwrap();
+                prop_assert_eq!(back.page, page);
+                prop_assert_eq!(back.per_page, per_page);
+                prop_assert_eq!(back.descending, descending);
+                prop_assert_eq!(back.filters, params.filters);
+            }
+        }
     }
 }
