@@ -43,15 +43,14 @@ impl AppState {
             max_concurrent_requests: config.broker_max_concurrent,
         })?
         .with_keyring(crypto.clone());
-        let issuer_url = config
-            .external_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.bind));
+        let issuer = config.token_issuer();
         let signing_key = SigningKey::from_pem(&config.signing_key_pem)?;
+        // Our own tokens are held to the same rules as an external UAA's: our key, and our
+        // issuer in `iss`.
         let mut verifier = TokenVerifier::new().with_public_key(
             Some(signing_key.kid.clone()),
             signing_key.decoding.clone(),
-            None,
+            Some(issuer.clone()),
         );
         if let Some(secret) = &config.jwt_secret {
             verifier = verifier.with_hmac(secret);
@@ -72,11 +71,7 @@ impl AppState {
         }
         Ok(AppState {
             verifier,
-            issuer: TokenIssuer::new(
-                signing_key,
-                format!("{issuer_url}/oauth/token"),
-                config.token_ttl.as_secs() as i64,
-            ),
+            issuer: TokenIssuer::new(signing_key, issuer, config.token_ttl.as_secs() as i64),
             broker,
             db,
             crypto,
@@ -124,7 +119,7 @@ macro_rules! build_app {
                 }),
             )
             .wrap(actix_web::middleware::from_fn(
-                $crate::api::standard_headers,
+                $crate::api::middleware::standard_headers,
             ))
             .configure($crate::app::configure)
             .default_service(actix_web::web::to($crate::api::v2::not_found))

@@ -30,19 +30,49 @@ pub struct CommonArgs {
     pub db_pool_size: u32,
 }
 
+/// Where the server listens and is reached: also what the built-in token issuer puts in `iss`
+/// (so `tether token` takes the same settings as `tether serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AddressArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TETHER_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// The URL clients reach this server at (used in /v2/info, root links and the `iss` of the
+    /// tokens it issues). Default: the scheme and Host of each request (`iss`: http://BIND).
+    #[arg(long, env = "TETHER_EXTERNAL_URL")]
+    pub external_url: Option<String>,
+}
+
+impl AddressArgs {
+    /// The external URL as configured, without a trailing slash.
+    pub fn external_url(&self) -> Option<String> {
+        self.external_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string())
+    }
+
+    /// The `iss` of the built-in issuer's tokens (UAA's is its token endpoint URL).
+    pub fn token_issuer(&self) -> String {
+        token_issuer(self.external_url().as_deref(), &self.bind)
+    }
+}
+
+/// The built-in issuer's `iss`: its token endpoint, at the external URL if there is one.
+pub fn token_issuer(external_url: Option<&str>, bind: &str) -> String {
+    match external_url {
+        Some(url) => format!("{url}/oauth/token"),
+        None => format!("http://{bind}/oauth/token"),
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
 
-    /// Address to listen on.
-    #[arg(long, env = "TETHER_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: String,
-
-    /// The URL clients reach this server at (used in /v2/info and root links). Default: the
-    /// scheme and Host of each request.
-    #[arg(long, env = "TETHER_EXTERNAL_URL")]
-    pub external_url: Option<String>,
+    #[command(flatten)]
+    pub address: AddressArgs,
 
     /// An external UAA advertised to clients as login/token endpoint (default: the built-in one).
     #[arg(long, env = "TETHER_UAA_URL")]
@@ -83,6 +113,11 @@ pub struct ServeArgs {
     /// Milliseconds a request may wait for a database connection before a 503.
     #[arg(long, env = "TETHER_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
     pub db_acquire_timeout_ms: u64,
+
+    /// Seconds a client has to send a request's whole body (after its headers) before it gets
+    /// a 408 and the connection is closed (nginx in front of CC: 60 s between reads).
+    #[arg(long, env = "TETHER_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_body_timeout_secs: u64,
 }
 
 /// The running server's configuration.
@@ -92,6 +127,8 @@ pub struct Config {
     pub db_pool_size: u32,
     pub db_acquire_timeout: Duration,
     pub bind: String,
+    /// How long a client may take to send a request body.
+    pub request_body_timeout: Duration,
     pub external_url: Option<String>,
     /// An external UAA to advertise as the login/token endpoint (default: our own issuer).
     pub uaa_url: Option<String>,
@@ -119,6 +156,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The `iss` of the tokens the built-in issuer signs, and the only one it accepts.
+    pub fn token_issuer(&self) -> String {
+        token_issuer(self.external_url.as_deref(), &self.bind)
+    }
+
     /// A configuration for tests and tools: given database and signing key, defaults elsewhere.
     pub fn for_database(database_url: impl Into<String>, signing_key_pem: String) -> Self {
         Config {
@@ -126,6 +168,7 @@ impl Config {
             db_pool_size: 4,
             db_acquire_timeout: Duration::from_secs(5),
             bind: "127.0.0.1:0".into(),
+            request_body_timeout: Duration::from_secs(30),
             external_url: None,
             uaa_url: None,
             broker_timeout: Duration::from_secs(60),
@@ -164,11 +207,9 @@ impl Config {
             database_url: args.common.database_url.clone(),
             db_pool_size: args.common.db_pool_size,
             db_acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
-            bind: args.bind.clone(),
-            external_url: args
-                .external_url
-                .clone()
-                .map(|u| u.trim_end_matches('/').to_string()),
+            bind: args.address.bind.clone(),
+            request_body_timeout: Duration::from_secs(args.request_body_timeout_secs.max(1)),
+            external_url: args.address.external_url(),
             uaa_url: args
                 .uaa_url
                 .clone()

@@ -44,6 +44,12 @@ pub enum ApiError {
     ServiceUnavailable(String),
     #[error("The organization is suspended")]
     OrgSuspended,
+    /// A body over the size limit (413; CC's nginx answers it before CC sees the request).
+    #[error("The request body is too large: at most {0} bytes are accepted.")]
+    RequestBodyTooLarge(usize),
+    /// A body that did not arrive before the deadline (408; nginx's `client_body_timeout`).
+    #[error("The request body was not received in time.")]
+    RequestBodyTimeout,
 
     // --- users, organizations, spaces, apps ----------------------------------------------------
     #[error("The user info is invalid: {0}")]
@@ -217,6 +223,8 @@ impl ApiError {
             UnprocessableEntity(_) => (422, 10008, "UnprocessableEntity"),
             ServiceUnavailable(_) => (503, 10015, "ServiceUnavailable"),
             OrgSuspended => (403, 10017, "OrgSuspended"),
+            RequestBodyTooLarge(_) => (413, 10004, "InvalidRequest"),
+            RequestBodyTimeout => (408, 10004, "InvalidRequest"),
             UserInvalid(_) => (400, 20001, "UserInvalid"),
             UaaIdTaken(_) => (400, 20002, "UaaIdTaken"),
             UserNotFound(_) => (404, 20003, "UserNotFound"),

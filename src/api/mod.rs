@@ -1,22 +1,19 @@
 //! HTTP layer: routing, request parsing, response envelopes. Handlers parse and authorize, then
 //! call `crate::service`.
 
+pub mod middleware;
 pub mod query;
 pub mod render;
 pub mod uaa;
 pub mod v2;
 pub mod v3;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::auth::RequestId;
 use crate::error::ApiError;
 use query::{total_pages, ListParams};
 use render::PageDoc;
@@ -207,35 +204,4 @@ const WARNING_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 
 fn utf8_percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, WARNING_SET).to_string()
-}
-
-/// Request id and CC's standard response headers on every response (errors included).
-pub async fn standard_headers(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get("x-vcap-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 255)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    // A NUL byte can name no resource, and PostgreSQL refuses it in text: answer here.
-    let mut res = if req.path().to_ascii_lowercase().contains("%00") {
-        let resp = actix_web::ResponseError::error_response(&ApiError::NotFound);
-        req.into_response(resp).map_into_right_body()
-    } else {
-        next.call(req).await?.map_into_left_body()
-    };
-    let headers = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert(HeaderName::from_static("x-vcap-request-id"), v);
-    }
-    headers.insert(
-        HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
-    Ok(res)
 }
