@@ -145,6 +145,9 @@ struct ClientCreateArgs {
 struct TokenArgs {
     #[command(flatten)]
     common: CommonArgs,
+    /// The server's address settings: its tokens name it as their issuer.
+    #[command(flatten)]
+    address: crate::config::AddressArgs,
     /// Scopes to grant (repeatable).
     #[arg(long = "scope", default_values_t = vec![SCOPE_ADMIN.to_string(), "cloud_controller.read".to_string(), "cloud_controller.write".to_string()])]
     scopes: Vec<String>,
@@ -187,9 +190,12 @@ pub fn init_tracing() {
     let filter = EnvFilter::try_from_env("TETHER_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a log file or a collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
@@ -322,7 +328,7 @@ fn redact_url(url: &str) -> String {
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let config = config_from_common(&args.common)?;
     let key = crate::auth::token::SigningKey::from_pem(&config.signing_key_pem)?;
-    let issuer = crate::auth::TokenIssuer::new(key, "http://localhost/oauth/token", args.ttl);
+    let issuer = crate::auth::TokenIssuer::new(key, args.address.token_issuer(), args.ttl);
     let (token, _) = issuer.user_token(
         &args.user_id,
         &args.user_name,

@@ -43,6 +43,7 @@ fn tether(server: &Server, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("TETHER_DATABASE_URL", &server.db_url)
         .env("TETHER_SECRETS_FILE", &server.secrets)
+        .env("TETHER_BIND", server.base.trim_start_matches("http://"))
         .env("TETHER_LOG", "warn")
         .output()
         .expect("run tether")

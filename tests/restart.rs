@@ -55,6 +55,7 @@ impl Server {
             .env("TETHER_DATABASE_URL", db_url)
             .env("TETHER_BIND", format!("127.0.0.1:{port}"))
             .env("TETHER_SECRETS_FILE", secrets)
+            .env("TETHER_EXTERNAL_URL", EXTERNAL_URL)
             .env("TETHER_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -112,12 +113,18 @@ impl Drop for Server {
     }
 }
 
+/// The URL every test server is reached at behind its (imagined) load balancer: the `iss` of
+/// the tokens they issue and accept, so one token works on all of them, as in production.
+const EXTERNAL_URL: &str = "http://tether.test";
+
 /// An admin token signed with the key in the secrets file (created if missing), from the CLI.
 fn admin_token(secrets: &Path) -> String {
     let out = tether_command()
         .arg("token")
         .arg("--secrets-file")
         .arg(secrets)
+        .arg("--external-url")
+        .arg(EXTERNAL_URL)
         .output()
         .expect("tether token");
     assert!(

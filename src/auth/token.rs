@@ -311,9 +311,13 @@ impl TokenVerifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
-        if let Some(iss) = issuer {
-            validation.set_issuer(&[iss]);
+        match issuer {
+            // A pinned issuer must be named: a token without `iss` is not one of its tokens.
+            Some(iss) => {
+                validation.set_required_spec_claims(&["exp", "iss"]);
+                validation.set_issuer(&[iss]);
+            }
+            None => validation.set_required_spec_claims(&["exp"]),
         }
         let data = decode::<Claims>(token, key, &validation).map_err(|e| {
             tracing::debug!(error = %e, "rejected bearer token");
