@@ -900,7 +900,7 @@ fn guid_of(v: &Value) -> anyhow::Result<String> {
 
 /// The bench's own connection for seeding (the server has migrated the database).
 fn open_db(url: &str) -> anyhow::Result<DbConnection> {
-    Ok(match DbUrl::parse(url) {
+    Ok(match DbUrl::parse(url)? {
         DbUrl::Postgres(u) => DbConnection::Pg(diesel::PgConnection::establish(&u)?),
         DbUrl::Sqlite(path) => {
             let mut c = diesel::SqliteConnection::establish(&path)?;

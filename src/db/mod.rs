@@ -71,16 +71,31 @@ pub enum DbUrl {
 }
 
 impl DbUrl {
-    pub fn parse(url: &str) -> Self {
+    /// `postgres://…`/`postgresql://…`, `sqlite://PATH`/`sqlite:PATH`, or a plain file path.
+    /// Anything else that looks like a URL (`postgress://…`, `mysql://…`) is refused: taken as
+    /// a path it would silently become an SQLite file named after the typo.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            DbUrl::Postgres(url.to_string())
-        } else {
-            let path = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .unwrap_or(url);
-            DbUrl::Sqlite(path.to_string())
+            return Ok(DbUrl::Postgres(url.to_string()));
         }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            return Ok(DbUrl::Sqlite(path.to_string()));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            anyhow::bail!(
+                "unsupported database URL scheme '{scheme}://': use a postgres:// or postgresql:// \
+                 URL, or an SQLite file path"
+            );
+        }
+        if url.trim().is_empty() {
+            anyhow::bail!(
+                "the database URL is empty: use a postgres:// URL or an SQLite file path"
+            );
+        }
+        Ok(DbUrl::Sqlite(url.to_string()))
     }
 
     pub fn backend(&self) -> Backend {
@@ -222,6 +237,41 @@ pub fn configure_sqlite_library() {
     });
 }
 
+/// The database holds password hashes, role data and sealed credentials: its file is the
+/// owner's alone (0600), created so or tightened if it was not. SQLite creates the `-wal` and
+/// `-shm` files with the database file's permissions.
+fn restrict_to_owner(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
+            return Ok(()); // in-memory
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+            tracing::info!(path = %path.display(), "database file was readable by others; now 0600");
+        }
+        for suffix in ["-wal", "-shm"] {
+            let side = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&side) {
+                let mode = meta.permissions().mode();
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(&side, std::fs::Permissions::from_mode(mode & 0o700))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn build_pool(
     url: &DbUrl,
     size: u32,
@@ -238,7 +288,7 @@ fn build_pool(
 impl Db {
     /// Opens the pools and runs pending migrations.
     pub fn connect(config: &DbConfig) -> anyhow::Result<Db> {
-        let url = DbUrl::parse(&config.url);
+        let url = DbUrl::parse(&config.url)?;
         let db = match &url {
             DbUrl::Sqlite(path) => {
                 // Before the first connection of this process: library-wide settings.
@@ -248,6 +298,7 @@ impl Db {
                         std::fs::create_dir_all(parent)?;
                     }
                 }
+                restrict_to_owner(std::path::Path::new(path))?;
                 // WAL is a property of the database file; set it once before the pools open.
                 let mut conn = SqliteConnection::establish(path)?;
                 conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")?;

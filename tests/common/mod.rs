@@ -13,6 +13,8 @@ use tether::config::Config;
 use tether::demo_broker::DemoBroker;
 use tether::jobs::{JobRunner, RunnerConfig};
 
+pub mod process;
+
 pub const JWT_SECRET: &[u8] = b"tether-test-secret-key-0123456789";
 pub const BROKER_USER: &str = "broker-user";
 pub const BROKER_PASS: &str = "broker-pass";

@@ -1,0 +1,290 @@
+//! Hostile input and unlucky operations: every answer is a CF error document, never a panic, a
+//! dropped connection or a socket held forever.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Options, TestApp};
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Every list endpoint that takes `q=`, with a multi-byte character before or inside the
+/// operator: a 400 `CF-BadQueryParameter`, as for any other bad filter (this used to panic in
+/// the query parser, and the client got no answer at all).
+async fn multibyte_filters_are_bad_query_parameters(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let w = app.world().await;
+    let lists = [
+        "/v2/service_bindings".to_string(),
+        format!("/v2/apps/{}/service_bindings", w.app),
+        format!("/v2/service_instances/{}/service_bindings", w.instance),
+        "/v2/apps".to_string(),
+        "/v2/spaces".to_string(),
+        "/v2/organizations".to_string(),
+        "/v2/service_instances".to_string(),
+        "/v2/service_plans".to_string(),
+        "/v2/services".to_string(),
+        "/v2/service_keys".to_string(),
+    ];
+    for list in &lists {
+        for q in [
+            "name%C3%A9",
+            "%C3%A9",
+            "app_guid%C3%A9:x",
+            "name%C3%A9%3E=x",
+            "%F0%9F%98%80%20IN%20a",
+        ] {
+            let r = app.get(&format!("{list}?q={q}")).await;
+            r.assert_error(400, "CF-BadQueryParameter");
+            assert_eq!(r.body["code"], 10005, "{list}?q={q}: {}", r.text);
+        }
+    }
+    // The server is still there, and a good filter with a multi-byte value works.
+    let r = app
+        .get(&format!(
+            "/v2/service_bindings?q=name:%C3%A9t%C3%A9&q=app_guid:{}",
+            w.app
+        ))
+        .await;
+    r.assert_status(200);
+    assert_eq!(r.body["total_results"], 0);
+}
+
+/// A body announced and then not sent: after the body deadline the client gets a 408 CF error
+/// and the connection is closed (it used to be held open for as long as the client liked).
+async fn a_stalled_body_gets_408_and_the_connection_closes(backend: Backend) {
+    let app = TestApp::start_with(
+        backend,
+        Options {
+            customize: Some(Box::new(|c| {
+                c.request_body_timeout = Duration::from_secs(1)
+            })),
+            ..Options::default()
+        },
+    )
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut sockets = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v2/service_bindings HTTP/1.1\r\nHost: {addr}\r\nAuthorization: bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{",
+            app.admin_token
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        sockets.push(s);
+    }
+    for mut s in sockets {
+        let mut answer = Vec::new();
+        // The server answers and closes: read_to_end returns (a held socket would time out).
+        tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer))
+            .await
+            .expect("the server still holds a stalled request after 15 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(doc["error_code"], "CF-InvalidRequest", "{text}");
+        assert!(doc["description"]
+            .as_str()
+            .unwrap()
+            .contains("not received in time"));
+    }
+    // Nothing was created, and the server serves others as before.
+    assert_eq!(app.count("service_bindings").await, 0);
+    app.get("/v2/service_bindings").await.assert_status(200);
+}
+
+/// Errors actix raises itself (oversized body, unknown route, wrong method, unreadable JSON,
+/// bad path segments) are CF JSON documents like ours.
+async fn framework_errors_are_cf_documents(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let big = vec![b' '; tether::app::MAX_BODY_BYTES + 10];
+    let r = app
+        .raw(
+            Method::POST,
+            "/v2/service_bindings",
+            "application/json",
+            &big,
+        )
+        .await;
+    r.assert_error(413, "CF-InvalidRequest");
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(r.body["description"]
+        .as_str()
+        .unwrap()
+        .contains("too large"));
+
+    app.get("/v2/no_such_thing")
+        .await
+        .assert_error(404, "CF-NotFound");
+    // A known path with a method it does not take: CC's "Unknown request".
+    let r = app
+        .request(
+            Method::PATCH,
+            "/v2/service_bindings",
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    r.assert_error(404, "CF-NotFound");
+    let r = app
+        .request(
+            Method::PUT,
+            "/v2/info",
+            Some(&app.admin_token),
+            Some(&json!({})),
+        )
+        .await;
+    r.assert_error(404, "CF-NotFound");
+    let r = app
+        .raw(
+            Method::POST,
+            "/v2/service_bindings",
+            "application/json",
+            b"{\"app_guid\": ",
+        )
+        .await;
+    r.assert_error(400, "CF-MessageParseError");
+    let r = app
+        .raw(
+            Method::POST,
+            "/v2/service_bindings",
+            "text/x-nonsense",
+            b"\xff\xfe",
+        )
+        .await;
+    r.assert_error(400, "CF-MessageParseError");
+    for path in [
+        "/v2/service_bindings/%FF%FE",
+        "/v2/apps/%C3%28/env",
+        "/v2/service_bindings/a%2Fb",
+    ] {
+        let r = app.get(path).await;
+        assert!(r.status.is_client_error(), "{path}: {}", r.status);
+        assert!(
+            r.body["error_code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("CF-")),
+            "{path}: {}",
+            r.text
+        );
+    }
+}
+
+/// A token signed with the server's own key is still refused when its `iss` is not the built-in
+/// issuer's, or when it is missing: the built-in issuer is pinned like an external UAA.
+async fn builtin_tokens_must_name_their_issuer(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (good, claims) = app
+        .state
+        .issuer
+        .user_token(
+            "u1",
+            "u1",
+            &["cloud_controller.admin".to_string()],
+            "cf",
+            "password",
+        )
+        .unwrap();
+    let r = app
+        .as_user(&good, Method::GET, "/v2/service_bindings", None)
+        .await;
+    r.assert_status(200);
+    for iss in [Some("https://evil.example/oauth/token"), Some(""), None] {
+        let mut forged = claims.clone();
+        forged.iss = iss.map(str::to_string);
+        forged.jti = Some(format!("forged-{iss:?}"));
+        let token = app.state.issuer.sign(&forged).unwrap();
+        let r = app
+            .as_user(&token, Method::GET, "/v2/service_bindings", None)
+            .await;
+        r.assert_error(401, "CF-InvalidAuthToken");
+    }
+}
+
+/// A server started by an operator: its log (a pipe here, as when written to a file or a
+/// collector) carries no colour codes; on SQLite, the database and its `-wal`/`-shm` are the
+/// owner's alone (they hold password hashes and role data), also when the file existed with
+/// looser permissions.
+async fn log_files_are_plain_and_the_database_private(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    let db = common::TestDb::new(backend);
+    let sqlite_path = dir.path().join("tether.db");
+    let db_url = match backend {
+        Backend::Sqlite => {
+            // An existing database file with the usual umask's permissions gets tightened.
+            std::fs::write(&sqlite_path, b"").unwrap();
+            std::fs::set_permissions(&sqlite_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            sqlite_path.to_string_lossy().into_owned()
+        }
+        Backend::Postgres => db.url.clone(),
+    };
+    tether::install_crypto_provider();
+    let server = common::process::ServerProcess::start("server", &db_url, &secrets, &[]);
+    let r = reqwest::get(format!("{}/v2/info", server.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = server.log_text();
+    assert!(log.contains("tether is listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {log:?}"
+    );
+    if backend == Backend::Sqlite {
+        for name in ["tether.db", "tether.db-wal", "tether.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
+        }
+    }
+}
+
+/// A database URL with a mistyped scheme is refused at start, naming the problem; it does not
+/// become an SQLite file named after the typo.
+#[test]
+fn a_mistyped_database_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgress://postgres@127.0.0.1/x",
+        "mysql://root@localhost/db",
+        "http://x/y",
+    ] {
+        let out = common::process::tether_command()
+            .current_dir(dir.path())
+            .args(["migrate", "--database-url", url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url} was accepted");
+        assert!(
+            stderr.contains("unsupported database URL scheme"),
+            "{stderr}"
+        );
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.is_empty(), "files were created: {files:?}");
+}
+
+backend_tests!(
+    log_files_are_plain_and_the_database_private,
+    builtin_tokens_must_name_their_issuer,
+    multibyte_filters_are_bad_query_parameters,
+    a_stalled_body_gets_408_and_the_connection_closes,
+    framework_errors_are_cf_documents,
+);
