@@ -281,7 +281,91 @@ fn a_mistyped_database_url_is_refused() {
     assert!(files.is_empty(), "files were created: {files:?}");
 }
 
+/// Two creates at once for one app and two instances of the same service, neither naming a
+/// prefix (as every CF client does): both get 201 with different derived prefixes. Many rounds:
+/// the race is between one create's probe and the other's insert.
+async fn concurrent_creates_never_collide_on_derived_prefixes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let w = app.world().await;
+    for round in 0..30 {
+        let a = app.create_app(&w.space, &format!("app-{round}")).await;
+        let i1 = app
+            .create_instance(&w.space, &w.plan_small, &format!("db-a-{round}"))
+            .await;
+        let i2 = app
+            .create_instance(&w.space, &w.plan_small, &format!("db-b-{round}"))
+            .await;
+        let (r1, r2) = tokio::join!(app.bind(&a, &i1, json!({})), app.bind(&a, &i2, json!({})),);
+        r1.assert_status(201);
+        r2.assert_status(201);
+        let env = app
+            .get(&format!("/v2/apps/{a}/service_binding_table"))
+            .await;
+        env.assert_status(200);
+        let prefixes: Vec<String> = env.body["resources"]
+            .as_array()
+            .or_else(|| env.body.as_array())
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r["prefix"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(prefixes.len(), 2, "round {round}: {}", env.text);
+        assert_ne!(prefixes[0], prefixes[1], "round {round}");
+    }
+}
+
+/// A filtered list read while the app's bindings are being created: its total always counts
+/// exactly the rows it shows (page and count come from one snapshot).
+async fn a_list_total_agrees_with_its_rows_under_concurrent_creates(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let w = app.world().await;
+    let mut instances = Vec::new();
+    for i in 0..24 {
+        instances.push(
+            app.create_instance(&w.space, &w.plan_small, &format!("db-{i}"))
+                .await,
+        );
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writer = async {
+        for chunk in instances.chunks(4) {
+            let binds = chunk.iter().map(|si| app.bind(&w.app, si, json!({})));
+            for r in futures_util::future::join_all(binds).await {
+                r.assert_status(201);
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let reader = async {
+        let mut reads = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || reads < 5 {
+            let r = app
+                .get(&format!(
+                    "/v2/service_bindings?q=app_guid:{}&results-per-page=100",
+                    w.app
+                ))
+                .await;
+            r.assert_status(200);
+            let rows = r.body["resources"].as_array().unwrap().len() as u64;
+            assert_eq!(
+                r.body["total_results"].as_u64().unwrap(),
+                rows,
+                "{}",
+                r.text
+            );
+            reads += 1;
+        }
+        reads
+    };
+    let ((), reads) = tokio::join!(writer, reader);
+    assert!(reads >= 5);
+}
+
 backend_tests!(
+    concurrent_creates_never_collide_on_derived_prefixes,
+    a_list_total_agrees_with_its_rows_under_concurrent_creates,
     log_files_are_plain_and_the_database_private,
     builtin_tokens_must_name_their_issuer,
     multibyte_filters_are_bad_query_parameters,

@@ -500,47 +500,62 @@ struct PrefixPlan {
 }
 
 /// Inserts a new binding row, choosing its prefix among the app's free ones. Returns the prefix.
+///
+/// A prefix the client chose can be "taken". A derived one never fails a create: a parallel
+/// create of the same app may take the candidate between the probe and the insert, and then the
+/// next candidate is tried (each insert in a savepoint, so that a refused one leaves the
+/// transaction usable on PostgreSQL).
 fn insert_reserved(
     conn: &mut crate::db::DbConnection,
     mut row: ServiceBinding,
     plan: &PrefixPlan,
     name: Option<&str>,
 ) -> ApiResult<String> {
-    let app = row.app_guid.clone();
-    let prefix = match &plan.explicit {
-        Some(p) => {
-            if repo::bindings::prefix_taken(conn, &app, p)? {
-                return Err(ApiError::ServiceBindingInvalid(format!(
-                    "The prefix '{p}' is already used by another binding of this app; choose another prefix."
-                )));
-            }
-            p.clone()
+    if let Some(p) = &plan.explicit {
+        row.prefix = Some(p.clone());
+        insert_row(conn, &row, name)?;
+        return Ok(p.clone());
+    }
+    let fallback = format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase());
+    for candidate in plan.candidates.iter().chain(std::iter::once(&fallback)) {
+        if repo::bindings::prefix_taken(conn, &row.app_guid, candidate)? {
+            continue;
         }
-        None => {
-            let mut free = None;
-            for candidate in &plan.candidates {
-                if !repo::bindings::prefix_taken(conn, &app, candidate)? {
-                    free = Some(candidate.clone());
-                    break;
-                }
-            }
-            free.unwrap_or_else(|| format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase()))
+        row.prefix = Some(candidate.clone());
+        match crate::db::savepoint(conn, |c| insert_row(c, &row, name)) {
+            Err(ApiError::ServiceBindingInvalid(_)) => continue, // taken meanwhile
+            other => return other.map(|()| candidate.clone()),
         }
-    };
-    row.prefix = Some(prefix.clone());
-    on_unique(repo::bindings::insert(conn, &row), |v| {
+    }
+    // The fallback holds this binding's own guid: no other binding can have taken it.
+    Err(ApiError::internal(
+        "no free env-var prefix, not even the binding's own",
+    ))
+}
+
+/// Inserts the row, mapping unique-index violations to the client's errors.
+fn insert_row(
+    conn: &mut crate::db::DbConnection,
+    row: &ServiceBinding,
+    name: Option<&str>,
+) -> ApiResult<()> {
+    let prefix = row.prefix.as_deref().unwrap_or_default();
+    on_unique(repo::bindings::insert(conn, row), |v| {
         if v.is(
             "service_bindings_app_prefix_key",
             "service_bindings",
             &["app_guid", "prefix"],
         ) {
-            return Some(ApiError::ServiceBindingInvalid(format!(
-                "The prefix '{prefix}' is already used by another binding of this app; choose another prefix."
-            )));
+            return Some(prefix_taken(prefix));
         }
         unique_error(v, name)
-    })?;
-    Ok(prefix)
+    })
+}
+
+fn prefix_taken(prefix: &str) -> ApiError {
+    ApiError::ServiceBindingInvalid(format!(
+        "The prefix '{prefix}' is already used by another binding of this app; choose another prefix."
+    ))
 }
 
 /// Bindings that use a service key's credentials.
@@ -844,9 +859,10 @@ pub async fn list(
         repo::bindings::Scope::App(a) => OwnedScope::App(a.to_string()),
         repo::bindings::Scope::Instance(i) => OwnedScope::Instance(i.to_string()),
     };
+    // One snapshot: under concurrent creates the total must count the rows of the page.
     let mut loaded = state
         .db
-        .read(move |conn| {
+        .read_snapshot(move |conn| {
             let roles = if actor.reads_everything() {
                 None
             } else {
