@@ -340,6 +340,11 @@ impl ResponseError for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            // The database went away (restart, failover) or is busy: the client may retry.
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::Busy;
+        }
         ApiError::Internal(format!("database: {e}"))
     }
 }

@@ -143,8 +143,11 @@ impl ManageConnection for ConnectionManager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection whose server went away (restart, failover) or that was left inside a
+    /// transaction is dropped instead of going back into the pool; checked on return, so it
+    /// costs no round trip (a ping on every checkout would).
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
@@ -384,6 +387,16 @@ impl Db {
         self.run(&gate, f).await
     }
 
+    /// Runs `f` on a read connection inside a read-only transaction, so that all of its queries
+    /// see one snapshot (a page and its total count agree under concurrent writes).
+    pub async fn read_snapshot<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.read(move |conn| snapshot(conn, f)).await
+    }
+
     /// Runs `f` as one write transaction: all of its writes commit, or none do.
     ///
     /// SQLite: on the group-commit writer thread, inside a savepoint of a batch transaction
@@ -447,6 +460,61 @@ where
     }
 }
 
+/// Runs `f` in a read-only transaction (one snapshot on either backend). Begun and ended through
+/// diesel's transaction manager, so a transaction that failed to end marks the connection
+/// broken and the pool drops it instead of lending it out mid-transaction.
+fn snapshot<F, T>(conn: &mut DbConnection, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&mut DbConnection) -> ApiResult<T>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConnection::Pg(pg) => AnsiTransactionManager::begin_transaction_sql(
+            pg,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+        // A deferred transaction takes its snapshot at its first read and never blocks the
+        // writer (WAL).
+        DbConnection::Sqlite(lite) => {
+            AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN DEFERRED")?
+        }
+    }
+    let result = f(conn);
+    // Nothing was written: ending it either way only releases the snapshot.
+    let ended = match (conn, result.is_ok()) {
+        (DbConnection::Pg(pg), true) => AnsiTransactionManager::commit_transaction(pg),
+        (DbConnection::Pg(pg), false) => AnsiTransactionManager::rollback_transaction(pg),
+        (DbConnection::Sqlite(lite), true) => AnsiTransactionManager::commit_transaction(lite),
+        (DbConnection::Sqlite(lite), false) => AnsiTransactionManager::rollback_transaction(lite),
+    };
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "could not end a read transaction");
+    }
+    result
+}
+
+/// Runs `f` inside a savepoint of the transaction `conn` is in: if it fails, only what it did
+/// is undone and the transaction goes on (PostgreSQL would otherwise abort the whole
+/// transaction after the first failed statement).
+pub fn savepoint<F, T>(conn: &mut DbConnection, f: F) -> ApiResult<T>
+where
+    F: FnOnce(&mut DbConnection) -> ApiResult<T>,
+{
+    conn.batch_execute("SAVEPOINT tether_inner")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.batch_execute("RELEASE SAVEPOINT tether_inner")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.batch_execute(
+                "ROLLBACK TO SAVEPOINT tether_inner; RELEASE SAVEPOINT tether_inner",
+            )?;
+            Err(e)
+        }
+    }
+}
+
 /// Applies pending migrations; on PostgreSQL under an advisory lock so concurrent starts are safe.
 pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
     match conn {
@@ -473,6 +541,31 @@ pub fn now() -> chrono::NaiveDateTime {
     let t = chrono::Utc::now().naive_utc();
     use chrono::Timelike;
     t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
+/// Whether an error means the database cannot be reached or used right now (as opposed to a
+/// query that is wrong): the connection was closed (server restart, failover, network), the
+/// server is starting or stopping, or SQLite's lock wait ran out. Requests that meet one get a
+/// 503; the pool drops the connection (see `has_broken`).
+pub fn is_unavailable(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    const SIGNS: &[&str] = &[
+        "terminating connection",
+        "server closed the connection",
+        "no connection to the server",
+        "could not receive data from server",
+        "could not send data to server",
+        "connection to server",
+        "the database system is",
+        "SSL connection has been closed",
+        "database is locked",
+    ];
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(_, info) => SIGNS.iter().any(|s| info.message().contains(s)),
+        Error::BrokenTransactionManager => true,
+        _ => false,
+    }
 }
 
 /// A unique-index violation, as reported by either backend.

@@ -13,6 +13,7 @@ use tether::config::Config;
 use tether::demo_broker::DemoBroker;
 use tether::jobs::{JobRunner, RunnerConfig};
 
+pub mod pg_server;
 pub mod process;
 
 pub const JWT_SECRET: &[u8] = b"tether-test-secret-key-0123456789";
@@ -69,6 +70,15 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database the test manages itself (e.g. on a private server); nothing is dropped.
+    pub fn at(url: String) -> TestDb {
+        TestDb {
+            url,
+            _dir: None,
+            pg_schema: None,
+        }
+    }
+
     pub fn new(backend: Backend) -> TestDb {
         match backend {
             Backend::Sqlite => {
@@ -128,6 +138,8 @@ pub struct Options {
     pub customize: Option<Customize>,
     /// The job runner's settings (default: `fast_runner(broker_timeout)`).
     pub runner_config: Option<RunnerConfig>,
+    /// Run on this database instead of a fresh one of the backend's shared server.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -138,6 +150,7 @@ impl Default for Options {
             pool_size: 4,
             customize: None,
             runner_config: None,
+            database_url: None,
         }
     }
 }
@@ -223,7 +236,10 @@ impl TestApp {
 
     pub async fn start_with(backend: Backend, opts: Options) -> TestApp {
         tether::install_crypto_provider();
-        let db = TestDb::new(backend);
+        let db = match opts.database_url {
+            Some(url) => TestDb::at(url),
+            None => TestDb::new(backend),
+        };
         let mut config = Config::for_tests(db.url.clone());
         config.jwt_secret = Some(JWT_SECRET.to_vec());
         config.broker_timeout = opts.broker_timeout;
