@@ -53,6 +53,9 @@ pub enum Reply {
     },
     /// A fixed status and body.
     Status(u16, String),
+    /// Bind (the broker keeps the binding), but answer with this status and body: a broker
+    /// that did the work and then sent an answer the platform cannot use.
+    Bound(u16, String),
     /// Sleep, then answer normally.
     Delay(Duration),
 }
@@ -292,6 +295,10 @@ impl DemoBroker {
             .unwrap_or_else(|e| e.into_inner())
             .bindings
             .contains_key(id)
+    }
+
+    pub fn has_instance(&self, id: &str) -> bool {
+        self.state.lock().instances.contains_key(id)
     }
 
     /// Replaces the catalog (takes effect at the next `GET /v2/catalog`).
@@ -616,6 +623,13 @@ async fn bind(
     }
     match reply {
         Reply::Status(code, body) => raw(code, body),
+        Reply::Bound(code, body) => {
+            state
+                .lock()
+                .bindings
+                .insert(id.to_string(), credentials_for(id));
+            raw(code, body)
+        }
         Reply::Async {
             operation,
             polls,
@@ -799,6 +813,10 @@ async fn provision(
     }
     match resolve(state, "provision").await {
         Reply::Status(code, body) => raw(code, body),
+        Reply::Bound(code, reply) => {
+            state.lock().instances.insert(id.to_string(), body);
+            raw(code, reply)
+        }
         Reply::Async {
             operation,
             polls,

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod demo_broker;
 pub mod error;
+pub mod faults;
 pub mod jobs;
 pub mod service;
 

@@ -4,12 +4,11 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 
+use super::orphan::{clean_up, Orphaned};
 use super::runner::RunnerConfig;
 use super::Job;
 use crate::app::AppState;
-use crate::broker::{
-    BrokerTarget, CallContext, CatalogIds, LastOperationOutcome, OperationState, UnbindOutcome,
-};
+use crate::broker::{CallContext, CatalogIds, LastOperationOutcome, OperationState, UnbindOutcome};
 use crate::db::models::{ServiceBinding, ServiceInstance};
 use crate::db::repo;
 use crate::error::ApiResult;
@@ -112,15 +111,26 @@ pub(super) async fn execute(
             binding_guid,
             service_id,
             plan_id,
+            progress,
         } => {
-            orphan_unbind(
+            let ids = CatalogIds {
+                service_id: service_id.clone(),
+                plan_id: plan_id.clone(),
+            };
+            let what = Orphaned::Binding {
+                instance: instance_guid,
+                binding: binding_guid,
+            };
+            clean_up(
                 state,
+                config,
                 broker_guid,
-                instance_guid,
-                binding_guid,
-                CatalogIds {
-                    service_id: service_id.clone(),
-                    plan_id: plan_id.clone(),
+                what,
+                &ids,
+                progress,
+                |progress| {
+                    Job::orphan_unbind(broker_guid, instance_guid, binding_guid, &ids)
+                        .with(progress)
                 },
             )
             .await
@@ -155,15 +165,23 @@ pub(super) async fn execute(
             instance_guid,
             service_id,
             plan_id,
+            progress,
         } => {
-            orphan_deprovision(
+            let ids = CatalogIds {
+                service_id: service_id.clone(),
+                plan_id: plan_id.clone(),
+            };
+            let what = Orphaned::Instance {
+                instance: instance_guid,
+            };
+            clean_up(
                 state,
+                config,
                 broker_guid,
-                instance_guid,
-                CatalogIds {
-                    service_id: service_id.clone(),
-                    plan_id: plan_id.clone(),
-                },
+                what,
+                &ids,
+                progress,
+                |progress| Job::orphan_deprovision(broker_guid, instance_guid, &ids).with(progress),
             )
             .await
         }
@@ -196,13 +214,7 @@ async fn load_binding(
 }
 
 fn orphan_job(catalog: &Catalog, instance: &str, binding: &str) -> Job {
-    Job::OrphanUnbind {
-        broker_guid: catalog.broker.guid.clone(),
-        instance_guid: instance.to_string(),
-        binding_guid: binding.to_string(),
-        service_id: catalog.service.unique_id.clone(),
-        plan_id: catalog.plan.unique_id.clone(),
-    }
+    Job::orphan_unbind(&catalog.broker.guid, instance, binding, &catalog.ids())
 }
 
 async fn poll_binding(
@@ -383,69 +395,6 @@ async fn poll_binding(
                 .await?;
             Ok(Outcome::Done)
         }
-    }
-}
-
-async fn broker_target(state: &AppState, broker_guid: &str) -> ApiResult<Option<BrokerTarget>> {
-    let g = broker_guid.to_string();
-    let broker = state
-        .db
-        .read(move |conn| Ok(repo::brokers::find_broker(conn, &g)?))
-        .await?;
-    Ok(broker.map(|b| BrokerTarget {
-        url: b.broker_url,
-        username: b.auth_username,
-        password: b.auth_password,
-    }))
-}
-
-async fn orphan_unbind(
-    state: &AppState,
-    broker_guid: &str,
-    instance: &str,
-    binding: &str,
-    ids: CatalogIds,
-) -> ApiResult<Outcome> {
-    let Some(target) = broker_target(state, broker_guid).await? else {
-        return Ok(Outcome::Done);
-    };
-    // Platform-initiated: no originating identity (OSB D.3).
-    match state
-        .broker
-        .unbind(
-            &target,
-            instance,
-            binding,
-            &ids,
-            true,
-            &CallContext::default(),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(%binding, "orphan mitigation: broker unbound the binding");
-            Ok(Outcome::Done)
-        }
-        Err(e) => Ok(Outcome::Retry(e.to_string())),
-    }
-}
-
-async fn orphan_deprovision(
-    state: &AppState,
-    broker_guid: &str,
-    instance: &str,
-    ids: CatalogIds,
-) -> ApiResult<Outcome> {
-    let Some(target) = broker_target(state, broker_guid).await? else {
-        return Ok(Outcome::Done);
-    };
-    match state
-        .broker
-        .deprovision(&target, instance, &ids, true, &CallContext::default())
-        .await
-    {
-        Ok(_) => Ok(Outcome::Done),
-        Err(e) => Ok(Outcome::Retry(e.to_string())),
     }
 }
 
@@ -732,12 +681,7 @@ pub(super) async fn sweep(state: &AppState, config: &RunnerConfig) -> ApiResult<
                         if let Some(c) = catalog {
                             super::enqueue(
                                 conn,
-                                &Job::OrphanDeprovision {
-                                    broker_guid: c.broker.guid.clone(),
-                                    instance_guid: i.guid.clone(),
-                                    service_id: c.service.unique_id.clone(),
-                                    plan_id: c.plan.unique_id.clone(),
-                                },
+                                &Job::orphan_deprovision(&c.broker.guid, &i.guid, &c.ids()),
                             )?;
                         }
                     }

@@ -7,7 +7,10 @@
 //! single writer serializes claims.
 
 mod execute;
+mod orphan;
 pub mod runner;
+
+pub use orphan::CleanupProgress;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -60,13 +63,16 @@ pub enum Job {
         /// The plan's `maximum_polling_duration`, seconds.
         plan_max_secs: Option<i64>,
     },
-    /// Send the broker an unbind for a binding we do not keep (OSB orphan mitigation).
+    /// Send the broker an unbind for a binding we do not keep (OSB orphan mitigation), and see
+    /// it through (see [`orphan`]).
     OrphanUnbind {
         broker_guid: String,
         instance_guid: String,
         binding_guid: String,
         service_id: String,
         plan_id: String,
+        #[serde(default, flatten)]
+        progress: CleanupProgress,
     },
     /// `DELETE /v2/service_bindings/:guid?async=true`: the unbind runs here.
     DeleteBinding {
@@ -83,16 +89,60 @@ pub enum Job {
         started_at_ms: Option<i64>,
         plan_max_secs: Option<i64>,
     },
-    /// Send the broker a deprovision for an instance we do not keep.
+    /// Send the broker a deprovision for an instance we do not keep, and see it through.
     OrphanDeprovision {
         broker_guid: String,
         instance_guid: String,
         service_id: String,
         plan_id: String,
+        #[serde(default, flatten)]
+        progress: CleanupProgress,
     },
 }
 
 impl Job {
+    /// Orphan mitigation of a binding (or service key) the broker may hold.
+    pub fn orphan_unbind(
+        broker_guid: &str,
+        instance_guid: &str,
+        binding_guid: &str,
+        ids: &crate::broker::CatalogIds,
+    ) -> Job {
+        Job::OrphanUnbind {
+            broker_guid: broker_guid.to_string(),
+            instance_guid: instance_guid.to_string(),
+            binding_guid: binding_guid.to_string(),
+            service_id: ids.service_id.clone(),
+            plan_id: ids.plan_id.clone(),
+            progress: CleanupProgress::default(),
+        }
+    }
+
+    /// Orphan mitigation of an instance the broker may hold.
+    pub fn orphan_deprovision(
+        broker_guid: &str,
+        instance_guid: &str,
+        ids: &crate::broker::CatalogIds,
+    ) -> Job {
+        Job::OrphanDeprovision {
+            broker_guid: broker_guid.to_string(),
+            instance_guid: instance_guid.to_string(),
+            service_id: ids.service_id.clone(),
+            plan_id: ids.plan_id.clone(),
+            progress: CleanupProgress::default(),
+        }
+    }
+
+    /// The same cleanup job at another point of its progress.
+    fn with(mut self, new: CleanupProgress) -> Job {
+        if let Job::OrphanUnbind { progress, .. } | Job::OrphanDeprovision { progress, .. } =
+            &mut self
+        {
+            *progress = new;
+        }
+        self
+    }
+
     pub fn poll_binding(binding_guid: &str, plan: &ServicePlan, operation_type: &str) -> Job {
         let now = chrono::Utc::now();
         Job::PollBinding {

@@ -39,6 +39,13 @@ pub struct RunnerConfig {
 }
 
 impl RunnerConfig {
+    /// The wait before retry number `failures` (1, 2, …): `retry_base` doubling each time, at
+    /// most `retry_max`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << (failures.clamp(1, 20) - 1);
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+
     pub fn for_broker_timeout(broker_timeout: Duration) -> Self {
         RunnerConfig {
             concurrency: 32,
@@ -212,11 +219,7 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
                 tracing::warn!(job = %row.guid, kind = %row.kind, %error, "job failed for good");
                 settle(state, row.id, worker, FAILED, None, Some(error), None).await;
             } else {
-                let factor = 1u32 << (row.attempts.clamp(1, 20) - 1) as u32;
-                let delay = config
-                    .retry_base
-                    .saturating_mul(factor)
-                    .min(config.retry_max);
+                let delay = config.backoff(row.attempts.max(1) as u32);
                 settle(
                     state,
                     row.id,

@@ -64,6 +64,27 @@ impl Catalog {
         }
     }
 
+    /// A binding (or service key) this broker may hold that we will not keep.
+    pub fn orphan_binding(&self, instance_guid: &str, binding_guid: &str) -> orphans::Orphan {
+        orphans::Orphan::Binding {
+            target: self.target(),
+            broker_guid: self.broker.guid.clone(),
+            instance_guid: instance_guid.to_string(),
+            binding_guid: binding_guid.to_string(),
+            ids: self.ids(),
+        }
+    }
+
+    /// An instance this broker may hold that we will not keep.
+    pub fn orphan_instance(&self, instance_guid: &str) -> orphans::Orphan {
+        orphans::Orphan::Instance {
+            target: self.target(),
+            broker_guid: self.broker.guid.clone(),
+            instance_guid: instance_guid.to_string(),
+            ids: self.ids(),
+        }
+    }
+
     pub fn bindable(&self) -> bool {
         self.plan.bindable.unwrap_or(self.service.bindable)
     }
@@ -385,13 +406,8 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
         )
         .await;
 
-    let orphan = orphans::OrphanBinding {
-        target: catalog.target(),
-        broker_guid: catalog.broker.guid.clone(),
-        instance_guid: target.instance.guid.clone(),
-        binding_guid: guid.clone(),
-        ids: catalog.ids(),
-    };
+    let orphan = catalog.orphan_binding(&target.instance.guid, &guid);
+    let reservation = orphans::Reservation::Binding(guid.clone());
 
     match outcome {
         Ok(BindOutcome::Created(data)) => {
@@ -418,13 +434,12 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
                 Ok(1) => {}
                 Ok(_) => {
                     // Deleted while the broker was binding: the broker's binding is an orphan.
-                    orphans::mitigate_binding(state, orphan).await;
+                    orphans::discard(state, orphans::Reservation::Gone, Some(orphan)).await;
                     return Err(ApiError::ServiceBindingNotFound(guid));
                 }
                 Err(e) => {
                     tracing::error!(binding = %guid, error = %e.log_text(), "saving a bound binding failed; unbinding at the broker");
-                    orphans::mitigate_binding(state, orphan).await;
-                    remove_reservation(state, &guid).await;
+                    orphans::discard(state, reservation, Some(orphan)).await;
                     return Err(e);
                 }
             }
@@ -448,8 +463,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
                 None
             };
             if let Some(err) = refusal {
-                orphans::mitigate_binding(state, orphan).await;
-                remove_reservation(state, &guid).await;
+                orphans::discard(state, reservation, Some(orphan)).await;
                 return Err(err);
             }
             let g = guid.clone();
@@ -474,10 +488,8 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateBinding) -> 
             row.broker_operation = operation;
         }
         Err(e) => {
-            remove_reservation(state, &guid).await;
-            if e.needs_orphan_mitigation {
-                orphans::mitigate_binding(state, orphan).await;
-            }
+            let orphan = e.needs_orphan_mitigation.then_some(orphan);
+            orphans::discard(state, reservation, orphan).await;
             return Err(e.into());
         }
     }
@@ -596,17 +608,6 @@ fn duplicate_error(
         }
     }
     Ok(None)
-}
-
-async fn remove_reservation(state: &AppState, guid: &str) {
-    let g = guid.to_string();
-    if let Err(e) = state
-        .db
-        .write(move |conn| Ok(repo::bindings::delete(conn, &g)?))
-        .await
-    {
-        tracing::error!(binding = %guid, error = %e.log_text(), "could not remove a failed binding reservation");
-    }
 }
 
 /// Loads a binding the caller may see, with what they may see of it.

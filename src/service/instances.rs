@@ -180,12 +180,8 @@ pub async fn create_managed(
         )
         .await;
     let g = row.guid.clone();
-    let orphan = orphans::OrphanInstance {
-        target: catalog.target(),
-        broker_guid: catalog.broker.guid.clone(),
-        instance_guid: row.guid.clone(),
-        ids: catalog.ids(),
-    };
+    let orphan = catalog.orphan_instance(&row.guid);
+    let reservation = orphans::Reservation::Instance(row.guid.clone());
     match outcome {
         Ok(ProvisionOutcome::Created { dashboard_url }) => {
             let d = dashboard_url.clone();
@@ -204,7 +200,8 @@ pub async fn create_managed(
                 })
                 .await;
             if !matches!(saved, Ok(1)) {
-                orphans::mitigate_instance(state, orphan).await;
+                // Gone meanwhile (deleted), or not saved: either way the broker's is an orphan.
+                orphans::discard(state, reservation, Some(orphan)).await;
                 return Err(saved
                     .err()
                     .unwrap_or(ApiError::ServiceInstanceNotFound(row.guid)));
@@ -217,8 +214,7 @@ pub async fn create_managed(
             dashboard_url,
         }) => {
             if !input.accepts_incomplete {
-                orphans::mitigate_instance(state, orphan).await;
-                remove_instance_reservation(state, &row.guid).await;
+                orphans::discard(state, reservation, Some(orphan)).await;
                 return Err(ApiError::ServiceBrokerRespondedAsyncWhenNotAllowed);
             }
             let poll = crate::jobs::Job::poll_instance(&row.guid, &catalog.plan, "create");
@@ -244,10 +240,8 @@ pub async fn create_managed(
             row.broker_operation = operation;
         }
         Err(e) => {
-            remove_instance_reservation(state, &row.guid).await;
-            if e.needs_orphan_mitigation {
-                orphans::mitigate_instance(state, orphan).await;
-            }
+            let orphan = e.needs_orphan_mitigation.then_some(orphan);
+            orphans::discard(state, reservation, orphan).await;
             return Err(e.into());
         }
     }
@@ -256,17 +250,6 @@ pub async fn create_managed(
         instance: row,
         show_credentials: true,
     })
-}
-
-async fn remove_instance_reservation(state: &AppState, guid: &str) {
-    let g = guid.to_string();
-    if let Err(e) = state
-        .db
-        .write(move |conn| Ok(repo::instances::delete(conn, &g)?))
-        .await
-    {
-        tracing::error!(instance = %guid, error = %e.log_text(), "could not remove a failed instance reservation");
-    }
 }
 
 /// Loads an instance the caller may see. `kind` guards the endpoint family (a UPSI through

@@ -131,13 +131,8 @@ pub async fn create(
             &caller.broker_ctx(),
         )
         .await;
-    let orphan = || orphans::OrphanBinding {
-        target: catalog.target(),
-        broker_guid: catalog.broker.guid.clone(),
-        instance_guid: instance.guid.clone(),
-        binding_guid: key.guid.clone(),
-        ids: catalog.ids(),
-    };
+    let orphan = catalog.orphan_binding(&instance.guid, &key.guid);
+    let reservation = orphans::Reservation::Key(key.guid.clone());
     let g = key.guid.clone();
     match outcome {
         Ok(BindOutcome::Created(data)) => {
@@ -147,8 +142,7 @@ pub async fn create(
                 .write(move |conn| Ok(repo::keys::set_credentials(conn, &g, &creds)?))
                 .await;
             if !matches!(saved, Ok(1)) {
-                orphans::mitigate_binding(state, orphan()).await;
-                remove(state, &key.guid).await;
+                orphans::discard(state, reservation, Some(orphan)).await;
                 return Err(saved
                     .err()
                     .unwrap_or(ApiError::ServiceKeyNotFound(key.guid)));
@@ -157,15 +151,12 @@ pub async fn create(
         }
         Ok(BindOutcome::Async { .. }) => {
             // v2 service keys are synchronous.
-            orphans::mitigate_binding(state, orphan()).await;
-            remove(state, &key.guid).await;
+            orphans::discard(state, reservation, Some(orphan)).await;
             return Err(ApiError::ServiceBrokerRespondedAsyncWhenNotAllowed);
         }
         Err(e) => {
-            remove(state, &key.guid).await;
-            if e.needs_orphan_mitigation {
-                orphans::mitigate_binding(state, orphan()).await;
-            }
+            let orphan = e.needs_orphan_mitigation.then_some(orphan);
+            orphans::discard(state, reservation, orphan).await;
             return Err(e.into());
         }
     }
@@ -173,17 +164,6 @@ pub async fn create(
         key,
         show_credentials: true,
     })
-}
-
-async fn remove(state: &AppState, guid: &str) {
-    let g = guid.to_string();
-    if let Err(e) = state
-        .db
-        .write(move |conn| Ok(repo::keys::delete(conn, &g)?))
-        .await
-    {
-        tracing::error!(key = %guid, error = %e.log_text(), "could not remove a failed service key reservation");
-    }
 }
 
 pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<KeyView> {

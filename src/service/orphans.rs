@@ -1,92 +1,132 @@
-//! Orphan mitigation (OSB A.10): when a broker may hold a binding or instance that we will not
-//! keep, tell it to delete it. Done as a durable, retried job; if even the job cannot be stored
-//! (the database is what failed), one immediate best-effort attempt is made.
+//! Orphan mitigation (OSB A.10), the request side: when a broker may hold a binding or instance
+//! that we will not keep, its row goes and a durable cleanup job (see `jobs::orphan`) is queued,
+//! in one transaction. A crash can thus keep both (the row stays `in progress`, and the sweep of
+//! abandoned operations removes it and queues the cleanup later) or do both, never drop the row
+//! and forget the broker's copy. If even that transaction cannot commit (the database is what
+//! failed), one immediate best-effort delete is sent.
 
 use crate::app::AppState;
 use crate::broker::{BrokerTarget, CallContext, CatalogIds};
+use crate::db::{repo, DbConnection};
 use crate::jobs::Job;
 
-pub struct OrphanBinding {
-    pub target: BrokerTarget,
-    pub broker_guid: String,
-    pub instance_guid: String,
-    pub binding_guid: String,
-    pub ids: CatalogIds,
+/// Something the broker may hold.
+pub enum Orphan {
+    Binding {
+        target: BrokerTarget,
+        broker_guid: String,
+        instance_guid: String,
+        binding_guid: String,
+        ids: CatalogIds,
+    },
+    Instance {
+        target: BrokerTarget,
+        broker_guid: String,
+        instance_guid: String,
+        ids: CatalogIds,
+    },
 }
 
-pub async fn mitigate_binding(state: &AppState, orphan: OrphanBinding) {
-    let job = Job::OrphanUnbind {
-        broker_guid: orphan.broker_guid.clone(),
-        instance_guid: orphan.instance_guid.clone(),
-        binding_guid: orphan.binding_guid.clone(),
-        service_id: orphan.ids.service_id.clone(),
-        plan_id: orphan.ids.plan_id.clone(),
-    };
-    let stored = state
-        .db
-        .write(move |conn| Ok(crate::jobs::enqueue(conn, &job)?))
-        .await;
-    match stored {
-        Ok(_) => {
-            tracing::info!(binding = %orphan.binding_guid, "orphan mitigation queued");
-            state.jobs_wakeup.notify_one();
+/// The row of ours that goes with it.
+#[derive(Debug, Clone)]
+pub enum Reservation {
+    Binding(String),
+    Key(String),
+    Instance(String),
+    /// Already gone (deleted while the broker was working).
+    Gone,
+}
+
+impl Orphan {
+    fn job(&self) -> Job {
+        match self {
+            Orphan::Binding {
+                broker_guid,
+                instance_guid,
+                binding_guid,
+                ids,
+                ..
+            } => Job::orphan_unbind(broker_guid, instance_guid, binding_guid, ids),
+            Orphan::Instance {
+                broker_guid,
+                instance_guid,
+                ids,
+                ..
+            } => Job::orphan_deprovision(broker_guid, instance_guid, ids),
         }
-        Err(e) => {
-            tracing::error!(binding = %orphan.binding_guid, error = %e.log_text(), "could not queue orphan mitigation; unbinding now");
-            let broker = state.broker.clone();
-            actix_web::rt::spawn(async move {
-                if let Err(e) = broker
-                    .unbind(
-                        &orphan.target,
-                        &orphan.instance_guid,
-                        &orphan.binding_guid,
-                        &orphan.ids,
-                        true,
-                        &CallContext::default(),
-                    )
+    }
+
+    /// The last resort when no job could be stored: one delete, now, errors only logged.
+    fn attempt_now(self, state: &AppState) {
+        let broker = state.broker.clone();
+        actix_web::rt::spawn(async move {
+            let ctx = CallContext::default();
+            let result = match &self {
+                Orphan::Binding {
+                    target,
+                    instance_guid,
+                    binding_guid,
+                    ids,
+                    ..
+                } => broker
+                    .unbind(target, instance_guid, binding_guid, ids, true, &ctx)
                     .await
-                {
-                    tracing::error!(binding = %orphan.binding_guid, error = %e, "orphan unbind failed");
-                }
-            });
+                    .map(|_| ()),
+                Orphan::Instance {
+                    target,
+                    instance_guid,
+                    ids,
+                    ..
+                } => broker
+                    .deprovision(target, instance_guid, ids, true, &ctx)
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "immediate orphan cleanup failed");
+            }
+        });
+    }
+}
+
+impl Reservation {
+    fn remove(&self, conn: &mut DbConnection) -> diesel::QueryResult<usize> {
+        match self {
+            Reservation::Binding(guid) => repo::bindings::delete(conn, guid),
+            Reservation::Key(guid) => repo::keys::delete(conn, guid),
+            Reservation::Instance(guid) => repo::instances::delete(conn, guid),
+            Reservation::Gone => Ok(0),
         }
     }
 }
 
-pub struct OrphanInstance {
-    pub target: BrokerTarget,
-    pub broker_guid: String,
-    pub instance_guid: String,
-    pub ids: CatalogIds,
-}
-
-pub async fn mitigate_instance(state: &AppState, orphan: OrphanInstance) {
-    let job = Job::OrphanDeprovision {
-        broker_guid: orphan.broker_guid.clone(),
-        instance_guid: orphan.instance_guid.clone(),
-        service_id: orphan.ids.service_id.clone(),
-        plan_id: orphan.ids.plan_id.clone(),
-    };
+/// Removes `reservation` and, if the broker may hold something for it, queues its cleanup: one
+/// transaction.
+pub async fn discard(state: &AppState, reservation: Reservation, orphan: Option<Orphan>) {
+    let job = orphan.as_ref().map(Orphan::job);
+    let what = reservation.clone();
     let stored = state
         .db
-        .write(move |conn| Ok(crate::jobs::enqueue(conn, &job)?))
+        .write(move |conn| {
+            what.remove(conn)?;
+            crate::faults::crash_point("discard:after-remove");
+            if let Some(job) = &job {
+                crate::jobs::enqueue(conn, job)?;
+            }
+            Ok(())
+        })
         .await;
-    match stored {
-        Ok(_) => state.jobs_wakeup.notify_one(),
-        Err(e) => {
-            tracing::error!(instance = %orphan.instance_guid, error = %e.log_text(), "could not queue orphan deprovision; trying now");
-            let broker = state.broker.clone();
-            actix_web::rt::spawn(async move {
-                let _ = broker
-                    .deprovision(
-                        &orphan.target,
-                        &orphan.instance_guid,
-                        &orphan.ids,
-                        true,
-                        &CallContext::default(),
-                    )
-                    .await;
-            });
+    match (stored, orphan) {
+        (Ok(()), Some(_)) => {
+            tracing::info!(?reservation, "orphan mitigation queued");
+            state.jobs_wakeup.notify_one();
+        }
+        (Ok(()), None) => {}
+        (Err(e), orphan) => {
+            tracing::error!(?reservation, error = %e.log_text(), "could not discard a failed reservation");
+            if let Some(orphan) = orphan {
+                orphan.attempt_now(state);
+            }
         }
     }
 }

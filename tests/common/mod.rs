@@ -164,13 +164,21 @@ pub fn fast_runner(broker_timeout: Duration) -> RunnerConfig {
     r
 }
 
-/// A running server with its own database and a demo broker.
-pub struct TestApp {
+/// A client of a running tether's API (in-process or a child process), with an admin token and
+/// the broker to register.
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+    pub admin_token: String,
+    /// The URL of the OSB broker `register_broker` registers (basic auth BROKER_USER/PASS).
+    pub broker_url: String,
+}
+
+/// A running server with its own database and a demo broker.
+pub struct TestApp {
+    pub api: Api,
     pub state: Arc<AppState>,
     pub broker: DemoBroker,
-    pub admin_token: String,
     pub backend: Backend,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -290,14 +298,9 @@ impl TestApp {
             .expect("token")
             .0;
         TestApp {
-            base: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            api: Api::new(format!("http://{addr}"), admin_token, broker.url.clone()),
             state,
             broker,
-            admin_token,
             backend,
             handle,
             thread: Some(thread),
@@ -317,6 +320,48 @@ impl TestApp {
             .user_token(user_id, user_id, &scopes, "cf", "password")
             .expect("token")
             .0
+    }
+
+    /// Rows in a table (direct SQL, for asserting what was stored).
+    pub async fn count(&self, table: &'static str) -> i64 {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        self.state
+            .db
+            .read(move |conn| {
+                let r: N = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                    .get_result(conn)?;
+                Ok(r.n)
+            })
+            .await
+            .expect("count")
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
+    pub fn new(base: String, admin_token: String, broker_url: String) -> Api {
+        tether::install_crypto_provider();
+        Api {
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            admin_token,
+            broker_url,
+        }
     }
 
     pub async fn request(
@@ -456,7 +501,7 @@ impl TestApp {
                 "/v2/service_brokers",
                 json!({
                     "name": name,
-                    "broker_url": self.broker.url,
+                    "broker_url": self.broker_url,
                     "auth_username": BROKER_USER,
                     "auth_password": BROKER_PASS,
                 }),
@@ -524,25 +569,6 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// Rows in a table (direct SQL, for asserting what was stored).
-    pub async fn count(&self, table: &'static str) -> i64 {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        self.state
-            .db
-            .read(move |conn| {
-                let r: N = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-                    .get_result(conn)?;
-                Ok(r.n)
-            })
-            .await
-            .expect("count")
     }
 }
 

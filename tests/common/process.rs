@@ -85,6 +85,24 @@ impl ServerProcess {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Waits (bounded) for the process to end by itself (a crash); panics if it does not.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        let child = self.child.as_mut().expect("a running child");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} is still running",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL (what `Child::kill` sends on Unix), then reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

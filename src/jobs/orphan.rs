@@ -1,0 +1,212 @@
+//! Orphan mitigation (OSB A.10): the broker may hold a binding or an instance we will not keep
+//! (a bind that failed or timed out, a create that was abandoned), and must be told to delete it.
+//!
+//! The delete goes out with `accepts_incomplete=true`, as CC's `DeleteOrphanedBinding` sends it.
+//! CC then counts a `202` as done; tether sees the cleanup through instead: an accepted delete is
+//! polled (the broker's `last_operation`) until the broker says the resource is gone, and a
+//! delete the broker refused, or reported `failed`, is sent again with exponential backoff.
+//! Failures are counted in the job's own payload (polls are not failures), and after
+//! `max_attempts` of them the job fails for good, as CC's does after its 11 attempts.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::execute::Outcome;
+use super::runner::RunnerConfig;
+use super::Job;
+use crate::app::AppState;
+use crate::broker::{
+    BrokerTarget, CallContext, CatalogIds, LastOperationOutcome, OperationState, UnbindOutcome,
+};
+use crate::db::repo;
+use crate::error::ApiResult;
+
+/// How far a cleanup has got; stored in the job's payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupProgress {
+    /// The broker accepted the delete (202): poll its `last_operation`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub polling: bool,
+    /// The operation id the broker gave with its 202.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// When polling began (Unix ms), for the maximum polling duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polling_since_ms: Option<i64>,
+    /// Deletes refused or reported failed, and polls that got no answer, so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What the broker may be holding.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Orphaned<'a> {
+    Binding { instance: &'a str, binding: &'a str },
+    Instance { instance: &'a str },
+}
+
+/// One step of a cleanup: send the delete, or poll the delete the broker accepted.
+pub(super) async fn clean_up(
+    state: &AppState,
+    config: &RunnerConfig,
+    broker_guid: &str,
+    what: Orphaned<'_>,
+    ids: &CatalogIds,
+    progress: &CleanupProgress,
+    job_with: impl Fn(CleanupProgress) -> Job,
+) -> ApiResult<Outcome> {
+    let Some(target) = broker_target(state, broker_guid).await? else {
+        // The broker was removed from tether: there is no one left to tell.
+        return Ok(Outcome::Done);
+    };
+    let step = Step {
+        config,
+        progress,
+        job_with: &job_with,
+    };
+    // Platform-initiated: no originating identity (OSB D.3).
+    let ctx = CallContext::default();
+    if !progress.polling {
+        let sent = match what {
+            Orphaned::Binding { instance, binding } => {
+                state
+                    .broker
+                    .unbind(&target, instance, binding, ids, true, &ctx)
+                    .await
+            }
+            Orphaned::Instance { instance } => {
+                state
+                    .broker
+                    .deprovision(&target, instance, ids, true, &ctx)
+                    .await
+            }
+        };
+        return Ok(match sent {
+            Ok(UnbindOutcome::Deleted) => {
+                tracing::info!(?what, "orphan mitigation: the broker deleted it");
+                Outcome::Done
+            }
+            Ok(UnbindOutcome::Async { operation }) => step.accepted(operation),
+            Err(e) => step.failed(e.to_string(), false),
+        });
+    }
+    let op = progress.operation.as_deref();
+    let polled = match what {
+        Orphaned::Binding { instance, binding } => {
+            state
+                .broker
+                .binding_last_operation(&target, instance, binding, ids, op, &ctx)
+                .await
+        }
+        Orphaned::Instance { instance } => {
+            state
+                .broker
+                .instance_last_operation(&target, instance, ids, op, &ctx)
+                .await
+        }
+    };
+    Ok(match polled {
+        Ok(LastOperationOutcome::Gone)
+        | Ok(LastOperationOutcome::State {
+            state: OperationState::Succeeded,
+            ..
+        }) => {
+            tracing::info!(?what, "orphan mitigation: the broker finished deleting it");
+            Outcome::Done
+        }
+        Ok(LastOperationOutcome::State {
+            state: OperationState::InProgress,
+            retry_after,
+            ..
+        }) => step.still_running(retry_after),
+        Ok(LastOperationOutcome::State {
+            state: OperationState::Failed,
+            description,
+            ..
+        }) => step.failed(
+            description.unwrap_or_else(|| "the broker's delete failed".into()),
+            true,
+        ),
+        Err(e) => step.failed(e.to_string(), false),
+    })
+}
+
+/// The next state of a cleanup, as the job's outcome.
+struct Step<'a, F: Fn(CleanupProgress) -> Job> {
+    config: &'a RunnerConfig,
+    progress: &'a CleanupProgress,
+    job_with: &'a F,
+}
+
+impl<F: Fn(CleanupProgress) -> Job> Step<'_, F> {
+    fn again(&self, after: Duration, progress: CleanupProgress) -> Outcome {
+        let payload = serde_json::to_string(&(self.job_with)(progress)).ok();
+        Outcome::Reschedule(after, payload)
+    }
+
+    /// The broker accepted the delete: poll it.
+    fn accepted(&self, operation: Option<String>) -> Outcome {
+        self.again(
+            self.config.poll_interval,
+            CleanupProgress {
+                polling: true,
+                operation,
+                polling_since_ms: Some(chrono::Utc::now().timestamp_millis()),
+                failures: self.progress.failures,
+            },
+        )
+    }
+
+    /// The broker is still deleting: poll again (its `Retry-After` if longer), unless the
+    /// maximum polling duration has passed, which counts as a failed delete.
+    fn still_running(&self, retry_after: Option<u64>) -> Outcome {
+        let since = self.progress.polling_since_ms.unwrap_or(i64::MAX);
+        let elapsed = chrono::Utc::now().timestamp_millis().saturating_sub(since);
+        if elapsed > self.config.max_poll_duration.as_millis() as i64 {
+            return self.failed("the broker did not finish deleting in time".into(), true);
+        }
+        let wait = Duration::from_secs(retry_after.unwrap_or(0)).max(self.config.poll_interval);
+        self.again(wait, self.progress.clone())
+    }
+
+    /// Something went wrong; `resend`: the delete itself failed and is sent again, else the
+    /// same step is retried. Either way after a backoff, until the failures run out.
+    fn failed(&self, reason: String, resend: bool) -> Outcome {
+        let failures = self.progress.failures + 1;
+        if failures >= self.config.max_attempts.max(1) as u32 {
+            tracing::warn!(%reason, failures, "orphan mitigation gave up");
+            return Outcome::Fail(reason);
+        }
+        tracing::info!(%reason, failures, "orphan mitigation will try again");
+        let progress = if resend {
+            CleanupProgress {
+                failures,
+                ..CleanupProgress::default()
+            }
+        } else {
+            CleanupProgress {
+                failures,
+                ..self.progress.clone()
+            }
+        };
+        self.again(self.config.backoff(failures), progress)
+    }
+}
+
+async fn broker_target(state: &AppState, broker_guid: &str) -> ApiResult<Option<BrokerTarget>> {
+    let g = broker_guid.to_string();
+    let broker = state
+        .db
+        .read(move |conn| Ok(repo::brokers::find_broker(conn, &g)?))
+        .await?;
+    Ok(broker.map(|b| BrokerTarget {
+        url: b.broker_url,
+        username: b.auth_username,
+        password: b.auth_password,
+    }))
+}
