@@ -19,6 +19,10 @@ pub struct AppState {
     pub broker: BrokerClient,
     /// Wakes the job runner when a job is enqueued (so polls start without waiting a tick).
     pub jobs_wakeup: Arc<tokio::sync::Notify>,
+    /// The time (a test moves it forward).
+    pub clock: crate::clock::Clock,
+    /// Password and client-secret checks running now (see `service::uaa`).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     /// Keys for credentials at rest (shared with the broker client, which opens sealed broker
     /// passwords when it authenticates).
     pub crypto: Arc<crate::crypto::KeyRing>,
@@ -69,6 +73,9 @@ impl AppState {
                 config.uaa_jwks_min_refresh,
             );
         }
+        let password_checks = Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_password_checks.max(1),
+        ));
         Ok(AppState {
             verifier,
             issuer: TokenIssuer::new(signing_key, issuer, config.token_ttl.as_secs() as i64),
@@ -77,6 +84,8 @@ impl AppState {
             crypto,
             config: Arc::new(config),
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
+            clock: crate::clock::Clock::system(),
+            password_checks,
         })
     }
 

@@ -118,6 +118,51 @@ pub struct ServeArgs {
     /// a 408 and the connection is closed (nginx in front of CC: 60 s between reads).
     #[arg(long, env = "TETHER_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
     pub request_body_timeout_secs: u64,
+
+    /// Built-in issuer: failed password logins that lock an account (UAA: 5)...
+    #[arg(long, env = "TETHER_LOCKOUT_AFTER_FAILURES", default_value_t = 5)]
+    pub lockout_after_failures: u32,
+
+    /// ...when they happen within this many seconds (UAA: 1200)...
+    #[arg(long, env = "TETHER_LOCKOUT_COUNT_WITHIN_SECS", default_value_t = 1200)]
+    pub lockout_count_within_secs: u64,
+
+    /// ...for this many seconds after the last of them (UAA: 300).
+    #[arg(long, env = "TETHER_LOCKOUT_PERIOD_SECS", default_value_t = 300)]
+    pub lockout_period_secs: u64,
+
+    /// Password and client-secret checks computed at once (each costs tens of ms of CPU);
+    /// logins beyond them wait up to a second, then get 429. Default: half the CPUs, at least 1.
+    #[arg(long, env = "TETHER_MAX_CONCURRENT_PASSWORD_CHECKS")]
+    pub max_concurrent_password_checks: Option<usize>,
+}
+
+/// UAA's account lockout policy for password logins of the built-in issuer.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutPolicy {
+    pub after_failures: u32,
+    pub count_within: Duration,
+    pub period: Duration,
+}
+
+impl Default for LockoutPolicy {
+    /// UAA's defaults.
+    fn default() -> Self {
+        LockoutPolicy {
+            after_failures: 5,
+            count_within: Duration::from_secs(1200),
+            period: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Default number of password checks at once: half the CPUs, so a login flood leaves the
+/// other half to the API.
+pub fn default_password_checks() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// The running server's configuration.
@@ -150,6 +195,8 @@ pub struct Config {
     pub builtin_uaa: bool,
     /// Access-token lifetime for tokens we issue.
     pub token_ttl: Duration,
+    pub lockout: LockoutPolicy,
+    pub max_concurrent_password_checks: usize,
     /// Encryption keys for credentials at rest, and the file to reload them from.
     pub encryption: crate::crypto::KeyRingConfig,
     pub secrets_file: Option<PathBuf>,
@@ -183,6 +230,8 @@ impl Config {
             uaa_jwks_min_refresh: Duration::from_secs(5),
             builtin_uaa: true,
             token_ttl: Duration::from_secs(12 * 3600),
+            lockout: LockoutPolicy::default(),
+            max_concurrent_password_checks: default_password_checks(),
             encryption: crate::crypto::KeyRingConfig::generate(),
             secrets_file: None,
         }
@@ -226,6 +275,15 @@ impl Config {
             uaa_jwks_min_refresh: Duration::from_secs(5),
             builtin_uaa: !args.disable_builtin_uaa,
             token_ttl: Duration::from_secs(12 * 3600),
+            lockout: LockoutPolicy {
+                after_failures: args.lockout_after_failures.max(1),
+                count_within: Duration::from_secs(args.lockout_count_within_secs),
+                period: Duration::from_secs(args.lockout_period_secs),
+            },
+            max_concurrent_password_checks: args
+                .max_concurrent_password_checks
+                .unwrap_or_else(default_password_checks)
+                .max(1),
             encryption: secrets.encryption_keys(),
             secrets_file: Some(args.common.secrets_file.clone()),
         })

@@ -363,7 +363,104 @@ async fn a_list_total_agrees_with_its_rows_under_concurrent_creates(backend: Bac
     assert!(reads >= 5);
 }
 
+async fn create_user(app: &TestApp, name: &'static str, password: &'static str) {
+    app.state
+        .db
+        .write(move |conn| {
+            tether::service::uaa::create_user(conn, name, password, &[])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+const LOCKED: &str = "Your account has been locked because of too many failed attempts to login.";
+
+/// UAA's lockout: five wrong passwords lock the account; while locked, even the right password
+/// gets the locked answer (it tells nothing about the password); after the lockout period it
+/// works again, and a success resets the count. Unknown users are never locked.
+async fn password_guessing_locks_the_account(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    create_user(&app, "alice", "alice-password").await;
+    for _ in 0..5 {
+        let r = app.login("alice", "wrong-guess").await;
+        r.assert_status(401);
+        assert_eq!(r.body["error_description"], "Bad credentials");
+    }
+    for password in ["alice-password", "wrong-guess"] {
+        let r = app.login("alice", password).await;
+        r.assert_status(401);
+        assert_eq!(r.body["error"], "unauthorized");
+        assert_eq!(r.body["error_description"], LOCKED);
+    }
+    // Still locked just before the period ends (counted from the last counted failure).
+    app.state.clock.advance(Duration::from_secs(290));
+    assert_eq!(
+        app.login("alice", "alice-password").await.body["error_description"],
+        LOCKED
+    );
+    app.state.clock.advance(Duration::from_secs(11));
+    app.login("alice", "alice-password")
+        .await
+        .assert_status(200);
+    // The success reset the count: four more failures do not lock.
+    for _ in 0..4 {
+        app.login("alice", "wrong-guess").await.assert_status(401);
+    }
+    app.login("alice", "alice-password")
+        .await
+        .assert_status(200);
+    // Failures older than the counting window (20 minutes) do not count.
+    for _ in 0..4 {
+        app.login("alice", "wrong-guess").await.assert_status(401);
+    }
+    app.state.clock.advance(Duration::from_secs(1201));
+    app.login("alice", "wrong-guess").await.assert_status(401);
+    app.login("alice", "alice-password")
+        .await
+        .assert_status(200);
+    // Unknown users: always "Bad credentials".
+    for _ in 0..7 {
+        let r = app.login("nobody", "guess").await;
+        assert_eq!(r.body["error_description"], "Bad credentials");
+    }
+}
+
+/// A flood of logins (each a deliberately slow password hash) is bounded: logins beyond the
+/// allowed concurrent checks get 429 with Retry-After, and the binding API keeps answering.
+async fn a_login_flood_degrades_logins_not_the_api(backend: Backend) {
+    let app = TestApp::start_with(
+        backend,
+        Options {
+            customize: Some(Box::new(|c| c.max_concurrent_password_checks = 1)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let names: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let logins = names.iter().map(|n| app.login(n, "guess"));
+    let reads = (0..40).map(|_| app.get("/v2/service_bindings"));
+    let (logins, reads) = tokio::join!(
+        futures_util::future::join_all(logins),
+        futures_util::future::join_all(reads)
+    );
+    for r in &reads {
+        r.assert_status(200);
+    }
+    let refused: Vec<_> = logins.iter().filter(|r| r.status == 429).collect();
+    assert!(!refused.is_empty(), "no login was refused");
+    for r in refused {
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.body["error"], "too_many_requests");
+    }
+    for r in logins.iter().filter(|r| r.status != 429) {
+        assert_eq!(r.status, 401);
+    }
+}
+
 backend_tests!(
+    password_guessing_locks_the_account,
+    a_login_flood_degrades_logins_not_the_api,
     concurrent_creates_never_collide_on_derived_prefixes,
     a_list_total_agrees_with_its_rows_under_concurrent_creates,
     log_files_are_plain_and_the_database_private,

@@ -24,6 +24,9 @@ fn oauth_error(e: &OauthError) -> HttpResponse {
             "Bearer realm=\"UAA/oauth\", error=\"unauthorized\"",
         ));
     }
+    if e.status == 429 {
+        resp.insert_header(("Retry-After", "1"));
+    }
     resp.insert_header(("Cache-Control", "no-store"))
         .content_type("application/json;charset=UTF-8")
         .body(serde_json::to_vec(e).unwrap_or_default())

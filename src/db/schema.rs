@@ -174,6 +174,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_failures (id) {
+        id -> BigInt,
+        user_guid -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> BigInt,
         guid -> Text,
@@ -266,6 +274,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     service_bindings,
     jobs,
     users,
+    login_failures,
     oauth_clients,
     org_roles,
     space_roles,

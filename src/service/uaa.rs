@@ -61,6 +61,49 @@ impl OauthError {
     fn server() -> Self {
         Self::new(500, "server_error", "Internal error")
     }
+
+    /// UAA's answer while an account is locked, whether or not the password was right.
+    fn locked() -> Self {
+        Self::new(
+            401,
+            "unauthorized",
+            "Your account has been locked because of too many failed attempts to login.",
+        )
+    }
+
+    /// All password checks are busy (a login flood): come back in a moment.
+    pub fn too_busy() -> Self {
+        Self::new(
+            429,
+            "too_many_requests",
+            "Too many logins at once; try again in a moment.",
+        )
+    }
+}
+
+/// Checks a password or client secret against its argon2 hash on the blocking pool, at most
+/// `max_concurrent_password_checks` at once: each check costs tens of milliseconds of CPU, and a
+/// flood of logins must slow logins down (429 after a second's wait), not the rest of the API.
+async fn check_secret(
+    state: &AppState,
+    secret: String,
+    hash: Option<String>,
+) -> Result<bool, OauthError> {
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        state.password_checks.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| OauthError::too_busy())?
+    .map_err(|_| OauthError::server())?;
+    actix_web::web::block(move || {
+        let _permit = permit;
+        // Unknown users are checked against a dummy hash: the same work either way.
+        let h = hash.as_deref().unwrap_or_else(|| password::dummy_hash());
+        password::verify(&secret, h) && hash.is_some()
+    })
+    .await
+    .map_err(|_| OauthError::server())
 }
 
 /// Client credentials as presented: from Basic auth and/or the form body (both may be given;
@@ -94,13 +137,10 @@ async fn authenticate_client(
         .map_err(|_| OauthError::server())?;
     match stored {
         Some(client) => {
-            let hash = client.secret_hash.clone();
-            let ok = actix_web::web::block(move || match hash {
-                Some(h) => password::verify(&secret, &h),
+            let ok = match client.secret_hash.clone() {
+                Some(h) => check_secret(state, secret, Some(h)).await?,
                 None => secret.is_empty(),
-            })
-            .await
-            .map_err(|_| OauthError::server())?;
+            };
             if ok {
                 Ok((id, Some(client)))
             } else {
@@ -202,27 +242,68 @@ pub async fn password_grant(
         .db
         .read(move |conn| Ok(repo::roles::find_user_by_name(conn, &name)?))
         .await
-        .map_err(|_| OauthError::server())?;
-    let hash = user
-        .as_ref()
-        .filter(|u| u.active)
-        .and_then(|u| u.password_hash.clone());
-    let pass = pass.to_string();
-    // Verify against a dummy hash for unknown users: the same work either way.
-    let ok = actix_web::web::block(move || {
-        let h = hash
-            .clone()
-            .unwrap_or_else(|| password::dummy_hash().to_string());
-        password::verify(&pass, &h) && hash.is_some()
-    })
-    .await
-    .map_err(|_| OauthError::server())?;
-    let Some(user) = user.filter(|_| ok) else {
+        .map_err(|_| OauthError::server())?
+        .filter(|u| u.active);
+    // UAA checks the lockout before the password: a locked account gets the same answer
+    // whatever the password, and costs no hash.
+    if let Some(u) = &user {
+        if is_locked(state, &u.guid).await? {
+            tracing::info!(user = %u.guid, "password grant: account locked");
+            return Err(OauthError::locked());
+        }
+    }
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let ok = check_secret(state, pass.to_string(), hash).await?;
+    let Some(user) = user else {
         tracing::info!("password grant: bad credentials");
         return Err(OauthError::bad_credentials());
     };
+    record_login(state, &user.guid, ok).await?;
+    if !ok {
+        tracing::info!(user = %user.guid, "password grant: bad credentials");
+        return Err(OauthError::bad_credentials());
+    }
     let scopes = narrow(user_scopes(&user), scope)?;
     respond(state, &user, scopes, &client_id, "password")
+}
+
+/// UAA's rule: at least `after_failures` failures since the last success within `count_within`,
+/// the most recent of them less than `period` ago.
+async fn is_locked(state: &AppState, user: &str) -> Result<bool, OauthError> {
+    let policy = state.config.lockout;
+    let now = state.clock.now();
+    let since = now - chrono_duration(policy.count_within);
+    let u = user.to_string();
+    let (failures, last) = state
+        .db
+        .read(move |conn| Ok(repo::roles::login_failures_since(conn, &u, since)?))
+        .await
+        .map_err(|_| OauthError::server())?;
+    Ok(failures >= i64::from(policy.after_failures)
+        && last.is_some_and(|at| at > now - chrono_duration(policy.period)))
+}
+
+/// Counts a failed login, or clears the count after a successful one.
+async fn record_login(state: &AppState, user: &str, ok: bool) -> Result<(), OauthError> {
+    let now = state.clock.now();
+    let forget_before = now - chrono_duration(state.config.lockout.count_within);
+    let u = user.to_string();
+    state
+        .db
+        .write(move |conn| {
+            if ok {
+                repo::roles::clear_login_failures(conn, &u)?;
+            } else {
+                repo::roles::record_login_failure(conn, &u, now, forget_before)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|_| OauthError::server())
+}
+
+fn chrono_duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365))
 }
 
 pub async fn refresh_grant(

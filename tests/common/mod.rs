@@ -351,6 +351,34 @@ impl std::ops::Deref for TestApp {
 }
 
 impl Api {
+    /// `POST /oauth/token` with the password grant, as the cf CLI sends it (client `cf:`).
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "password")
+            .append_pair("username", username)
+            .append_pair("password", password)
+            .finish();
+        let resp = self
+            .client
+            .post(format!("{}/oauth/token", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Authorization", "Basic Y2Y6")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
     pub fn new(base: String, admin_token: String, broker_url: String) -> Api {
         tether::install_crypto_provider();
         Api {

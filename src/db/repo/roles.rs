@@ -313,3 +313,44 @@ pub fn upsert_client(conn: &mut DbConnection, client: &OauthClient) -> QueryResu
     }
     Ok(())
 }
+
+/// Failed password logins of `user` since `since`: how many, and when the last was.
+pub fn login_failures_since(
+    conn: &mut DbConnection,
+    user: &str,
+    since: chrono::NaiveDateTime,
+) -> QueryResult<(i64, Option<chrono::NaiveDateTime>)> {
+    use crate::db::schema::login_failures::dsl as lf;
+    lf::login_failures
+        .filter(lf::user_guid.eq(user))
+        .filter(lf::at.gt(since))
+        .select((diesel::dsl::count_star(), diesel::dsl::max(lf::at)))
+        .first(conn)
+}
+
+/// Records a failed password login; forgets the user's failures older than `forget_before`.
+pub fn record_login_failure(
+    conn: &mut DbConnection,
+    user: &str,
+    at: chrono::NaiveDateTime,
+    forget_before: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    use crate::db::schema::login_failures::dsl as lf;
+    diesel::delete(
+        lf::login_failures
+            .filter(lf::user_guid.eq(user))
+            .filter(lf::at.lt(forget_before)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(lf::login_failures)
+        .values((lf::user_guid.eq(user), lf::at.eq(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A successful login: the failures before it no longer count (UAA counts failures since the
+/// last success).
+pub fn clear_login_failures(conn: &mut DbConnection, user: &str) -> QueryResult<usize> {
+    use crate::db::schema::login_failures::dsl as lf;
+    diesel::delete(lf::login_failures.filter(lf::user_guid.eq(user))).execute(conn)
+}
