@@ -130,6 +130,9 @@ macro_rules! build_app {
             .wrap(actix_web::middleware::from_fn(
                 $crate::api::middleware::standard_headers,
             ))
+            // Outermost, so that every response gets CORS headers, also those the inner
+            // middleware makes up itself.
+            .wrap(actix_web::middleware::from_fn($crate::api::cors::cors))
             .configure($crate::app::configure)
             .default_service(actix_web::web::to($crate::api::v2::not_found))
     }};

@@ -135,6 +135,16 @@ pub struct ServeArgs {
     /// logins beyond them wait up to a second, then get 429. Default: half the CPUs, at least 1.
     #[arg(long, env = "TETHER_MAX_CONCURRENT_PASSWORD_CHECKS")]
     pub max_concurrent_password_checks: Option<usize>,
+
+    /// Let a browser app on this origin (`https://dash.example.com`) call the API with a bearer
+    /// token (CORS; repeatable, or comma-separated in the variable; `*` for any origin).
+    /// Default: no cross-origin access.
+    #[arg(
+        long = "cors-origin",
+        env = "TETHER_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 /// UAA's account lockout policy for password logins of the built-in issuer.
@@ -200,6 +210,8 @@ pub struct Config {
     /// Encryption keys for credentials at rest, and the file to reload them from.
     pub encryption: crate::crypto::KeyRingConfig,
     pub secrets_file: Option<PathBuf>,
+    /// Origins whose browser apps may call the API (CORS); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
@@ -234,6 +246,7 @@ impl Config {
             max_concurrent_password_checks: default_password_checks(),
             encryption: crate::crypto::KeyRingConfig::generate(),
             secrets_file: None,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -286,6 +299,7 @@ impl Config {
                 .max(1),
             encryption: secrets.encryption_keys(),
             secrets_file: Some(args.common.secrets_file.clone()),
+            cors_origins: crate::api::cors::parse_origins(&args.cors_origins)?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP layer: routing, request parsing, response envelopes. Handlers parse and authorize, then
 //! call `crate::service`.
 
+pub mod cors;
 pub mod middleware;
 pub mod query;
 pub mod render;
