@@ -108,6 +108,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::api::uaa::configure(cfg);
     crate::api::v2::configure(cfg);
     crate::api::v3::configure(cfg);
+    // After the API's routes: the dashboard's static paths then cost API requests nothing.
+    crate::api::dashboard::configure(cfg);
 }
 
 /// Body size accepted on JSON endpoints.

@@ -1,5 +1,6 @@
-//! Issue 17: CORS for dashboards on other origins (`--cors-origin`): what the server answers to
-//! preflights and actual requests, allowed or not, on success and on error.
+//! Issue 17: the dashboard at `/dashboard` and CORS for dashboards elsewhere. Plain HTTP tests
+//! of what the server promises: the dashboard's files and their security headers, and the CORS
+//! answers to preflights and actual requests, allowed or not, on success and on error.
 
 mod common;
 
@@ -9,6 +10,10 @@ use std::time::{Duration, Instant};
 use common::{Backend, Options, TestApp, TestDb};
 use reqwest::Method;
 use serde_json::Value;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+frame-ancestors 'none'";
 
 const ALLOWED: &str = "https://dash.example.com";
 
@@ -50,6 +55,15 @@ fn vary(h: &reqwest::header::HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// Whether markup has an `on…=` attribute (an inline event handler).
+fn has_event_attribute(html: &str) -> bool {
+    html.match_indices(" on").any(|(i, _)| {
+        let rest = &html[i + 3..];
+        let name_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        name_len > 0 && rest[name_len..].trim_start().starts_with('=')
+    })
+}
+
 #[track_caller]
 fn assert_no_cors(h: &reqwest::header::HeaderMap) {
     for name in [
@@ -61,6 +75,80 @@ fn assert_no_cors(h: &reqwest::header::HeaderMap) {
     ] {
         assert!(h.get(name).is_none(), "unexpected {name}: {h:?}");
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// The dashboard's files
+
+async fn dashboard_files_have_strict_headers(backend: Backend) {
+    let t = TestApp::start(backend).await;
+    for (path, content_type) in [
+        ("/dashboard", "text/html; charset=utf-8"),
+        ("/dashboard/", "text/html; charset=utf-8"),
+        ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/app.css", "text/css; charset=utf-8"),
+    ] {
+        // No token: the page itself is public (it holds no data; the API decides what is seen).
+        let (status, h, body) = send(&t, Method::GET, path, &[]).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(header(&h, "content-type"), Some(content_type), "{path}");
+        assert_eq!(header(&h, "content-security-policy"), Some(CSP), "{path}");
+        assert_eq!(header(&h, "x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(header(&h, "cache-control"), Some("no-cache"), "{path}");
+        assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
+        assert!(header(&h, "x-vcap-request-id").is_some(), "{path}");
+        assert!(!body.is_empty());
+
+        // Revalidation: the same tag gives a body-less 304 with the same security headers.
+        let tag = header(&h, "etag").expect("etag").to_string();
+        assert!(tag.starts_with('"') && tag.ends_with('"'), "{tag}");
+        let (status, h2, body) = send(&t, Method::GET, path, &[("If-None-Match", &tag)]).await;
+        assert_eq!(status, 304, "{path}");
+        assert!(body.is_empty());
+        assert_eq!(header(&h2, "content-security-policy"), Some(CSP));
+        assert_eq!(header(&h2, "etag"), Some(tag.as_str()));
+        let (status, _, _) = send(&t, Method::GET, path, &[("If-None-Match", "\"other\"")]).await;
+        assert_eq!(status, 200);
+    }
+
+    // The page has no inline script or style for the CSP to refuse, and loads nothing from
+    // elsewhere.
+    let (_, _, html) = send(&t, Method::GET, "/dashboard", &[]).await;
+    let lower = html.to_ascii_lowercase();
+    assert_eq!(lower.matches("<script").count(), 1, "{html}");
+    assert!(lower.contains(r#"<script src="/dashboard/app.js" defer></script>"#));
+    assert!(!lower.contains("<style"), "inline <style>");
+    assert!(!lower.contains(" style="), "inline style attribute");
+    assert!(
+        !has_event_attribute(&lower),
+        "inline event handler attribute"
+    );
+    assert!(!lower.contains("http://") && !lower.contains("https://"));
+
+    // The script never turns data into markup.
+    let (_, _, js) = send(&t, Method::GET, "/dashboard/app.js", &[]).await;
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!js.contains(sink), "app.js uses {sink}");
+    }
+
+    // Other paths under /dashboard are CC's JSON 404, and the API keeps its own headers.
+    let (status, h, body) = send(&t, Method::GET, "/dashboard/nope.js", &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error_code"],
+        "CF-NotFound"
+    );
+    assert!(header(&h, "content-security-policy").is_none());
+    let r = t.get("/v2/info").await;
+    r.assert_status(200);
+    assert!(r.header("content-security-policy").is_none());
 }
 
 // ------------------------------------------------------------------------------------------
@@ -311,6 +399,7 @@ async fn serve_refuses_a_bad_cors_origin(backend: Backend) {
 }
 
 backend_tests!(
+    dashboard_files_have_strict_headers,
     cors_is_off_by_default,
     cors_allows_configured_origins_only,
     cors_wildcard_never_allows_credentials,

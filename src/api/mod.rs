@@ -2,6 +2,7 @@
 //! call `crate::service`.
 
 pub mod cors;
+pub mod dashboard;
 pub mod middleware;
 pub mod query;
 pub mod render;
