@@ -770,7 +770,12 @@ async fn browser_walkthrough(backend: Backend) {
         .unwrap_or_else(|| PathBuf::from("target/dashboard-screenshots"))
         .join(format!("{backend:?}").to_lowercase());
     std::fs::create_dir_all(&shots).unwrap();
-    eprintln!("dashboard screenshots: {}", shots.display());
+    // Straight to stderr, past the test harness's capture: where to look, also when it passes.
+    let _ = writeln!(
+        std::io::stderr(),
+        "dashboard screenshots: {}",
+        shots.display()
+    );
 
     let mut child = Command::new("node")
         .arg(format!("{BROWSER_DIR}/dashboard.mjs"))
@@ -793,28 +798,43 @@ async fn browser_walkthrough(backend: Backend) {
         .env("EVIL_DESCRIPTION", EVIL_DESCRIPTION)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("run node");
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
 
     // The script asks for what only this side can do (lines `@@ <request>` on its stdout; the
     // answer is one line on its stdin): create a binding through the API, and let the broker
     // finish an async bind at the moment the page has shown it in progress.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+    // Its log (stderr) is printed here through the harness, so shown when the test fails or
+    // with --nocapture.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
+    let forward = |stream: Box<dyn std::io::Read + Send>, is_log: bool| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((is_log, line)).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        })
+    };
+    let readers = [
+        forward(Box::new(stdout), false),
+        forward(Box::new(stderr), true),
+    ];
+    drop(tx);
     let mut async_binding = None;
     loop {
         let line = match tokio::time::timeout(Duration::from_secs(300), rx.recv()).await {
-            Ok(Some(line)) => line,
+            Ok(Some((false, line))) => line,
+            Ok(Some((true, log))) => {
+                eprintln!("{log}");
+                continue;
+            }
             Ok(None) => break,
             Err(_) => {
                 let _ = child.kill();
@@ -862,7 +882,9 @@ async fn browser_walkthrough(backend: Backend) {
     }
     drop(stdin);
     let status = child.wait().expect("node");
-    let _ = reader.join();
+    for r in readers {
+        let _ = r.join();
+    }
     assert!(status.success(), "the browser test failed (see above)");
     let guid = async_binding.expect("the script never created the async binding");
     admin.wait_state(&guid, "succeeded").await;
