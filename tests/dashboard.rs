@@ -344,6 +344,49 @@ async fn cors_allows_configured_origins_only(backend: Backend) {
     assert_eq!(header(&h, "access-control-allow-origin"), Some(ALLOWED));
 }
 
+async fn a_handler_bug() -> actix_web::HttpResponse {
+    panic!("a bug in a handler")
+}
+
+/// What still reaches actix as an error (a handler's panic, caught by the inner middleware) is
+/// rendered by actix after every middleware has run: it takes its CORS headers along.
+async fn cors_headers_on_errors_actix_renders(backend: Backend) {
+    let t = TestApp::start_with(backend, with_origins(&[ALLOWED])).await;
+    // The middleware of `build_app!`, in its order, around a route that panics.
+    let app = actix_web::test::init_service(
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::from(t.state.clone()))
+            .wrap(actix_web::middleware::from_fn(
+                tether::api::middleware::standard_headers,
+            ))
+            .wrap(actix_web::middleware::from_fn(tether::api::cors::cors))
+            .route("/bug", actix_web::web::get().to(a_handler_bug)),
+    )
+    .await;
+    for (origin, allowed) in [(ALLOWED, true), ("https://evil.example", false)] {
+        let req = actix_web::test::TestRequest::get()
+            .uri("/bug")
+            .insert_header(("Origin", origin))
+            .to_request();
+        let resp = match actix_web::test::try_call_service(&app, req).await {
+            Ok(res) => res.into_parts().1.map_into_boxed_body(),
+            // What actix's dispatcher does with an error.
+            Err(e) => e.error_response(),
+        };
+        assert_eq!(resp.status().as_u16(), 500);
+        let h = resp.headers();
+        assert_eq!(
+            h.get("access-control-allow-origin")
+                .and_then(|v| v.to_str().ok()),
+            allowed.then_some(ALLOWED),
+            "{origin}"
+        );
+        assert!(h.get("access-control-allow-credentials").is_none());
+        assert!(h.get_all("vary").any(|v| v == "Origin"), "{h:?}");
+        assert!(h.get("x-vcap-request-id").is_some());
+    }
+}
+
 async fn cors_wildcard_never_allows_credentials(backend: Backend) {
     let t = TestApp::start_with(backend, with_origins(&["*"])).await;
     let auth = format!("bearer {}", t.admin_token);
@@ -894,6 +937,7 @@ backend_tests!(
     dashboard_files_have_strict_headers,
     cors_is_off_by_default,
     cors_allows_configured_origins_only,
+    cors_headers_on_errors_actix_renders,
     cors_wildcard_never_allows_credentials,
     serve_refuses_a_bad_cors_origin,
     browser_walkthrough,

@@ -139,26 +139,72 @@ pub async fn cors(
         return Ok(res);
     }
 
-    // Handler and extractor errors (CC's JSON errors) are responses by now, so they get the
-    // CORS headers too and the dashboard can read why a request failed. Only a middleware's own
-    // failure would pass as `Err`, and tether's inner middleware has none. (The request cannot
-    // be kept aside to build a response from such an error: routing needs it unshared.)
-    let mut res = next.call(req).await?.map_into_left_body();
-    if configured {
-        let h = res.headers_mut();
-        // The answer depends on Origin unless every origin gets the same `*`: tell caches.
-        if !any_origin {
+    if !configured {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let headers = ActualHeaders {
+        allow,
+        vary: !any_origin,
+    };
+    // Handler and extractor errors (CC's JSON errors) are responses by now. What still arrives
+    // as an error (a panic caught by the inner middleware) is rendered by actix after every
+    // middleware has run, so it takes its CORS headers along: the dashboard can read why a
+    // request failed either way.
+    match next.call(req).await {
+        Ok(mut res) => {
+            headers.apply(res.headers_mut());
+            Ok(res.map_into_left_body())
+        }
+        Err(inner) => Err(WithCors { inner, headers }.into()),
+    }
+}
+
+/// The CORS headers of an actual (non-preflight) response.
+#[derive(Debug)]
+struct ActualHeaders {
+    allow: Option<HeaderValue>,
+    /// The answer depends on `Origin` (unless every origin gets the same `*`): tell caches.
+    vary: bool,
+}
+
+impl ActualHeaders {
+    fn apply(&self, h: &mut header::HeaderMap) {
+        if self.vary {
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
-        if let Some(value) = allow {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        if let Some(value) = &self.allow {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value.clone());
             h.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static(EXPOSE_HEADERS),
             );
         }
     }
-    Ok(res)
+}
+
+/// An error on its way to actix, with the CORS headers its response must carry.
+#[derive(Debug)]
+struct WithCors {
+    inner: actix_web::Error,
+    headers: ActualHeaders,
+}
+
+impl std::fmt::Display for WithCors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl ResponseError for WithCors {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.inner.as_response_error().status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = self.inner.error_response();
+        self.headers.apply(resp.headers_mut());
+        resp
+    }
 }
 
 #[cfg(test)]
