@@ -458,7 +458,81 @@ async fn a_login_flood_degrades_logins_not_the_api(backend: Backend) {
     }
 }
 
+/// `inline-relations-depth=2` on a page of bindings embeds what CC embeds and no more: each
+/// binding's app (with its space) and instance (with its space and plan), but not the
+/// instance's own bindings (a relation back to the root's kind stays a link in CC), which made
+/// one page of 100 bindings inline up to 5,000; and an app with more than 50 bindings gets only
+/// its `service_bindings_url`.
+async fn inlined_relations_stay_bounded(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let w = app.world().await;
+    let mut apps = vec![w.app.clone()];
+    for i in 0..60 {
+        apps.push(app.create_app(&w.space, &format!("app-{i}")).await);
+    }
+    for a in &apps {
+        app.bind(a, &w.instance, json!({})).await.assert_status(201);
+    }
+    // One app with 51 bindings (more than CC inlines).
+    let busy = &apps[1];
+    for i in 0..50 {
+        let si = app
+            .create_instance(&w.space, &w.plan_small, &format!("si-{i}"))
+            .await;
+        app.bind(busy, &si, json!({})).await.assert_status(201);
+    }
+    let page = app
+        .get("/v2/service_bindings?inline-relations-depth=2&results-per-page=100")
+        .await;
+    page.assert_status(200);
+    let resources = page.body["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 100);
+    for r in resources {
+        let e = &r["entity"];
+        assert_eq!(e["app"]["metadata"]["guid"], e["app_guid"]);
+        assert_eq!(e["app"]["entity"]["space"]["metadata"]["guid"], w.space);
+        assert!(e["app"]["entity"].get("service_bindings").is_none());
+        let si = &e["service_instance"];
+        assert_eq!(si["metadata"]["guid"], e["service_instance_guid"]);
+        assert_eq!(si["entity"]["space"]["metadata"]["guid"], w.space);
+        assert!(si["entity"]["service_plan"]["metadata"]["guid"].is_string());
+        assert!(si["entity"]["service_bindings_url"].is_string());
+        assert!(si["entity"].get("service_bindings").is_none(), "{si}");
+        // Depth 2 stops at the space: its organization is a link.
+        assert!(e["app"]["entity"]["space"]["entity"]
+            .get("organization")
+            .is_none());
+    }
+    assert!(page.text.len() < 1_500_000, "{} bytes", page.text.len());
+    // The single-binding form embeds the same.
+    let one = app
+        .get(&format!(
+            "/v2/service_bindings/{}?inline-relations-depth=2",
+            resources[0]["metadata"]["guid"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(one.body["entity"]["app"], resources[0]["entity"]["app"]);
+    // More than 50 members: only the link.
+    let busy_doc = app
+        .get(&format!("/v2/apps/{busy}?inline-relations-depth=1"))
+        .await;
+    busy_doc.assert_status(200);
+    assert!(busy_doc.body["entity"].get("service_bindings").is_none());
+    assert!(busy_doc.body["entity"]["service_bindings_url"].is_string());
+    let quiet = app
+        .get(&format!("/v2/apps/{}?inline-relations-depth=1", apps[2]))
+        .await;
+    assert_eq!(
+        quiet.body["entity"]["service_bindings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 backend_tests!(
+    inlined_relations_stay_bounded,
     password_guessing_locks_the_account,
     a_login_flood_degrades_logins_not_the_api,
     concurrent_creates_never_collide_on_derived_prefixes,

@@ -835,6 +835,8 @@ struct World {
     async_poll_max: Duration,
     /// GETs the async creates made while waiting for completion.
     async_polls: Cell<u64>,
+    /// Size of the last `list-inline` page, bytes.
+    inline_page_bytes: Cell<usize>,
 }
 
 impl World {
@@ -1093,6 +1095,7 @@ async fn setup(
         async_poll: Duration::from_millis(args.async_poll_ms),
         async_poll_max: Duration::from_millis(args.async_poll_max_ms.max(args.async_poll_ms)),
         async_polls: Cell::new(0),
+        inline_page_bytes: Cell::new(0),
     })
 }
 
@@ -1174,8 +1177,12 @@ enum Op {
     Create,
     CreateAsync,
     Get,
-    List { page: u64 },
+    List {
+        page: u64,
+    },
     ListApp,
+    /// A page of 100 with `inline-relations-depth=2` (each binding's app and instance embedded).
+    ListInline,
     Delete,
 }
 
@@ -1185,6 +1192,7 @@ const ALL_OPS: &[&str] = &[
     "get",
     "list",
     "list-app",
+    "list-inline",
     "create-async",
     "delete",
 ];
@@ -1197,6 +1205,7 @@ fn parse_op(name: &str) -> anyhow::Result<Op> {
         "get" => Op::Get,
         "list" => Op::List { page: 1 },
         "list-app" => Op::ListApp,
+        "list-inline" => Op::ListInline,
         "delete" => Op::Delete,
         other => bail!("unknown operation {other} (known: {})", ALL_OPS.join(", ")),
     })
@@ -1356,6 +1365,19 @@ async fn op_once(w: &World, op: Op, conn: &mut HttpConn) -> Result<(), OpError> 
                 None,
             );
             let resp = conn.request(&req).await.map_err(fail)?;
+            expect(&resp, 200)
+        }
+        Op::ListInline => {
+            let req = build_request(
+                "GET",
+                w.server,
+                "/v2/service_bindings?inline-relations-depth=2&results-per-page=100",
+                &w.auth,
+                "",
+                None,
+            );
+            let resp = conn.request(&req).await.map_err(fail)?;
+            w.inline_page_bytes.set(resp.body.len());
             expect(&resp, 200)
         }
         Op::Delete => {
@@ -1620,12 +1642,17 @@ async fn run_step(
             }
         },
         first_error: t.first_error,
-        note: (spec.op == Op::CreateAsync && requests > 0).then(|| {
-            format!(
+        note: match spec.op {
+            Op::CreateAsync if requests > 0 => Some(format!(
                 "{:.1} GETs per create while waiting",
                 w.async_polls.get().saturating_sub(polls_at_start.get()) as f64 / requests as f64
-            )
-        }),
+            )),
+            Op::ListInline => Some(format!(
+                "{:.0} KB per page",
+                w.inline_page_bytes.get() as f64 / 1024.0
+            )),
+            _ => None,
+        },
     };
     eprintln!(
         "  {:<12} n={:<8} c={:<3} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  other load {:.2}{}{}",
@@ -1835,6 +1862,7 @@ async fn scale_stage(
             ("list", Op::List { page: 1 }),
             ("list-deep", Op::List { page: deepest }),
             ("list-app", Op::ListApp),
+            ("list-inline", Op::ListInline),
         ];
         for (name, op) in runs {
             for &conc in &args.scale_concurrency {
@@ -1915,6 +1943,7 @@ fn op_label(op: &str) -> &str {
         "get" => "get",
         "list" => "list, page 1 of 50",
         "list-app" => "list, page 1 of 50, q=app_guid:",
+        "list-inline" => "list, page 1 of 100, inline-relations-depth=2",
         "list-deep" => "list, deepest page of 50",
         "delete" => "delete",
         other => other,

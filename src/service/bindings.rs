@@ -6,6 +6,8 @@
 //! with no connection held, and the row is completed, or removed (with orphan mitigation where
 //! the OSB spec asks for it).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::{authz, code_engine, new_guid, on_unique, orphans, Caller};
@@ -1027,4 +1029,94 @@ pub async fn unbind_all(
         });
     }
     Ok(results)
+}
+
+/// What a page of bindings embeds at `inline-relations-depth` (CC's relations presenter, with
+/// a binding at the root): each binding's app and service instance, and at depth 2 their
+/// spaces and the instance's plan. The instance's and the app's own binding lists are not
+/// embedded: CC leaves a relation back to the root's kind as a link.
+#[derive(Default)]
+pub struct Related {
+    pub apps: HashMap<String, App>,
+    pub instances: HashMap<String, crate::service::instances::InstanceView>,
+    pub spaces: HashMap<String, Space>,
+    pub plans: HashMap<String, ServicePlan>,
+}
+
+/// Loads [`Related`] for a page in one read (a handful of queries, whatever the page size). The
+/// bindings were shown to the caller, so their apps and instances (same space) may be too; an
+/// instance's credentials are shown where its binding's are.
+pub async fn related(
+    state: &AppState,
+    rows: &[(BindingView, bool)],
+    depth: u8,
+) -> ApiResult<Related> {
+    let app_guids = distinct(rows.iter().map(|(v, _)| v.binding.app_guid.as_str()));
+    let instance_guids = distinct(
+        rows.iter()
+            .map(|(v, _)| v.binding.service_instance_guid.as_str()),
+    );
+    let shown: HashMap<String, bool> = rows
+        .iter()
+        .map(|(v, show)| (v.binding.service_instance_guid.clone(), *show))
+        .collect();
+    let (apps, instances, plans, spaces) = state
+        .db
+        .read_snapshot(move |conn| {
+            let apps = repo::apps::find_many(conn, &app_guids)?;
+            let instances = repo::instances::find_many(conn, &instance_guids)?;
+            let plan_guids = distinct(
+                instances
+                    .iter()
+                    .filter_map(|i| i.service_plan_guid.as_deref()),
+            );
+            let plans = repo::brokers::find_plans(conn, &plan_guids)?;
+            let spaces = if depth > 1 {
+                let space_guids = distinct(
+                    apps.iter()
+                        .map(|a| a.space_guid.as_str())
+                        .chain(instances.iter().map(|i| i.space_guid.as_str())),
+                );
+                repo::spaces::find_many(conn, &space_guids)?
+            } else {
+                Vec::new()
+            };
+            Ok((apps, instances, plans, spaces))
+        })
+        .await?;
+    let plans: HashMap<String, ServicePlan> =
+        plans.into_iter().map(|p| (p.guid.clone(), p)).collect();
+    let mut related = Related {
+        apps: apps.into_iter().map(|a| (a.guid.clone(), a)).collect(),
+        spaces: spaces.into_iter().map(|s| (s.guid.clone(), s)).collect(),
+        ..Related::default()
+    };
+    for instance in instances {
+        let show_credentials = shown.get(&instance.guid).copied().unwrap_or(false);
+        let service_guid = instance
+            .service_plan_guid
+            .as_ref()
+            .and_then(|p| plans.get(p))
+            .map(|p| p.service_guid.clone());
+        let view = crate::service::instances::open_view(
+            state,
+            crate::service::instances::InstanceView {
+                instance,
+                service_guid,
+                show_credentials,
+            },
+        )?;
+        related.instances.insert(view.instance.guid.clone(), view);
+    }
+    if depth > 1 {
+        related.plans = plans;
+    }
+    Ok(related)
+}
+
+fn distinct<'a>(guids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = guids.map(str::to_string).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }

@@ -304,7 +304,7 @@ pub async fn get(
 }
 
 /// Opens a user-provided instance's credentials if the caller may see them.
-fn open_view(state: &AppState, mut v: InstanceView) -> ApiResult<InstanceView> {
+pub fn open_view(state: &AppState, mut v: InstanceView) -> ApiResult<InstanceView> {
     if v.show_credentials {
         if let Some(c) = &v.instance.credentials {
             v.instance.credentials = Some(state.crypto_open(c)?);

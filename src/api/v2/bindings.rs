@@ -39,6 +39,11 @@ pub struct BindingEntity<'a> {
     pub prefix: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_key_guid: Option<Option<&'a str>>,
+    // `inline-relations-depth`: the app and instance, embedded (rendered once per page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_instance: Option<&'a RawValue>,
 }
 
 /// A binding's `last_operation` (the same document as an instance's).
@@ -157,6 +162,8 @@ pub fn render_binding(
             role: b.extended.then_some(b.role.as_deref()),
             prefix: b.extended.then_some(b.prefix.as_deref()),
             service_key_guid: b.extended.then_some(b.service_key_guid.as_deref()),
+            app: None,
+            service_instance: None,
         },
     }
 }
@@ -242,15 +249,12 @@ async fn get(
     if depth == 0 {
         return Ok(json(StatusCode::OK, &render_shown(&shown)));
     }
-    let v = super::with_relations(
-        &state,
-        &caller,
-        &render_shown(&shown),
-        super::Inline::Binding,
-        depth,
-    )
-    .await?;
-    Ok(json(StatusCode::OK, &v))
+    let rows = [(shown.view, shown.show_credentials)];
+    let related = super::inline::Embedded::load(&state, &rows, depth).await?;
+    Ok(json(
+        StatusCode::OK,
+        &related.binding(&rows[0].0, rows[0].1),
+    ))
 }
 
 async fn delete(
@@ -316,22 +320,22 @@ async fn list_scoped(
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::bindings::FILTERS)?;
     let loaded = bindings::list(state, caller, &params, scope).await?;
+    let depth = params.inline_depth.unwrap_or(0);
+    if depth == 0 {
+        let items: Vec<_> = loaded
+            .rows
+            .iter()
+            .map(|(view, show)| render_binding(view, *show))
+            .collect();
+        return Ok(crate::api::page(&params, path, loaded.total, items, &[]));
+    }
+    let related = super::inline::Embedded::load(state, &loaded.rows, depth).await?;
     let items: Vec<_> = loaded
         .rows
         .iter()
-        .map(|(view, show)| render_binding(view, *show))
+        .map(|(view, show)| related.binding(view, *show))
         .collect();
-    super::page_with_relations(
-        state,
-        caller,
-        &params,
-        path,
-        loaded.total,
-        items,
-        &[],
-        super::Inline::Binding,
-    )
-    .await
+    Ok(crate::api::page(&params, path, loaded.total, items, &[]))
 }
 
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {

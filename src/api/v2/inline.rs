@@ -6,8 +6,15 @@
 //! service instances → `space`, `service_plan`, `service_bindings`; at depth 2 also
 //! space → `organization` and service plan → `service`.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::bindings::BindingEntity;
+use crate::api::render::{MetadataRef, Resource};
+use crate::db::repo::bindings::BindingView;
 
 use crate::app::AppState;
 use crate::db::repo;
@@ -72,45 +79,91 @@ async fn plan_value(state: &AppState, guid: &str, depth: u8) -> ApiResult<Value>
     })
 }
 
-/// Inlines a binding's app and service instance.
-pub async fn binding(
-    state: &AppState,
-    caller: &Caller,
-    resource: &mut Value,
-    depth: u8,
-) -> ApiResult<()> {
-    let entity = &resource["entity"];
-    let app_guid = entity["app_guid"].as_str().unwrap_or_default().to_string();
-    let si_guid = entity["service_instance_guid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let app = crate::service::resources::get_app(state, caller, &app_guid)
-        .await
-        .ok();
-    let mut app_v = app
-        .map(|a| to_value(&super::apps::render_app(&a)))
-        .unwrap_or(Value::Null);
-    if depth > 1 && !app_v.is_null() {
-        let space = app_v["entity"]["space_guid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let sv = space_value(state, &space, depth - 1).await?;
-        set(&mut app_v, "space", sv);
+/// A page of bindings with their relations embedded (see [`service::bindings::Related`]): each
+/// related app and instance is rendered once, and every binding that names it borrows it.
+pub struct Embedded {
+    apps: HashMap<String, Box<RawValue>>,
+    instances: HashMap<String, Box<RawValue>>,
+}
+
+impl Embedded {
+    pub async fn load(
+        state: &AppState,
+        rows: &[(BindingView, bool)],
+        depth: u8,
+    ) -> ApiResult<Embedded> {
+        let related = crate::service::bindings::related(state, rows, depth).await?;
+        let space = |guid: &str| {
+            related
+                .spaces
+                .get(guid)
+                .map(|s| to_value(&super::spaces::render_space(s)))
+        };
+        let mut apps = HashMap::new();
+        for (guid, app) in &related.apps {
+            let mut v = to_value(&super::apps::render_app(app));
+            if let Some(s) = space(&app.space_guid) {
+                set(&mut v, "space", s);
+            }
+            apps.insert(guid.clone(), raw(&v));
+        }
+        let mut instances = HashMap::new();
+        for (guid, view) in &related.instances {
+            let mut v = to_value(&super::instances::render_instance(view));
+            if let Some(s) = space(&view.instance.space_guid) {
+                set(&mut v, "space", s);
+            }
+            let plan = view
+                .instance
+                .service_plan_guid
+                .as_ref()
+                .and_then(|p| related.plans.get(p));
+            if let Some(p) = plan {
+                set(
+                    &mut v,
+                    "service_plan",
+                    to_value(&super::brokers::render_plan(p)),
+                );
+            }
+            instances.insert(guid.clone(), raw(&v));
+        }
+        Ok(Embedded { apps, instances })
     }
-    set(resource, "app", app_v);
-    let si = crate::service::instances::get(state, caller, &si_guid, repo::instances::Kind::Both)
-        .await
-        .ok();
-    let mut si_v = si
-        .map(|v| to_value(&super::instances::render_instance(&v)))
-        .unwrap_or(Value::Null);
-    if depth > 1 && !si_v.is_null() {
-        instance_relations(state, caller, &mut si_v, depth - 1).await?;
+
+    /// The binding's document with its app and instance embedded (omitted if gone, as CC does).
+    pub fn binding<'a>(
+        &'a self,
+        view: &'a BindingView,
+        show_credentials: bool,
+    ) -> Resource<BindingEntity<'a>, MetadataRef<'a>> {
+        let mut r = super::bindings::render_binding(view, show_credentials);
+        r.entity.app = self.apps.get(&view.binding.app_guid).map(|b| &**b);
+        r.entity.service_instance = self
+            .instances
+            .get(&view.binding.service_instance_guid)
+            .map(|b| &**b);
+        r
     }
-    set(resource, "service_instance", si_v);
-    Ok(())
+}
+
+/// CC embeds a to-many relation only when it has at most this many members; past that, only
+/// its `*_url` is shown (`RelationsPresenter::MAX_INLINE_DEFAULT`).
+const MAX_INLINE: i64 = 50;
+
+fn embed_bindings(resource: &mut Value, bindings: &repo::Loaded<(BindingView, bool)>) {
+    if bindings.total > MAX_INLINE {
+        return;
+    }
+    let list: Vec<Value> = bindings
+        .rows
+        .iter()
+        .map(|(v, show)| to_value(&super::bindings::render_binding(v, *show)))
+        .collect();
+    set(resource, "service_bindings", Value::Array(list));
+}
+
+fn raw(v: &Value) -> Box<RawValue> {
+    crate::api::render::raw_json(&v.to_string(), "null")
 }
 
 /// Inlines an app's space and bindings.
@@ -134,12 +187,7 @@ pub async fn app(
     let bindings =
         crate::service::bindings::list(state, caller, &params, repo::bindings::Scope::App(&guid))
             .await?;
-    let list: Vec<Value> = bindings
-        .rows
-        .iter()
-        .map(|(v, show)| to_value(&super::bindings::render_binding(v, *show)))
-        .collect();
-    set(resource, "service_bindings", Value::Array(list));
+    embed_bindings(resource, &bindings);
     Ok(())
 }
 
@@ -173,11 +221,6 @@ pub async fn instance_relations(
         repo::bindings::Scope::Instance(&guid),
     )
     .await?;
-    let list: Vec<Value> = bindings
-        .rows
-        .iter()
-        .map(|(v, show)| to_value(&super::bindings::render_binding(v, *show)))
-        .collect();
-    set(resource, "service_bindings", json!(list));
+    embed_bindings(resource, &bindings);
     Ok(())
 }

@@ -74,7 +74,6 @@ pub type State = web::Data<crate::app::AppState>;
 /// Which related resources to embed.
 #[derive(Clone, Copy)]
 pub enum Inline {
-    Binding,
     App,
     Instance,
 }
@@ -99,7 +98,6 @@ pub async fn with_relations<T: serde::Serialize>(
     let mut v = serde_json::to_value(resource).map_err(ApiError::internal)?;
     if depth > 0 {
         match kind {
-            Inline::Binding => inline::binding(state, caller, &mut v, depth).await?,
             Inline::App => inline::app(state, caller, &mut v, depth).await?,
             Inline::Instance => inline::instance_relations(state, caller, &mut v, depth).await?,
         }

@@ -20,6 +20,14 @@ pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<App>> {
         .first(c)))
 }
 
+/// The apps among `guids` that exist (one query, for a page's embedded relations).
+pub fn find_many(conn: &mut DbConnection, guids: &[String]) -> QueryResult<Vec<App>> {
+    crate::db::native!(conn, |c| a::apps
+        .filter(a::guid.eq_any(guids))
+        .select(App::as_select())
+        .load(c))
+}
+
 pub fn find_by_name(conn: &mut DbConnection, space: &str, name: &str) -> QueryResult<Option<App>> {
     optional(
         a::apps

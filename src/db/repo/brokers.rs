@@ -350,6 +350,14 @@ pub fn find_plan(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<Serv
 }
 
 /// A plan with its service and broker.
+/// The plans among `guids` that exist (one query).
+pub fn find_plans(conn: &mut DbConnection, guids: &[String]) -> QueryResult<Vec<ServicePlan>> {
+    crate::db::native!(conn, |c| p::service_plans
+        .filter(p::guid.eq_any(guids))
+        .select(ServicePlan::as_select())
+        .load(c))
+}
+
 pub fn find_plan_full(
     conn: &mut DbConnection,
     guid: &str,

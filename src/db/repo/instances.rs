@@ -22,6 +22,14 @@ pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceIn
         .first(c)))
 }
 
+/// The instances among `guids` that exist (one query).
+pub fn find_many(conn: &mut DbConnection, guids: &[String]) -> QueryResult<Vec<ServiceInstance>> {
+    crate::db::native!(conn, |c| i::service_instances
+        .filter(i::guid.eq_any(guids))
+        .select(ServiceInstance::as_select())
+        .load(c))
+}
+
 /// An instance and, for managed ones, its plan, service and broker.
 pub type InstanceWithCatalog = (
     ServiceInstance,

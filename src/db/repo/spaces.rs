@@ -22,6 +22,14 @@ pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<Space>> {
     )
 }
 
+/// The spaces among `guids` that exist (one query).
+pub fn find_many(conn: &mut DbConnection, guids: &[String]) -> QueryResult<Vec<Space>> {
+    crate::db::native!(conn, |c| s::spaces
+        .filter(s::guid.eq_any(guids))
+        .select(Space::as_select())
+        .load(c))
+}
+
 /// The space and its organization.
 pub fn find_with_org(
     conn: &mut DbConnection,
