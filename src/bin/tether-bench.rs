@@ -702,6 +702,7 @@ impl ServerProc {
         cmd.arg("serve")
             .env("TETHER_DATABASE_URL", &db.url)
             .env("TETHER_BIND", addr.to_string())
+            .env("TETHER_EXTERNAL_URL", EXTERNAL_URL)
             .env("TETHER_SECRETS_FILE", db.secrets())
             .env("TETHER_LOG", "info")
             .stdin(Stdio::null())
@@ -791,9 +792,15 @@ impl Drop for ServerProc {
     }
 }
 
+/// The URL every server of the bench is reached at as far as tokens go (their `iss`), whatever
+/// port it listens on, so that one token works across restarts.
+const EXTERNAL_URL: &str = "http://tether.bench";
+
 fn tether_token(args: &RunArgs, db: &DbTarget) -> anyhow::Result<String> {
     let out = Command::new(args.tether_bin()?)
         .arg("token")
+        .arg("--external-url")
+        .arg(EXTERNAL_URL)
         .arg("--secrets-file")
         .arg(db.secrets())
         .arg("--database-url")
