@@ -25,6 +25,11 @@ impl Clock {
         crate::db::now() + chrono::Duration::milliseconds(offset)
     }
 
+    /// Now, as Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.now().and_utc().timestamp_millis()
+    }
+
     /// Moves this clock (and its clones) forward.
     pub fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);

@@ -14,6 +14,7 @@ pub mod demo_broker;
 pub mod error;
 pub mod faults;
 pub mod jobs;
+pub mod operation;
 pub mod service;
 
 /// rustls needs one process-wide crypto provider; ring is the one we build.

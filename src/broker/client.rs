@@ -597,12 +597,11 @@ impl BrokerClient {
         match raw.status.as_u16() {
             200 => {
                 let obj = raw.json_object().ok_or_else(|| raw.malformed(false))?;
-                let state = match obj.get("state").and_then(Value::as_str) {
-                    Some("in progress") => OperationState::InProgress,
-                    Some("succeeded") => OperationState::Succeeded,
-                    Some("failed") => OperationState::Failed,
-                    _ => return Err(raw.malformed(false)),
-                };
+                let state = obj
+                    .get("state")
+                    .and_then(Value::as_str)
+                    .and_then(OperationState::parse)
+                    .ok_or_else(|| raw.malformed(false))?;
                 let description = obj
                     .get("description")
                     .and_then(Value::as_str)

@@ -382,22 +382,7 @@ pub enum ProvisionOutcome {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationState {
-    InProgress,
-    Succeeded,
-    Failed,
-}
-
-impl OperationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationState::InProgress => "in progress",
-            OperationState::Succeeded => "succeeded",
-            OperationState::Failed => "failed",
-        }
-    }
-}
+pub use crate::operation::OperationState;
 
 #[derive(Debug, Clone)]
 pub enum LastOperationOutcome {

@@ -1,6 +1,8 @@
 //! Row types. `New*` types are owned so they can move into a blocking closure.
 
 use chrono::NaiveDateTime;
+
+use crate::operation::{LastOperation, OperationState, OperationType};
 use diesel::prelude::*;
 
 use super::schema::*;
@@ -174,8 +176,17 @@ pub struct ServiceInstance {
 }
 
 impl ServiceInstance {
-    pub fn operation_in_progress(&self) -> bool {
-        self.last_operation_state.as_deref() == Some("in progress")
+    pub fn last_operation(&self) -> LastOperation {
+        LastOperation::from_stored(
+            self.last_operation_type.as_deref(),
+            self.last_operation_state.as_deref(),
+        )
+    }
+
+    /// Sets the stored last operation (the in-memory row; repositories write it).
+    pub fn set_last_operation(&mut self, op: LastOperation) {
+        self.last_operation_type = Some(op.op_type.as_str().to_string());
+        self.last_operation_state = Some(op.state.as_str().to_string());
     }
 }
 
@@ -214,19 +225,26 @@ pub struct ServiceBinding {
 }
 
 impl ServiceBinding {
-    pub fn operation_in_progress(&self) -> bool {
-        self.last_operation_state.as_deref() == Some("in progress")
+    pub fn last_operation(&self) -> LastOperation {
+        LastOperation::from_stored(
+            self.last_operation_type.as_deref(),
+            self.last_operation_state.as_deref(),
+        )
+    }
+
+    /// Sets the stored last operation (the in-memory row; repositories write it).
+    pub fn set_last_operation(&mut self, op: LastOperation) {
+        self.last_operation_type = Some(op.op_type.as_str().to_string());
+        self.last_operation_state = Some(op.state.as_str().to_string());
     }
 
     /// CC's `is_created?`: the binding exists for the app (VCAP_SERVICES, etc.).
     pub fn is_created(&self) -> bool {
-        match (
-            self.last_operation_type.as_deref(),
-            self.last_operation_state.as_deref(),
-        ) {
-            (Some("create"), Some(state)) => state == "succeeded",
-            (Some("delete"), Some("succeeded")) => false,
-            _ => true,
+        let op = self.last_operation();
+        match op.op_type {
+            OperationType::Create => op.state == OperationState::Succeeded,
+            OperationType::Delete => op.state != OperationState::Succeeded,
+            OperationType::Update => true,
         }
     }
 }

@@ -1,26 +1,30 @@
-//! The durable job queue (table `jobs`): async-binding polls, orphan mitigation and async
+//! The durable job queue: polls of asynchronous broker operations, orphan mitigation and async
 //! deletes survive restarts and are shared by several server processes.
 //!
-//! Claiming: a due job (queued and `run_at` passed, or running with an expired lease) is taken by
-//! setting `locked_by`/`locked_until` in one write transaction. On PostgreSQL the candidate rows
-//! are selected `FOR UPDATE SKIP LOCKED`, so two processes never take the same job; on SQLite the
-//! single writer serializes claims.
+//! Each kind of job is a small typed unit (its payload, stored as JSON in the row, and what it
+//! does); the runner claims due rows, dispatches each to its kind, and settles the row by the
+//! [`Outcome`]. The work itself lives in the use cases (`service::operations` for polls,
+//! `service::bindings` for deletes); `orphan` is the one kind whose work is all here.
 
-mod execute;
+mod delete_binding;
 mod orphan;
+mod poll;
+pub mod queue;
 pub mod runner;
 
-pub use orphan::CleanupProgress;
+use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::db::models::ServicePlan;
-use crate::db::schema::jobs::dsl as j;
-use crate::db::DbConnection;
-
+pub use delete_binding::DeleteBinding;
+pub use orphan::{CleanupProgress, OrphanDeprovision, OrphanUnbind};
+pub use poll::{PollBinding, PollInstance};
+pub use queue::{enqueue, find, pending_count};
 pub use runner::{JobRunner, RunnerConfig};
+
+use crate::app::AppState;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = crate::db::schema::jobs)]
@@ -41,347 +45,130 @@ pub struct JobRow {
     pub updated_at: NaiveDateTime,
 }
 
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
-pub const FINISHED: &str = "finished";
-pub const FAILED: &str = "failed";
+impl JobRow {
+    pub fn job_state(&self) -> JobState {
+        JobState::parse(&self.state).unwrap_or(JobState::Failed)
+    }
+}
 
-/// What a job does.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where a job row is in its life (stored as these strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+}
+
+impl JobState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Finished => "finished",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "finished" => JobState::Finished,
+            "failed" => JobState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What a job does: one variant per kind, each a typed payload (`kind` names it in the row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
-    /// Poll the broker's binding `last_operation` until it settles.
-    PollBinding {
-        binding_guid: String,
-        /// `create` or `delete`.
-        operation_type: String,
-        /// Unix seconds when polling started (for the maximum polling duration).
-        started_at: i64,
-        /// The same in milliseconds (jobs stored before it existed use `started_at`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        started_at_ms: Option<i64>,
-        /// The plan's `maximum_polling_duration`, seconds.
-        plan_max_secs: Option<i64>,
-    },
-    /// Send the broker an unbind for a binding we do not keep (OSB orphan mitigation), and see
-    /// it through (see [`orphan`]).
-    OrphanUnbind {
-        broker_guid: String,
-        instance_guid: String,
-        binding_guid: String,
-        service_id: String,
-        plan_id: String,
-        #[serde(default, flatten)]
-        progress: CleanupProgress,
-    },
-    /// `DELETE /v2/service_bindings/:guid?async=true`: the unbind runs here.
-    DeleteBinding {
-        binding_guid: String,
-        user_id: Option<String>,
-        request_id: Option<String>,
-    },
-    /// Poll the broker's instance `last_operation` (async provision/deprovision).
-    PollInstance {
-        instance_guid: String,
-        operation_type: String,
-        started_at: i64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        started_at_ms: Option<i64>,
-        plan_max_secs: Option<i64>,
-    },
-    /// Send the broker a deprovision for an instance we do not keep, and see it through.
-    OrphanDeprovision {
-        broker_guid: String,
-        instance_guid: String,
-        service_id: String,
-        plan_id: String,
-        #[serde(default, flatten)]
-        progress: CleanupProgress,
-    },
+    PollBinding(PollBinding),
+    OrphanUnbind(OrphanUnbind),
+    DeleteBinding(DeleteBinding),
+    PollInstance(PollInstance),
+    OrphanDeprovision(OrphanDeprovision),
+}
+
+/// How a run of a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished.
+    Done,
+    /// Run again after the delay (a poll that goes on); optionally with a new payload.
+    Reschedule(Duration, Option<Job>),
+    /// Failed this time; retry with backoff until the attempts run out.
+    Retry(String),
+    /// Failed for good.
+    Fail(String),
+}
+
+/// What a job runs with.
+pub struct JobContext<'a> {
+    pub state: &'a AppState,
+    pub config: &'a RunnerConfig,
 }
 
 impl Job {
-    /// Orphan mitigation of a binding (or service key) the broker may hold.
-    pub fn orphan_unbind(
-        broker_guid: &str,
-        instance_guid: &str,
-        binding_guid: &str,
-        ids: &crate::broker::CatalogIds,
-    ) -> Job {
-        Job::OrphanUnbind {
-            broker_guid: broker_guid.to_string(),
-            instance_guid: instance_guid.to_string(),
-            binding_guid: binding_guid.to_string(),
-            service_id: ids.service_id.clone(),
-            plan_id: ids.plan_id.clone(),
-            progress: CleanupProgress::default(),
-        }
-    }
-
-    /// Orphan mitigation of an instance the broker may hold.
-    pub fn orphan_deprovision(
-        broker_guid: &str,
-        instance_guid: &str,
-        ids: &crate::broker::CatalogIds,
-    ) -> Job {
-        Job::OrphanDeprovision {
-            broker_guid: broker_guid.to_string(),
-            instance_guid: instance_guid.to_string(),
-            service_id: ids.service_id.clone(),
-            plan_id: ids.plan_id.clone(),
-            progress: CleanupProgress::default(),
-        }
-    }
-
-    /// The same cleanup job at another point of its progress.
-    fn with(mut self, new: CleanupProgress) -> Job {
-        if let Job::OrphanUnbind { progress, .. } | Job::OrphanDeprovision { progress, .. } =
-            &mut self
-        {
-            *progress = new;
-        }
-        self
-    }
-
-    pub fn poll_binding(binding_guid: &str, plan: &ServicePlan, operation_type: &str) -> Job {
-        let now = chrono::Utc::now();
-        Job::PollBinding {
-            binding_guid: binding_guid.to_string(),
-            operation_type: operation_type.to_string(),
-            started_at: now.timestamp(),
-            started_at_ms: Some(now.timestamp_millis()),
-            plan_max_secs: plan.maximum_polling_duration,
-        }
-    }
-
-    pub fn poll_instance(instance_guid: &str, plan: &ServicePlan, operation_type: &str) -> Job {
-        let now = chrono::Utc::now();
-        Job::PollInstance {
-            instance_guid: instance_guid.to_string(),
-            operation_type: operation_type.to_string(),
-            started_at: now.timestamp(),
-            started_at_ms: Some(now.timestamp_millis()),
-            plan_max_secs: plan.maximum_polling_duration,
-        }
-    }
-
-    /// Polls go on until the broker settles the operation (or the maximum polling duration
-    /// passes); they are not retried a fixed number of times.
-    pub(crate) fn is_poll(&self) -> bool {
-        matches!(self, Job::PollBinding { .. } | Job::PollInstance { .. })
-    }
-
     fn kind(&self) -> &'static str {
         match self {
-            Job::PollBinding { .. } => "poll_binding",
-            Job::OrphanUnbind { .. } => "orphan_unbind",
-            Job::DeleteBinding { .. } => "delete_binding",
-            Job::PollInstance { .. } => "poll_instance",
-            Job::OrphanDeprovision { .. } => "orphan_deprovision",
+            Job::PollBinding(_) => "poll_binding",
+            Job::OrphanUnbind(_) => "orphan_unbind",
+            Job::DeleteBinding(_) => "delete_binding",
+            Job::PollInstance(_) => "poll_instance",
+            Job::OrphanDeprovision(_) => "orphan_deprovision",
         }
     }
 
     fn resource(&self) -> &str {
         match self {
-            Job::PollBinding { binding_guid, .. }
-            | Job::OrphanUnbind { binding_guid, .. }
-            | Job::DeleteBinding { binding_guid, .. } => binding_guid,
-            Job::PollInstance { instance_guid, .. }
-            | Job::OrphanDeprovision { instance_guid, .. } => instance_guid,
+            Job::PollBinding(j) => &j.binding_guid,
+            Job::OrphanUnbind(j) => &j.binding_guid,
+            Job::DeleteBinding(j) => &j.binding_guid,
+            Job::PollInstance(j) => &j.instance_guid,
+            Job::OrphanDeprovision(j) => &j.instance_guid,
         }
     }
-}
 
-/// Adds a job, due now. Returns its guid.
-pub fn enqueue(conn: &mut DbConnection, job: &Job) -> QueryResult<String> {
-    enqueue_at(conn, job, crate::db::now())
-}
-
-pub fn enqueue_at(
-    conn: &mut DbConnection,
-    job: &Job,
-    run_at: NaiveDateTime,
-) -> QueryResult<String> {
-    let now = crate::db::now();
-    let guid = uuid::Uuid::new_v4().to_string();
-    let row = JobRow {
-        id: 0,
-        guid: guid.clone(),
-        kind: job.kind().to_string(),
-        resource_guid: Some(job.resource().to_string()),
-        payload: serde_json::to_string(job).unwrap_or_default(),
-        state: QUEUED.into(),
-        attempts: 0,
-        run_at,
-        locked_by: None,
-        locked_until: None,
-        last_error: None,
-        created_at: now,
-        updated_at: now,
-    };
-    diesel::insert_into(j::jobs).values(&row).execute(conn)?;
-    Ok(guid)
-}
-
-pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<JobRow>> {
-    j::jobs
-        .filter(j::guid.eq(guid))
-        .select(JobRow::as_select())
-        .first(conn)
-        .optional()
-}
-
-/// Whether an unfinished job exists for a resource (a binding with a poll running is not
-/// abandoned).
-pub fn has_pending(conn: &mut DbConnection, resource: &str) -> QueryResult<bool> {
-    let n: i64 = j::jobs
-        .filter(j::resource_guid.eq(resource))
-        .filter(j::state.eq_any([QUEUED, RUNNING]))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
-}
-
-/// Claims up to `limit` due jobs for `worker` until `lease_until`. Run inside a write
-/// transaction.
-pub fn claim(
-    conn: &mut DbConnection,
-    worker: &str,
-    limit: i64,
-    lease_until: NaiveDateTime,
-) -> QueryResult<Vec<JobRow>> {
-    let now = crate::db::now();
-    let due = j::state
-        .eq(QUEUED)
-        .and(j::run_at.le(now))
-        .or(j::state.eq(RUNNING).and(j::locked_until.lt(now)));
-    let ids: Vec<i64> = match conn {
-        DbConnection::Pg(pg) => j::jobs
-            .filter(due)
-            .order((j::run_at.asc(), j::id.asc()))
-            .limit(limit)
-            .select(j::id)
-            .for_update()
-            .skip_locked()
-            .load(pg)?,
-        DbConnection::Sqlite(lite) => j::jobs
-            .filter(due)
-            .order((j::run_at.asc(), j::id.asc()))
-            .limit(limit)
-            .select(j::id)
-            .load(lite)?,
-    };
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    /// Polls go on until the broker settles the operation (or the maximum polling duration
+    /// passes); they are not retried a fixed number of times.
+    fn is_poll(&self) -> bool {
+        matches!(self, Job::PollBinding(_) | Job::PollInstance(_))
     }
-    diesel::update(j::jobs.filter(j::id.eq_any(&ids)))
-        .set((
-            j::state.eq(RUNNING),
-            j::locked_by.eq(worker),
-            j::locked_until.eq(lease_until),
-            j::attempts.eq(j::attempts + 1),
-            j::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    j::jobs
-        .filter(j::id.eq_any(&ids))
-        .order(j::id.asc())
-        .select(JobRow::as_select())
-        .load(conn)
-}
 
-/// Ends a claimed job (only if `worker` still holds it: a job whose lease expired may have been
-/// taken over, and the new holder's bookkeeping wins). A job settled for good (`finished`,
-/// `failed`) keeps `locked_by`: who ran it last, for diagnostics.
-pub fn settle(
-    conn: &mut DbConnection,
-    id: i64,
-    worker: &str,
-    state: &str,
-    run_at: Option<NaiveDateTime>,
-    error: Option<&str>,
-    payload: Option<&str>,
-) -> QueryResult<usize> {
-    let now = crate::db::now();
-    let target = j::jobs.filter(j::id.eq(id)).filter(j::locked_by.eq(worker));
-    match (run_at, payload) {
-        (Some(at), Some(p)) => diesel::update(target)
-            .set((
-                j::state.eq(state),
-                j::run_at.eq(at),
-                j::locked_by.eq(None::<String>),
-                j::locked_until.eq(None::<NaiveDateTime>),
-                j::last_error.eq(error),
-                j::payload.eq(p),
-                j::updated_at.eq(now),
-            ))
-            .execute(conn),
-        (Some(at), None) => diesel::update(target)
-            .set((
-                j::state.eq(state),
-                j::run_at.eq(at),
-                j::locked_by.eq(None::<String>),
-                j::locked_until.eq(None::<NaiveDateTime>),
-                j::last_error.eq(error),
-                j::updated_at.eq(now),
-            ))
-            .execute(conn),
-        (None, _) => diesel::update(target)
-            .set((
-                j::state.eq(state),
-                j::locked_until.eq(None::<NaiveDateTime>),
-                j::last_error.eq(error),
-                j::updated_at.eq(now),
-            ))
-            .execute(conn),
+    /// Runs the job once. A database error is retried later.
+    async fn run(&self, ctx: &JobContext<'_>) -> Outcome {
+        let result = match self {
+            Job::PollBinding(j) => j.run(ctx).await,
+            Job::PollInstance(j) => j.run(ctx).await,
+            Job::OrphanUnbind(j) => j.run(ctx).await,
+            Job::OrphanDeprovision(j) => j.run(ctx).await,
+            Job::DeleteBinding(j) => j.run(ctx).await,
+        };
+        result.unwrap_or_else(|e| Outcome::Retry(e.log_text()))
     }
 }
 
-/// Extends the lease of a job `worker` is still running (a heartbeat), so a job that waits long
-/// (a slow broker, a full broker-concurrency limit) is never taken over while it runs. Returns
-/// 0 if the job is no longer ours.
-pub fn extend_lease(
-    conn: &mut DbConnection,
-    id: i64,
-    worker: &str,
-    lease_until: NaiveDateTime,
-) -> QueryResult<usize> {
-    diesel::update(
-        j::jobs
-            .filter(j::id.eq(id))
-            .filter(j::locked_by.eq(worker))
-            .filter(j::state.eq(RUNNING)),
-    )
-    .set(j::locked_until.eq(lease_until))
-    .execute(conn)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// SQLite is used by one process at a time, so leases left by a killed process can be released
-/// at start instead of waiting for them to expire.
-pub fn release_stale_leases(conn: &mut DbConnection) -> QueryResult<usize> {
-    diesel::update(j::jobs.filter(j::state.eq(RUNNING)))
-        .set((
-            j::state.eq(QUEUED),
-            j::locked_by.eq(None::<String>),
-            j::locked_until.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)
-}
-
-/// Deletes settled jobs older than `before`.
-pub fn prune(conn: &mut DbConnection, before: NaiveDateTime) -> QueryResult<usize> {
-    diesel::delete(
-        j::jobs
-            .filter(j::state.eq_any([FINISHED, FAILED]))
-            .filter(j::updated_at.lt(before)),
-    )
-    .execute(conn)
-}
-
-/// Jobs not yet settled (tests and diagnostics).
-pub fn pending_count(conn: &mut DbConnection) -> QueryResult<i64> {
-    j::jobs
-        .filter(j::state.eq_any([QUEUED, RUNNING]))
-        .count()
-        .get_result(conn)
+    /// Rows queued by earlier versions still read: the payloads keep their shape.
+    #[test]
+    fn stored_payloads_read_back() {
+        let stored = [
+            r#"{"kind":"poll_binding","binding_guid":"b","operation_type":"create","started_at":1,"plan_max_secs":null}"#,
+            r#"{"kind":"poll_instance","instance_guid":"i","operation_type":"delete","started_at":1,"started_at_ms":1000,"plan_max_secs":60}"#,
+            r#"{"kind":"orphan_unbind","broker_guid":"k","instance_guid":"i","binding_guid":"b","service_id":"s","plan_id":"p"}"#,
+            r#"{"kind":"orphan_deprovision","broker_guid":"k","instance_guid":"i","service_id":"s","plan_id":"p","polling":true,"failures":2}"#,
+            r#"{"kind":"delete_binding","binding_guid":"b","user_id":null,"request_id":"r"}"#,
+        ];
+        for text in stored {
+            let job: Job = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let again: Job = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+            assert_eq!(job, again);
+        }
+    }
 }

@@ -12,15 +12,119 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::execute::Outcome;
 use super::runner::RunnerConfig;
-use super::Job;
+use super::{Job, JobContext, Outcome};
 use crate::app::AppState;
 use crate::broker::{
     BrokerTarget, CallContext, CatalogIds, LastOperationOutcome, OperationState, UnbindOutcome,
 };
 use crate::db::repo;
 use crate::error::ApiResult;
+
+/// Unbind a binding (or service key) the broker may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanUnbind {
+    pub broker_guid: String,
+    pub instance_guid: String,
+    pub binding_guid: String,
+    pub service_id: String,
+    pub plan_id: String,
+    #[serde(default, flatten)]
+    pub progress: CleanupProgress,
+}
+
+/// Deprovision an instance the broker may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanDeprovision {
+    pub broker_guid: String,
+    pub instance_guid: String,
+    pub service_id: String,
+    pub plan_id: String,
+    #[serde(default, flatten)]
+    pub progress: CleanupProgress,
+}
+
+impl OrphanUnbind {
+    pub fn new(
+        broker_guid: &str,
+        instance_guid: &str,
+        binding_guid: &str,
+        ids: &CatalogIds,
+    ) -> Self {
+        OrphanUnbind {
+            broker_guid: broker_guid.to_string(),
+            instance_guid: instance_guid.to_string(),
+            binding_guid: binding_guid.to_string(),
+            service_id: ids.service_id.clone(),
+            plan_id: ids.plan_id.clone(),
+            progress: CleanupProgress::default(),
+        }
+    }
+
+    pub(super) async fn run(&self, ctx: &JobContext<'_>) -> ApiResult<Outcome> {
+        let what = Orphaned::Binding {
+            instance: &self.instance_guid,
+            binding: &self.binding_guid,
+        };
+        clean_up(
+            ctx,
+            &self.broker_guid,
+            what,
+            &self.ids(),
+            &self.progress,
+            |progress| {
+                Job::OrphanUnbind(OrphanUnbind {
+                    progress,
+                    ..self.clone()
+                })
+            },
+        )
+        .await
+    }
+
+    fn ids(&self) -> CatalogIds {
+        CatalogIds {
+            service_id: self.service_id.clone(),
+            plan_id: self.plan_id.clone(),
+        }
+    }
+}
+
+impl OrphanDeprovision {
+    pub fn new(broker_guid: &str, instance_guid: &str, ids: &CatalogIds) -> Self {
+        OrphanDeprovision {
+            broker_guid: broker_guid.to_string(),
+            instance_guid: instance_guid.to_string(),
+            service_id: ids.service_id.clone(),
+            plan_id: ids.plan_id.clone(),
+            progress: CleanupProgress::default(),
+        }
+    }
+
+    pub(super) async fn run(&self, ctx: &JobContext<'_>) -> ApiResult<Outcome> {
+        let what = Orphaned::Instance {
+            instance: &self.instance_guid,
+        };
+        let ids = CatalogIds {
+            service_id: self.service_id.clone(),
+            plan_id: self.plan_id.clone(),
+        };
+        clean_up(
+            ctx,
+            &self.broker_guid,
+            what,
+            &ids,
+            &self.progress,
+            |progress| {
+                Job::OrphanDeprovision(OrphanDeprovision {
+                    progress,
+                    ..self.clone()
+                })
+            },
+        )
+        .await
+    }
+}
 
 /// How far a cleanup has got; stored in the job's payload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,21 +149,21 @@ fn is_zero(n: &u32) -> bool {
 
 /// What the broker may be holding.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Orphaned<'a> {
+enum Orphaned<'a> {
     Binding { instance: &'a str, binding: &'a str },
     Instance { instance: &'a str },
 }
 
 /// One step of a cleanup: send the delete, or poll the delete the broker accepted.
-pub(super) async fn clean_up(
-    state: &AppState,
-    config: &RunnerConfig,
+async fn clean_up(
+    ctx: &JobContext<'_>,
     broker_guid: &str,
     what: Orphaned<'_>,
     ids: &CatalogIds,
     progress: &CleanupProgress,
     job_with: impl Fn(CleanupProgress) -> Job,
 ) -> ApiResult<Outcome> {
+    let (state, config) = (ctx.state, ctx.config);
     let Some(target) = broker_target(state, broker_guid).await? else {
         // The broker was removed from tether: there is no one left to tell.
         return Ok(Outcome::Done);
@@ -70,19 +174,19 @@ pub(super) async fn clean_up(
         job_with: &job_with,
     };
     // Platform-initiated: no originating identity (OSB D.3).
-    let ctx = CallContext::default();
+    let call = CallContext::default();
     if !progress.polling {
         let sent = match what {
             Orphaned::Binding { instance, binding } => {
                 state
                     .broker
-                    .unbind(&target, instance, binding, ids, true, &ctx)
+                    .unbind(&target, instance, binding, ids, true, &call)
                     .await
             }
             Orphaned::Instance { instance } => {
                 state
                     .broker
-                    .deprovision(&target, instance, ids, true, &ctx)
+                    .deprovision(&target, instance, ids, true, &call)
                     .await
             }
         };
@@ -100,13 +204,13 @@ pub(super) async fn clean_up(
         Orphaned::Binding { instance, binding } => {
             state
                 .broker
-                .binding_last_operation(&target, instance, binding, ids, op, &ctx)
+                .binding_last_operation(&target, instance, binding, ids, op, &call)
                 .await
         }
         Orphaned::Instance { instance } => {
             state
                 .broker
-                .instance_last_operation(&target, instance, ids, op, &ctx)
+                .instance_last_operation(&target, instance, ids, op, &call)
                 .await
         }
     };
@@ -145,8 +249,7 @@ struct Step<'a, F: Fn(CleanupProgress) -> Job> {
 
 impl<F: Fn(CleanupProgress) -> Job> Step<'_, F> {
     fn again(&self, after: Duration, progress: CleanupProgress) -> Outcome {
-        let payload = serde_json::to_string(&(self.job_with)(progress)).ok();
-        Outcome::Reschedule(after, payload)
+        Outcome::Reschedule(after, Some((self.job_with)(progress)))
     }
 
     /// The broker accepted the delete: poll it.

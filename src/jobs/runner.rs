@@ -1,15 +1,17 @@
 //! The job runner: claims due jobs in batches, runs them concurrently (they mostly wait on
 //! brokers), settles them, and periodically sweeps operations abandoned by a crashed request.
+//! Times come from the application's clock, so tests can move time instead of waiting.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::execute::{execute, Outcome};
-use super::{Job, JobRow, FAILED, FINISHED, QUEUED};
+use super::queue::{self, Settlement};
+use super::{Job, JobContext, JobRow, JobState, Outcome};
 use crate::app::AppState;
 use crate::db::Backend;
+use crate::service::operations::PollLimits;
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -39,13 +41,6 @@ pub struct RunnerConfig {
 }
 
 impl RunnerConfig {
-    /// The wait before retry number `failures` (1, 2, …): `retry_base` doubling each time, at
-    /// most `retry_max`.
-    pub fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32 << (failures.clamp(1, 20) - 1);
-        self.retry_base.saturating_mul(factor).min(self.retry_max)
-    }
-
     pub fn for_broker_timeout(broker_timeout: Duration) -> Self {
         RunnerConfig {
             concurrency: 32,
@@ -59,6 +54,20 @@ impl RunnerConfig {
             abandoned_after: broker_timeout * 2 + Duration::from_secs(30),
             sweep_interval: Duration::from_secs(15),
             keep_settled: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// The wait before retry number `failures` (1, 2, …): `retry_base` doubling each time, at
+    /// most `retry_max`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << (failures.clamp(1, 20) - 1);
+        self.retry_base.saturating_mul(factor).min(self.retry_max)
+    }
+
+    pub fn poll_limits(&self) -> PollLimits {
+        PollLimits {
+            interval: self.poll_interval,
+            max_duration: self.max_poll_duration,
         }
     }
 }
@@ -89,52 +98,16 @@ impl JobRunner {
 
     async fn run(self) {
         if self.state.db.backend() == Backend::Sqlite {
-            match self
-                .state
-                .db
-                .write(|conn| Ok(super::release_stale_leases(conn)?))
-                .await
-            {
-                Ok(n) if n > 0 => {
-                    tracing::info!(jobs = n, "resumed jobs left running by a previous process")
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e.log_text(), "could not release stale job leases")
-                }
-            }
+            self.release_stale_leases().await;
         }
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let sweep_every = self.config.sweep_interval.min(self.config.abandoned_after);
         let mut last_sweep: Option<Instant> = None;
         loop {
-            let free = permits.available_permits();
-            let mut claimed_all = false;
-            if free > 0 {
-                match self.claim(free as i64).await {
-                    Ok(jobs) => {
-                        claimed_all = !jobs.is_empty() && jobs.len() == free;
-                        for row in jobs {
-                            let Ok(permit) = permits.clone().acquire_owned().await else {
-                                return;
-                            };
-                            let state = self.state.clone();
-                            let config = self.config.clone();
-                            let worker = self.worker.clone();
-                            actix_web::rt::spawn(async move {
-                                run_one(&state, &config, &worker, row).await;
-                                drop(permit);
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e.log_text(), "claiming jobs failed"),
-                }
-            }
+            let claimed_all = self.start_due(&permits).await;
             if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
                 last_sweep = Some(Instant::now());
-                if let Err(e) = super::execute::sweep(&self.state, &self.config).await {
-                    tracing::warn!(error = %e.log_text(), "sweeping abandoned operations failed");
-                }
+                self.sweep().await;
             }
             if claimed_all {
                 // More may be due: wait only for a free slot.
@@ -148,13 +121,88 @@ impl JobRunner {
         }
     }
 
+    /// Claims as many due jobs as there are free slots and starts each. True if every slot was
+    /// filled (more may be due).
+    async fn start_due(&self, permits: &Arc<Semaphore>) -> bool {
+        let free = permits.available_permits();
+        if free == 0 {
+            return false;
+        }
+        let jobs = match self.claim(free as i64).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e.log_text(), "claiming jobs failed");
+                return false;
+            }
+        };
+        let claimed_all = !jobs.is_empty() && jobs.len() == free;
+        for row in jobs {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return false;
+            };
+            let (state, config, worker) =
+                (self.state.clone(), self.config.clone(), self.worker.clone());
+            actix_web::rt::spawn(async move {
+                run_one(&state, &config, &worker, row).await;
+                drop(permit);
+            });
+        }
+        claimed_all
+    }
+
+    /// Runs every job that is due now, one after the other, until none is: what a test calls
+    /// instead of waiting for the background runner ("run pending jobs now"). Returns how many
+    /// ran.
+    pub async fn run_due_now(&self) -> usize {
+        let mut ran = 0;
+        loop {
+            let jobs = match self.claim(16).await {
+                Ok(jobs) if !jobs.is_empty() => jobs,
+                _ => return ran,
+            };
+            for row in jobs {
+                run_one(&self.state, &self.config, &self.worker, row).await;
+                ran += 1;
+            }
+        }
+    }
+
+    /// Looks for operations abandoned by crashed requests (see `service::operations`).
+    pub async fn sweep(&self) {
+        let result = crate::service::operations::sweep_abandoned(
+            &self.state,
+            self.config.abandoned_after,
+            self.config.keep_settled,
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e.log_text(), "sweeping abandoned operations failed");
+        }
+    }
+
     async fn claim(&self, limit: i64) -> crate::error::ApiResult<Vec<JobRow>> {
         let worker = self.worker.clone();
-        let lease_until = crate::db::now() + chrono_dur(self.config.lease);
+        let now = self.state.clock.now();
+        let lease_until = now + chrono_dur(self.config.lease);
         self.state
             .db
-            .write(move |conn| Ok(super::claim(conn, &worker, limit, lease_until)?))
+            .write(move |conn| Ok(queue::claim(conn, &worker, limit, now, lease_until)?))
             .await
+    }
+
+    async fn release_stale_leases(&self) {
+        match self
+            .state
+            .db
+            .write(|conn| Ok(queue::release_stale_leases(conn)?))
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(jobs = n, "resumed jobs left running by a previous process")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e.log_text(), "could not release stale job leases"),
+        }
     }
 }
 
@@ -163,78 +211,61 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
         Ok(j) => j,
         Err(e) => {
             tracing::error!(job = %row.guid, error = %e, "unreadable job payload");
-            settle(
-                state,
-                row.id,
-                worker,
-                FAILED,
-                None,
-                Some("unreadable job payload".into()),
-                None,
-            )
-            .await;
-            return;
+            let failed = finished(JobState::Failed, Some("unreadable job payload".into()));
+            return settle(state, row.id, worker, failed).await;
         }
     };
-    let outcome = with_heartbeat(
-        state,
-        config,
-        worker,
-        row.id,
-        execute(state, config, &job, row.attempts),
-    )
-    .await;
+    let ctx = JobContext { state, config };
+    let outcome = with_heartbeat(state, config, worker, row.id, job.run(&ctx)).await;
     tracing::debug!(job = %row.guid, kind = %row.kind, ?outcome, "job ran");
-    let now = crate::db::now();
-    match outcome {
-        Outcome::Done => settle(state, row.id, worker, FINISHED, None, None, None).await,
-        Outcome::Reschedule(after, payload) => {
-            settle(
-                state,
-                row.id,
-                worker,
-                QUEUED,
-                Some(now + chrono_dur(after)),
-                None,
-                payload,
-            )
-            .await
-        }
-        // A poll that hit a database error polls again; only the maximum polling duration ends
-        // a poll (a poll job's attempts count its polls, not its failures).
-        Outcome::Retry(error) if job.is_poll() => {
-            settle(
-                state,
-                row.id,
-                worker,
-                QUEUED,
-                Some(now + chrono_dur(config.poll_interval.max(config.retry_base))),
-                Some(error),
-                None,
-            )
-            .await
-        }
-        Outcome::Retry(error) => {
-            if row.attempts >= config.max_attempts {
-                tracing::warn!(job = %row.guid, kind = %row.kind, %error, "job failed for good");
-                settle(state, row.id, worker, FAILED, None, Some(error), None).await;
-            } else {
-                let delay = config.backoff(row.attempts.max(1) as u32);
-                settle(
-                    state,
-                    row.id,
-                    worker,
-                    QUEUED,
-                    Some(now + chrono_dur(delay)),
-                    Some(error),
-                    None,
-                )
-                .await;
-            }
-        }
-        Outcome::Fail(error) => {
-            settle(state, row.id, worker, FAILED, None, Some(error), None).await
-        }
+    let settlement = match outcome {
+        Outcome::Done => finished(JobState::Finished, None),
+        Outcome::Reschedule(after, next) => Settlement {
+            state: JobState::Queued,
+            run_at: Some(state.clock.now() + chrono_dur(after)),
+            error: None,
+            payload: next.and_then(|j| serde_json::to_string(&j).ok()),
+        },
+        Outcome::Retry(error) => retry(state, config, &row, &job, error),
+        Outcome::Fail(error) => finished(JobState::Failed, Some(error)),
+    };
+    settle(state, row.id, worker, settlement).await;
+}
+
+/// A job settled for good.
+fn finished(state: JobState, error: Option<String>) -> Settlement {
+    Settlement {
+        state,
+        run_at: None,
+        error,
+        payload: None,
+    }
+}
+
+/// A run that failed (a database error, a broker that refused): polls poll again, other jobs
+/// are retried with backoff until their attempts run out.
+fn retry(
+    state: &AppState,
+    config: &RunnerConfig,
+    row: &JobRow,
+    job: &Job,
+    error: String,
+) -> Settlement {
+    let delay = if job.is_poll() {
+        // Only the maximum polling duration ends a poll (a poll job's attempts count its
+        // polls, not its failures).
+        config.poll_interval.max(config.retry_base)
+    } else if row.attempts >= config.max_attempts {
+        tracing::warn!(job = %row.guid, kind = %row.kind, %error, "job failed for good");
+        return finished(JobState::Failed, Some(error));
+    } else {
+        config.backoff(row.attempts.max(1) as u32)
+    };
+    Settlement {
+        state: JobState::Queued,
+        run_at: Some(state.clock.now() + chrono_dur(delay)),
+        error: Some(error),
+        payload: None,
     }
 }
 
@@ -253,15 +284,13 @@ async fn with_heartbeat<F: std::future::Future<Output = Outcome>>(
         loop {
             tokio::time::sleep(every).await;
             let worker = worker.to_string();
-            let until = crate::db::now() + chrono_dur(config.lease);
+            let until = state.clock.now() + chrono_dur(config.lease);
             match state
                 .db
-                .write(move |conn| Ok(super::extend_lease(conn, id, &worker, until)?))
+                .write(move |conn| Ok(queue::extend_lease(conn, id, &worker, until)?))
                 .await
             {
-                Ok(0) => {
-                    tracing::warn!(job = id, "lost the lease of a running job");
-                }
+                Ok(0) => tracing::warn!(job = id, "lost the lease of a running job"),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(job = id, error = %e.log_text(), "could not renew a job lease")
@@ -276,32 +305,26 @@ async fn with_heartbeat<F: std::future::Future<Output = Outcome>>(
     }
 }
 
-async fn settle(
-    state: &AppState,
-    id: i64,
-    worker: &str,
-    to: &'static str,
-    run_at: Option<chrono::NaiveDateTime>,
-    error: Option<String>,
-    payload: Option<String>,
-) {
-    let worker = worker.to_string();
-    let result = state
-        .db
-        .write(move |conn| {
-            Ok(super::settle(
-                conn,
-                id,
-                &worker,
-                to,
-                run_at,
-                error.as_deref(),
-                payload.as_deref(),
-            )?)
-        })
-        .await;
-    if let Err(e) = result {
-        // The lease will expire and the job will run again.
-        tracing::warn!(job = id, error = %e.log_text(), "could not settle job");
+/// Writes how a run ended. Retried briefly when the database is away (a restart): a settled
+/// job that is not recorded would run again only after its lease expires.
+async fn settle(state: &AppState, id: i64, worker: &str, how: Settlement) {
+    let mut wait = Duration::from_millis(100);
+    for attempt in 0..6 {
+        let (worker, now, how) = (worker.to_string(), state.clock.now(), how.clone());
+        let result = state
+            .db
+            .write(move |conn| Ok(queue::settle(conn, id, &worker, &how, now)?))
+            .await;
+        match result {
+            Ok(_) => return,
+            Err(e) if attempt == 5 => {
+                // The lease will expire and the job will run again.
+                tracing::warn!(job = id, error = %e.log_text(), "could not settle job");
+            }
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
     }
 }

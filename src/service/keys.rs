@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::bindings::Catalog;
+use super::catalog::Catalog;
 use super::{authz, new_guid, on_unique, orphans, Caller};
 use crate::api::query::ListParams;
 use crate::app::AppState;
@@ -71,7 +71,7 @@ pub async fn create(
     if !catalog.bindable() {
         return Err(ApiError::UnbindableService);
     }
-    if instance.operation_in_progress() {
+    if instance.last_operation().in_progress() {
         return Err(ApiError::AsyncServiceInstanceOperationInProgress(
             instance.name.clone(),
         ));

@@ -4,11 +4,13 @@
 pub mod authz;
 pub mod bindings;
 pub mod brokers;
+pub mod catalog;
 pub mod code_engine;
 pub mod demo;
 pub mod env;
 pub mod instances;
 pub mod keys;
+pub mod operations;
 pub mod orphans;
 pub mod registry;
 pub mod resources;

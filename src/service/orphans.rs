@@ -46,13 +46,22 @@ impl Orphan {
                 binding_guid,
                 ids,
                 ..
-            } => Job::orphan_unbind(broker_guid, instance_guid, binding_guid, ids),
+            } => Job::OrphanUnbind(crate::jobs::OrphanUnbind::new(
+                broker_guid,
+                instance_guid,
+                binding_guid,
+                ids,
+            )),
             Orphan::Instance {
                 broker_guid,
                 instance_guid,
                 ids,
                 ..
-            } => Job::orphan_deprovision(broker_guid, instance_guid, ids),
+            } => Job::OrphanDeprovision(crate::jobs::OrphanDeprovision::new(
+                broker_guid,
+                instance_guid,
+                ids,
+            )),
         }
     }
 

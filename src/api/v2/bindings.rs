@@ -225,7 +225,7 @@ async fn create(
         },
     };
     let shown = bindings::create(&state, &caller, input).await?;
-    let status = if shown.view.binding.operation_in_progress() {
+    let status = if shown.view.binding.last_operation().in_progress() {
         StatusCode::ACCEPTED
     } else {
         StatusCode::CREATED

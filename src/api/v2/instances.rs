@@ -249,7 +249,7 @@ async fn create(
         accepts_incomplete: flag(&req, "accepts_incomplete"),
     };
     let view = instances::create_managed(&state, &caller, input).await?;
-    let status = if view.instance.operation_in_progress() {
+    let status = if view.instance.last_operation().in_progress() {
         StatusCode::ACCEPTED
     } else {
         StatusCode::CREATED

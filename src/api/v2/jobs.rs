@@ -43,7 +43,7 @@ pub struct JobDoc {
 
 /// CC's JobPresenter: `queued`, `running`, `finished`, `failed` (with error details).
 pub fn render_job(job: &JobRow) -> JobDoc {
-    let failed = job.state == crate::jobs::FAILED;
+    let failed = job.job_state() == crate::jobs::JobState::Failed;
     JobDoc {
         metadata: JobMetadata {
             guid: job.guid.clone(),

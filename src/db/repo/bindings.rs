@@ -7,6 +7,7 @@ use super::{optional, DbConnection, Filter, Loaded, PageRequest};
 use crate::db::models::ServiceBinding;
 use crate::db::schema::service_bindings::dsl as sb;
 use crate::db::schema::{apps, service_instances};
+use crate::operation::{LastOperation, OperationState, OperationType};
 
 /// A binding with what rendering needs from its neighbours: whether its instance is
 /// user-provided (for `service_instance_url`) and its app's space (for credential redaction).
@@ -299,8 +300,8 @@ pub fn complete_create(
         sb::credentials.eq(credentials),
         sb::syslog_drain_url.eq(syslog_drain_url),
         sb::volume_mounts.eq(volume_mounts),
-        sb::last_operation_type.eq("create"),
-        sb::last_operation_state.eq("succeeded"),
+        sb::last_operation_type.eq(OperationType::Create.as_str()),
+        sb::last_operation_state.eq(OperationState::Succeeded.as_str()),
         sb::last_operation_description.eq(description),
         sb::broker_operation.eq(None::<String>),
         sb::last_operation_updated_at.eq(now),
@@ -309,20 +310,19 @@ pub fn complete_create(
     .execute(c))
 }
 
-/// Records a new operation on a binding (type, state, description, broker operation id).
+/// Records a new operation on a binding (type and state, description, broker operation id).
 pub fn set_operation(
     conn: &mut DbConnection,
     guid: &str,
-    op_type: &str,
-    state: &str,
+    op: LastOperation,
     description: Option<&str>,
     broker_operation: Option<&str>,
 ) -> QueryResult<usize> {
     let now = crate::db::now();
     diesel::update(sb::service_bindings.filter(sb::guid.eq(guid)))
         .set((
-            sb::last_operation_type.eq(op_type),
-            sb::last_operation_state.eq(state),
+            sb::last_operation_type.eq(op.op_type.as_str()),
+            sb::last_operation_state.eq(op.state.as_str()),
             sb::last_operation_description.eq(description),
             sb::broker_operation.eq(broker_operation),
             sb::last_operation_created_at.eq(now),
@@ -338,15 +338,15 @@ pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usiz
     crate::db::native!(conn, |c| diesel::update(
         sb::service_bindings.filter(sb::guid.eq(guid)).filter(
             sb::last_operation_type
-                .ne("delete")
-                .or(sb::last_operation_state.ne("in progress"))
+                .ne(OperationType::Delete.as_str())
+                .or(sb::last_operation_state.ne(OperationState::InProgress.as_str()))
                 .or(sb::last_operation_type.is_null())
                 .or(sb::last_operation_state.is_null()),
         ),
     )
     .set((
-        sb::last_operation_type.eq("delete"),
-        sb::last_operation_state.eq("in progress"),
+        sb::last_operation_type.eq(OperationType::Delete.as_str()),
+        sb::last_operation_state.eq(OperationState::InProgress.as_str()),
         sb::last_operation_description.eq(None::<String>),
         sb::broker_operation.eq(None::<String>),
         sb::last_operation_created_at.eq(now),
@@ -369,6 +369,20 @@ pub fn set_operation_description(
             sb::last_operation_updated_at.eq(now),
         ))
         .execute(conn)
+}
+
+/// Bindings whose operation has been `in progress` since before `cutoff` (at most `limit`).
+pub fn stale_in_progress(
+    conn: &mut DbConnection,
+    cutoff: chrono::NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<ServiceBinding>> {
+    sb::service_bindings
+        .filter(sb::last_operation_state.eq(OperationState::InProgress.as_str()))
+        .filter(sb::last_operation_updated_at.lt(cutoff))
+        .select(ServiceBinding::as_select())
+        .limit(limit)
+        .load(conn)
 }
 
 pub fn delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {

@@ -7,6 +7,7 @@ use super::{optional, Backend, DbConnection, Filter, Loaded, PageRequest};
 use crate::db::models::{Service, ServiceBroker, ServiceInstance, ServicePlan};
 use crate::db::schema::service_instances::dsl as i;
 use crate::db::schema::{service_bindings, service_brokers, service_plans, services, spaces};
+use crate::operation::LastOperation;
 
 pub fn insert(conn: &mut DbConnection, instance: &ServiceInstance) -> QueryResult<()> {
     diesel::insert_into(i::service_instances)
@@ -69,6 +70,16 @@ pub enum Kind {
     Managed,
     UserProvided,
     Both,
+}
+
+impl Kind {
+    pub fn includes(self, instance: &ServiceInstance) -> bool {
+        match self {
+            Kind::UserProvided => instance.is_user_provided,
+            Kind::Managed => !instance.is_user_provided,
+            Kind::Both => true,
+        }
+    }
 }
 
 fn filtered<'a>(
@@ -148,20 +159,70 @@ pub fn plans_and_services(
 pub fn set_operation(
     conn: &mut DbConnection,
     guid: &str,
-    op_type: &str,
-    state: &str,
+    op: LastOperation,
     description: Option<&str>,
     broker_operation: Option<&str>,
 ) -> QueryResult<usize> {
     let now = crate::db::now();
     diesel::update(i::service_instances.filter(i::guid.eq(guid)))
         .set((
-            i::last_operation_type.eq(op_type),
-            i::last_operation_state.eq(state),
+            i::last_operation_type.eq(op.op_type.as_str()),
+            i::last_operation_state.eq(op.state.as_str()),
             i::last_operation_description.eq(description),
             i::broker_operation.eq(broker_operation),
             i::last_operation_updated_at.eq(now),
             i::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Starts a delete unless an operation is running. Returns rows changed (0: busy or gone).
+pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
+    use crate::operation::{OperationState, OperationType};
+    let now = crate::db::now();
+    diesel::update(
+        i::service_instances.filter(i::guid.eq(guid)).filter(
+            i::last_operation_state
+                .ne(OperationState::InProgress.as_str())
+                .or(i::last_operation_state.is_null()),
+        ),
+    )
+    .set((
+        i::last_operation_type.eq(OperationType::Delete.as_str()),
+        i::last_operation_state.eq(OperationState::InProgress.as_str()),
+        i::last_operation_description.eq(None::<String>),
+        i::broker_operation.eq(None::<String>),
+        i::last_operation_updated_at.eq(now),
+        i::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Instances whose operation has been `in progress` since before `cutoff` (at most `limit`).
+pub fn stale_in_progress(
+    conn: &mut DbConnection,
+    cutoff: chrono::NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<ServiceInstance>> {
+    i::service_instances
+        .filter(i::last_operation_state.eq(crate::operation::OperationState::InProgress.as_str()))
+        .filter(i::last_operation_updated_at.lt(cutoff))
+        .select(ServiceInstance::as_select())
+        .limit(limit)
+        .load(conn)
+}
+
+/// Updates only the description of the running operation (polling progress).
+pub fn set_operation_description(
+    conn: &mut DbConnection,
+    guid: &str,
+    description: Option<&str>,
+) -> QueryResult<usize> {
+    let now = crate::db::now();
+    diesel::update(i::service_instances.filter(i::guid.eq(guid)))
+        .set((
+            i::last_operation_description.eq(description),
+            i::last_operation_updated_at.eq(now),
         ))
         .execute(conn)
 }
