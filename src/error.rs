@@ -182,12 +182,18 @@ pub enum ApiError {
 }
 
 /// CC's v2 error document.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CfError)]
+pub struct ErrorBody<'a> {
+    /// For people.
     description: String,
+    /// `CF-<Name>` (CC's error name; a bare `UnknownError` for internal errors).
     error_code: String,
+    /// CC's number for the error.
     code: u32,
+    /// For a broker's failure: the request tether made and the broker's status.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = crate::broker::BrokerHttpInfo)]
     http: Option<&'a crate::broker::BrokerHttpInfo>,
 }
 

@@ -45,7 +45,7 @@ pub fn format_ts(t: &NaiveDateTime) -> String {
     out
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Metadata {
     pub guid: String,
     pub url: String,
@@ -69,7 +69,7 @@ impl Metadata {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Resource<E: Serialize, M: Serialize = Metadata> {
     pub metadata: M,
     pub entity: E,
@@ -95,7 +95,8 @@ impl Serialize for Link<'_> {
 }
 
 /// [`Metadata`] borrowing its guid, for the hot paths (binding pages).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(description = "A resource's metadata")]
 pub struct MetadataRef<'a> {
     pub guid: &'a str,
     pub url: Link<'a>,
@@ -103,7 +104,7 @@ pub struct MetadataRef<'a> {
     pub updated_at: Ts,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct PageDoc<T: Serialize> {
     pub total_results: i64,
     pub total_pages: i64,

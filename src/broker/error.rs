@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// The `http` object CC adds to broker errors.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BrokerHttpInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,

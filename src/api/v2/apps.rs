@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::openapi::CfError;
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, Metadata, Resource};
@@ -15,13 +16,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::resources::{self, AppInput};
 use crate::service::Caller;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DockerCredentials {
     pub username: Option<String>,
     pub password: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AppEntity {
     pub name: String,
     pub production: bool,
@@ -30,6 +31,7 @@ pub struct AppEntity {
     pub buildpack: Option<String>,
     pub detected_buildpack: Option<String>,
     pub detected_buildpack_guid: Option<String>,
+    #[schema(value_type = Object)]
     pub environment_json: Box<RawValue>,
     pub memory: i64,
     pub instances: i32,
@@ -127,6 +129,20 @@ fn app_input(body: &[u8]) -> ApiResult<AppInput> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/apps",
+    tag = "apps",
+    operation_id = "listApps",
+    summary = "List apps",
+    params(
+        super::openapi::AppsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of apps", body = crate::api::render::PageDoc<Resource<AppEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
     let loaded = resources::list_apps(&state, &caller, &params, None).await?;
@@ -144,6 +160,21 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/spaces/{guid}/apps",
+    tag = "spaces",
+    operation_id = "listSpaceApps",
+    summary = "List a space's apps",
+    params(
+        ("guid" = String, Path, description = "The space's guid"),
+        super::openapi::AppsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of apps", body = crate::api::render::PageDoc<Resource<AppEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list_in_space(
     state: State,
     caller: Caller,
@@ -184,6 +215,21 @@ async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<Htt
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/apps/{guid}",
+    tag = "apps",
+    operation_id = "getApp",
+    summary = "Get an app",
+    params(
+        ("guid" = String, Path, description = "The app's guid"),
+        ("inline-relations-depth" = Option<u8>, Query, maximum = 2, description = "Embeds the space and the bindings (and at depth 2 the organization)"),
+    ),
+    responses(
+        (status = 200, description = "The app", body = Resource<AppEntity>),
+        (status = 404, description = "No such app (`CF-AppNotFound`)", body = CfError),
+    )
+)]
 async fn get(
     state: State,
     caller: Caller,

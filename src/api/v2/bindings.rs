@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::openapi::{CfError, CreateServiceBinding, DeleteAccepted};
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, EmptyObject, Link, MetadataRef, Resource, Ts, REDACTED};
@@ -16,12 +17,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::bindings::{self, CreateBinding, Deleted, Shown};
 use crate::service::Caller;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BindingEntity<'a> {
     pub app_guid: &'a str,
     pub service_instance_guid: &'a str,
+    /// The broker's credentials, or `{"redacted_message": "[PRIVATE DATA HIDDEN]"}` for a
+    /// caller who may not see them.
+    #[schema(value_type = Object)]
     pub credentials: &'a RawValue,
     pub binding_options: EmptyObject,
+    #[schema(schema_with = super::openapi::null)]
     pub gateway_data: Option<()>,
     pub gateway_name: &'static str,
     pub syslog_drain_url: Option<&'a str>,
@@ -41,13 +46,15 @@ pub struct BindingEntity<'a> {
     pub service_key_guid: Option<Option<&'a str>>,
     // `inline-relations-depth`: the app and instance, embedded (rendered once per page).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Resource<super::apps::AppEntity>)]
     pub app: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Resource<super::instances::InstanceEntity>)]
     pub service_instance: Option<&'a RawValue>,
 }
 
 /// A binding's `last_operation` (the same document as an instance's).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BindingOperation<'a> {
     #[serde(rename = "type")]
     pub op_type: &'a str,
@@ -199,6 +206,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/service_bindings",
+    tag = "service_bindings",
+    operation_id = "createServiceBinding",
+    summary = "Bind a service instance to an app",
+    request_body(content = CreateServiceBinding, content_type = "application/json"),
+    params(
+        ("accepts_incomplete" = Option<bool>, Query, description = "Whether the broker may bind asynchronously (then the answer is 202 and `last_operation` tells when it is done)"),
+    ),
+    responses(
+        (status = 201, description = "Bound", body = Resource<BindingEntity, MetadataRef>, headers(("Location" = String, description = "The binding's path"), ("X-Cf-Warnings" = String, description = "URL-encoded warnings, comma-separated"))),
+        (status = 202, description = "The broker is binding (`accepts_incomplete=true`)", body = Resource<BindingEntity, MetadataRef>, headers(("Location" = String, description = "The binding's path"))),
+        (status = 400, description = "Invalid request, unbindable instance, or the app is already bound to it", body = CfError),
+        (status = 409, description = "An operation on the instance is in progress", body = CfError),
+        (status = 502, description = "The broker failed (with `http`)", body = CfError),
+    )
+)]
 async fn create(
     state: State,
     caller: Caller,
@@ -238,6 +263,21 @@ async fn create(
     Ok(with_warnings(resp, &shown.warnings))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/service_bindings/{guid}",
+    tag = "service_bindings",
+    operation_id = "getServiceBinding",
+    summary = "Get a service binding",
+    params(
+        ("guid" = String, Path, description = "The binding's guid"),
+        ("inline-relations-depth" = Option<u8>, Query, maximum = 2, description = "Embeds the app and the service instance (and at depth 2 their spaces and the plan)"),
+    ),
+    responses(
+        (status = 200, description = "The binding", body = Resource<BindingEntity, MetadataRef>),
+        (status = 404, description = "No such binding (`CF-ServiceBindingNotFound`)", body = CfError),
+    )
+)]
 async fn get(
     state: State,
     caller: Caller,
@@ -257,6 +297,25 @@ async fn get(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v2/service_bindings/{guid}",
+    tag = "service_bindings",
+    operation_id = "deleteServiceBinding",
+    summary = "Unbind",
+    params(
+        ("guid" = String, Path, description = "The binding's guid"),
+        ("accepts_incomplete" = Option<bool>, Query, description = "Whether the broker may unbind asynchronously (then the answer is 202 with the binding)"),
+        ("async" = Option<bool>, Query, description = "Unbind in a job (202 with the job) unless `accepts_incomplete` is given"),
+    ),
+    responses(
+        (status = 204, description = "Unbound"),
+        (status = 202, description = "Unbinding: the binding (broker still unbinding) or the job (`async=true`)", body = DeleteAccepted),
+        (status = 404, description = "No such binding (`CF-ServiceBindingNotFound`)", body = CfError),
+        (status = 409, description = "An operation on the binding is in progress", body = CfError),
+        (status = 502, description = "The broker failed (with `http`)", body = CfError),
+    )
+)]
 async fn delete(
     state: State,
     caller: Caller,
@@ -284,6 +343,23 @@ async fn delete(
 }
 
 /// The deprecated `DELETE /v2/apps/:app/service_bindings/:binding` (cf-client still uses it).
+#[utoipa::path(
+    delete,
+    path = "/v2/apps/{guid}/service_bindings/{binding}",
+    tag = "service_bindings",
+    operation_id = "deleteAppServiceBinding",
+    summary = "Unbind (through the app; deprecated)",
+    params(
+        ("guid" = String, Path, description = "The app's guid"),
+        ("binding" = String, Path, description = "The binding's guid"),
+    ),
+    responses(
+        (status = 204, description = "Unbound"),
+        (status = 202, description = "The broker is unbinding", body = Resource<BindingEntity, MetadataRef>),
+        (status = 404, description = "No such binding of this app (`CF-ServiceBindingNotFound`)", body = CfError),
+        (status = 502, description = "The broker failed (with `http`)", body = CfError),
+    )
+)]
 async fn delete_from_app(
     state: State,
     caller: Caller,
@@ -302,6 +378,22 @@ async fn delete_from_app(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/service_bindings/{guid}/parameters",
+    tag = "service_bindings",
+    operation_id = "getServiceBindingParameters",
+    summary = "Get a binding's parameters from the broker",
+    params(
+        ("guid" = String, Path, description = "The binding's guid"),
+    ),
+    responses(
+        (status = 200, description = "The parameters the broker reports", body = Object),
+        (status = 400, description = "The service does not support fetching them (`CF-ServiceFetchBindingParametersNotSupported`)", body = CfError),
+        (status = 404, description = "No such binding (`CF-ServiceBindingNotFound`)", body = CfError),
+        (status = 502, description = "The broker failed (with `http`)", body = CfError),
+    )
+)]
 async fn parameters(
     state: State,
     caller: Caller,
@@ -338,10 +430,40 @@ async fn list_scoped(
     Ok(crate::api::page(&params, path, loaded.total, items, &[]))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/service_bindings",
+    tag = "service_bindings",
+    operation_id = "listServiceBindings",
+    summary = "List service bindings",
+    params(
+        super::openapi::BindingsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of bindings", body = crate::api::render::PageDoc<Resource<BindingEntity, MetadataRef>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     list_scoped(&state, &caller, &req, Scope::All, "/v2/service_bindings").await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/apps/{guid}/service_bindings",
+    tag = "service_bindings",
+    operation_id = "listAppServiceBindings",
+    summary = "List an app's service bindings",
+    params(
+        ("guid" = String, Path, description = "The app's guid"),
+        super::openapi::BindingsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of the app's bindings", body = crate::api::render::PageDoc<Resource<BindingEntity, MetadataRef>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+        (status = 404, description = "No such app (`CF-AppNotFound`)", body = CfError),
+    )
+)]
 async fn list_for_app(
     state: State,
     caller: Caller,
@@ -359,6 +481,22 @@ async fn list_for_app(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/service_instances/{guid}/service_bindings",
+    tag = "service_bindings",
+    operation_id = "listServiceInstanceServiceBindings",
+    summary = "List a service instance's bindings",
+    params(
+        ("guid" = String, Path, description = "The service instance's guid"),
+        super::openapi::BindingsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of the instance's bindings", body = crate::api::render::PageDoc<Resource<BindingEntity, MetadataRef>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+        (status = 404, description = "No such service instance (`CF-ServiceInstanceNotFound`)", body = CfError),
+    )
+)]
 async fn list_for_instance(
     state: State,
     caller: Caller,
@@ -376,6 +514,22 @@ async fn list_for_instance(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/user_provided_service_instances/{guid}/service_bindings",
+    tag = "service_bindings",
+    operation_id = "listUserProvidedServiceInstanceServiceBindings",
+    summary = "List a user-provided service instance's bindings",
+    params(
+        ("guid" = String, Path, description = "The user-provided service instance's guid"),
+        super::openapi::BindingsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of the instance's bindings", body = crate::api::render::PageDoc<Resource<BindingEntity, MetadataRef>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+        (status = 404, description = "No such user-provided service instance (`CF-UserProvidedServiceInstanceNotFound`)", body = CfError),
+    )
+)]
 async fn list_for_upsi(
     state: State,
     caller: Caller,

@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::openapi::{CfError, CreateServiceInstance};
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, EmptyObject, Metadata, Resource, Ts, REDACTED};
@@ -16,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::service::instances::{self, CreateInstance, InstanceDeleted, InstanceView, UpsiInput};
 use crate::service::Caller;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LastOperation {
     #[serde(rename = "type")]
     pub op_type: String,
@@ -26,17 +27,19 @@ pub struct LastOperation {
     pub created_at: Ts,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ManagedEntity {
     pub name: String,
     pub credentials: EmptyObject,
     pub service_plan_guid: Option<String>,
     pub space_guid: String,
+    #[schema(schema_with = super::openapi::null)]
     pub gateway_data: Option<()>,
     pub dashboard_url: Option<String>,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub last_operation: LastOperation,
+    #[schema(value_type = Vec<String>)]
     pub tags: Box<RawValue>,
     pub maintenance_info: EmptyObject,
     pub service_guid: Option<String>,
@@ -50,22 +53,24 @@ pub struct ManagedEntity {
     pub service_instance_parameters_url: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserProvidedEntity {
     pub name: String,
+    #[schema(value_type = Object)]
     pub credentials: Box<RawValue>,
     pub space_guid: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub syslog_drain_url: String,
     pub route_service_url: String,
+    #[schema(value_type = Vec<String>)]
     pub tags: Box<RawValue>,
     pub space_url: String,
     pub service_bindings_url: String,
     pub routes_url: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum InstanceEntity {
     Managed(Box<ManagedEntity>),
@@ -186,6 +191,21 @@ fn kind_for(params: &ListParams) -> Kind {
 
 const PRESERVE: &[&str] = &["return_user_provided_service_instances"];
 
+#[utoipa::path(
+    get,
+    path = "/v2/service_instances",
+    tag = "service_instances",
+    operation_id = "listServiceInstances",
+    summary = "List managed service instances",
+    params(
+        super::openapi::InstancesQuery,
+        ("return_user_provided_service_instances" = Option<bool>, Query, description = "Also list user-provided instances"),
+    ),
+    responses(
+        (status = 200, description = "A page of instances", body = crate::api::render::PageDoc<Resource<InstanceEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
     let loaded = instances::list(&state, &caller, &params, kind_for(&params), None).await?;
@@ -203,6 +223,22 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/spaces/{guid}/service_instances",
+    tag = "spaces",
+    operation_id = "listSpaceServiceInstances",
+    summary = "List a space's service instances",
+    params(
+        ("guid" = String, Path, description = "The space's guid"),
+        super::openapi::InstancesQuery,
+        ("return_user_provided_service_instances" = Option<bool>, Query, description = "Also list user-provided instances"),
+    ),
+    responses(
+        (status = 200, description = "A page of instances", body = crate::api::render::PageDoc<Resource<InstanceEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list_in_space(
     state: State,
     caller: Caller,
@@ -232,6 +268,23 @@ async fn list_in_space(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/service_instances",
+    tag = "service_instances",
+    operation_id = "createServiceInstance",
+    summary = "Create a managed service instance",
+    request_body(content = CreateServiceInstance, content_type = "application/json"),
+    params(
+        ("accepts_incomplete" = Option<bool>, Query, description = "Whether the broker may provision asynchronously (then the answer is 202)"),
+    ),
+    responses(
+        (status = 201, description = "Created", body = Resource<InstanceEntity>, headers(("Location" = String, description = "The instance's path"))),
+        (status = 202, description = "The broker is provisioning (`accepts_incomplete=true`)", body = Resource<InstanceEntity>, headers(("Location" = String, description = "The instance's path"))),
+        (status = 400, description = "Invalid request, name taken, or no such space or plan", body = CfError),
+        (status = 502, description = "The broker failed (with `http`)", body = CfError),
+    )
+)]
 async fn create(
     state: State,
     caller: Caller,
@@ -262,6 +315,21 @@ async fn create(
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/service_instances/{guid}",
+    tag = "service_instances",
+    operation_id = "getServiceInstance",
+    summary = "Get a service instance (managed or user-provided)",
+    params(
+        ("guid" = String, Path, description = "The service instance's guid"),
+        ("inline-relations-depth" = Option<u8>, Query, maximum = 2, description = "Embeds the space, the plan and the bindings (and at depth 2 the organization and the service)"),
+    ),
+    responses(
+        (status = 200, description = "The instance", body = Resource<InstanceEntity>),
+        (status = 404, description = "No such service instance (`CF-ServiceInstanceNotFound`)", body = CfError),
+    )
+)]
 async fn get(
     state: State,
     caller: Caller,
@@ -333,6 +401,20 @@ fn upsi_input(body: &[u8]) -> ApiResult<UpsiInput> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/user_provided_service_instances",
+    tag = "service_instances",
+    operation_id = "listUserProvidedServiceInstances",
+    summary = "List user-provided service instances",
+    params(
+        super::openapi::UpsiQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of instances", body = crate::api::render::PageDoc<Resource<InstanceEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list_upsi(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::instances::UPSI_FILTERS)?;
     let loaded = instances::list(&state, &caller, &params, Kind::UserProvided, None).await?;
@@ -360,6 +442,20 @@ async fn create_upsi(state: State, caller: Caller, body: web::Bytes) -> ApiResul
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/user_provided_service_instances/{guid}",
+    tag = "service_instances",
+    operation_id = "getUserProvidedServiceInstance",
+    summary = "Get a user-provided service instance",
+    params(
+        ("guid" = String, Path, description = "The user-provided service instance's guid"),
+    ),
+    responses(
+        (status = 200, description = "The instance", body = Resource<InstanceEntity>),
+        (status = 404, description = "No such user-provided service instance (`CF-UserProvidedServiceInstanceNotFound`)", body = CfError),
+    )
+)]
 async fn get_upsi(
     state: State,
     caller: Caller,

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
+use super::openapi::CfError;
 use super::State;
 use crate::api::json;
 use crate::api::render::Ts;
@@ -11,21 +12,21 @@ use crate::error::{ApiError, ApiResult};
 use crate::jobs::JobRow;
 use crate::service::Caller;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobMetadata {
     pub guid: String,
     pub created_at: Ts,
     pub url: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobError {
     pub description: String,
     pub error_code: &'static str,
     pub code: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobEntity {
     pub guid: String,
     pub status: String,
@@ -35,7 +36,7 @@ pub struct JobEntity {
     pub error_details: Option<JobError>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobDoc {
     pub metadata: JobMetadata,
     pub entity: JobEntity,
@@ -69,6 +70,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v2/jobs/{guid}", web::get().to(get));
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/jobs/{guid}",
+    tag = "jobs",
+    operation_id = "getJob",
+    summary = "Get a job",
+    params(
+        ("guid" = String, Path, description = "The job's guid"),
+    ),
+    responses(
+        (status = 200, description = "The job: `queued`, `running`, `finished`, or `failed` with `error_details`", body = JobDoc),
+        (status = 404, description = "No such job (`CF-NotFound`)", body = CfError),
+    )
+)]
 async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     crate::service::authz::require_read_scope(&caller.actor)?;
     let g = path.into_inner();

@@ -9,6 +9,7 @@ mod inline;
 mod instances;
 mod jobs;
 mod keys;
+mod openapi;
 mod orgs;
 mod registry;
 mod spaces;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // module matches a binding path, so the order changes nothing else.
     bindings::configure(cfg);
     info::configure(cfg);
+    openapi::configure(cfg);
     orgs::configure(cfg);
     spaces::configure(cfg);
     apps::configure(cfg);

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::openapi::CfError;
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{Metadata, Resource};
@@ -13,7 +14,7 @@ use crate::db::repo;
 use crate::error::ApiResult;
 use crate::service::{resources, Caller};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OrgEntity {
     pub name: String,
     pub billing_enabled: bool,
@@ -54,6 +55,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/organizations/{guid}", web::delete().to(delete));
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/organizations",
+    tag = "organizations",
+    operation_id = "listOrganizations",
+    summary = "List organizations",
+    params(
+        super::openapi::OrgsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of organizations", body = crate::api::render::PageDoc<Resource<OrgEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::orgs::FILTERS)?;
     let loaded = resources::list_orgs(&state, &caller, &params).await?;
@@ -71,6 +86,20 @@ async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<Htt
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/organizations/{guid}",
+    tag = "organizations",
+    operation_id = "getOrganization",
+    summary = "Get an organization",
+    params(
+        ("guid" = String, Path, description = "The organization's guid"),
+    ),
+    responses(
+        (status = 200, description = "The organization", body = Resource<OrgEntity>),
+        (status = 404, description = "No such organization (`CF-OrganizationNotFound`)", body = CfError),
+    )
+)]
 async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let org = resources::get_org(&state, &caller, &path).await?;
     Ok(json(StatusCode::OK, &render_org(&org)))

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::openapi::CfError;
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{Metadata, Resource};
@@ -13,7 +14,7 @@ use crate::db::repo;
 use crate::error::ApiResult;
 use crate::service::{resources, Caller};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SpaceEntity {
     pub name: String,
     pub organization_guid: String,
@@ -60,6 +61,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/spaces",
+    tag = "spaces",
+    operation_id = "listSpaces",
+    summary = "List spaces",
+    params(
+        super::openapi::SpacesQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of spaces", body = crate::api::render::PageDoc<Resource<SpaceEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::spaces::FILTERS)?;
     let loaded = resources::list_spaces(&state, &caller, &params, None).await?;
@@ -67,6 +82,21 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     Ok(page(&params, "/v2/spaces", loaded.total, items, &[]))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/organizations/{guid}/spaces",
+    tag = "organizations",
+    operation_id = "listOrganizationSpaces",
+    summary = "List an organization's spaces",
+    params(
+        ("guid" = String, Path, description = "The organization's guid"),
+        super::openapi::SpacesQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of spaces", body = crate::api::render::PageDoc<Resource<SpaceEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+    )
+)]
 async fn list_in_org(
     state: State,
     caller: Caller,
@@ -96,6 +126,20 @@ async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<Htt
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/spaces/{guid}",
+    tag = "spaces",
+    operation_id = "getSpace",
+    summary = "Get a space",
+    params(
+        ("guid" = String, Path, description = "The space's guid"),
+    ),
+    responses(
+        (status = 200, description = "The space", body = Resource<SpaceEntity>),
+        (status = 404, description = "No such space (`CF-SpaceNotFound`)", body = CfError),
+    )
+)]
 async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let space = resources::get_space(&state, &caller, &path).await?;
     Ok(json(StatusCode::OK, &render_space(&space)))
