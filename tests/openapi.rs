@@ -12,7 +12,7 @@
 //!    too; without a token every operation answers 401, as the security requirement says; the
 //!    list parameters' documented limits, orders and `q` keys are the ones the server accepts;
 //! 3. every documented failure is CC's error body (`CfError`), and real failures validate
-//!    against it.
+//!    against it; a read of something that is not there answers the 404 its operation documents.
 //!
 //! Schemas are checked with the `jsonschema` crate (JSON Schema 2020-12, OpenAPI 3.1's dialect,
 //! formats asserted), `$ref`s resolved against the document's own components.
@@ -491,6 +491,20 @@ async fn errors_are_cf_errors(backend: Backend) {
     let r = app.post("/v2/service_bindings", json!({})).await;
     r.assert_error(400, "CF-MessageParseError");
     doc.assert_documented(create, &r, true, "a create without its fields");
+    // Every read of something that is not there answers the 404 its operation documents.
+    for (method, path, op) in doc.operations() {
+        if method != "get" || !path.contains("{guid}") {
+            continue;
+        }
+        let r = app.get(&path.replace("{guid}", "no-such-guid")).await;
+        assert_eq!(r.status, 404, "GET {path} of nothing: {}", r.text);
+        assert!(
+            op["responses"].get("404").is_some(),
+            "GET {path}: its 404 ({}) is not documented",
+            r.body["error_code"]
+        );
+        doc.assert_documented(&op, &r, true, &format!("GET {path} of nothing"));
+    }
     // The unknown-route 404 too, and a broker's failure with its `http` object.
     let r = app.get("/v2/no_such_collection").await;
     r.assert_error(404, "CF-NotFound");

@@ -237,6 +237,7 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     responses(
         (status = 200, description = "A page of instances", body = crate::api::render::PageDoc<Resource<InstanceEntity>>),
         (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+        (status = 404, description = "No such space (`CF-SpaceNotFound`)", body = CfError),
     )
 )]
 async fn list_in_space(

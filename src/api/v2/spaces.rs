@@ -95,6 +95,7 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     responses(
         (status = 200, description = "A page of spaces", body = crate::api::render::PageDoc<Resource<SpaceEntity>>),
         (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+        (status = 404, description = "No such organization (`CF-OrganizationNotFound`)", body = CfError),
     )
 )]
 async fn list_in_org(
