@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::app::AppState;
 use crate::auth::{Actor, SCOPE_ADMIN};
 use crate::config::{CommonArgs, Config, Secrets, ServeArgs};
-use crate::jobs::{JobRunner, RunnerConfig};
+use crate::jobs::JobRunner;
 use crate::service::Caller;
 
 #[derive(Parser)]
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server (and the job runner).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(CommonArgs),
     /// Print a bearer token signed with the server's key, for local use.
@@ -204,7 +204,7 @@ pub fn main() -> ExitCode {
     init_tracing();
     crate::install_crypto_provider();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Migrate(args) => migrate(args),
         Command::Token(args) => token(args),
         Command::SeedDemo(args) => seed_demo(args),
@@ -244,8 +244,7 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let bind = config.bind.clone();
     let workers = config.workers;
-    let runner_config = RunnerConfig::for_broker_timeout(config.broker_timeout);
-    let runner_config = runner_from_env(runner_config);
+    let runner_config = config.runner.clone();
     let state = actix_web::web::Data::new(AppState::new(config)?);
     JobRunner::new(state.clone().into_inner(), runner_config).spawn();
     let data = state.clone();
@@ -266,46 +265,6 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
     running.await?;
     state.db.shutdown();
     Ok(())
-}
-
-/// Test and operations knobs for the job runner, from the environment.
-fn runner_from_env(mut c: RunnerConfig) -> RunnerConfig {
-    let secs = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(std::time::Duration::from_secs_f64)
-    };
-    if let Some(d) = secs("TETHER_POLL_INTERVAL_SECS") {
-        c.poll_interval = d;
-    }
-    if let Some(d) = secs("TETHER_MAX_POLL_DURATION_SECS") {
-        c.max_poll_duration = d;
-    }
-    if let Some(d) = secs("TETHER_JOB_LEASE_SECS") {
-        c.lease = d;
-    }
-    if let Some(d) = secs("TETHER_JOB_RETRY_BASE_SECS") {
-        c.retry_base = d;
-    }
-    if let Some(d) = secs("TETHER_JOB_TICK_SECS") {
-        c.tick = d;
-    }
-    if let Some(d) = secs("TETHER_JOB_SWEEP_SECS") {
-        c.sweep_interval = d;
-    }
-    if let Some(d) = secs("TETHER_JOB_ABANDONED_AFTER_SECS") {
-        if d < c.abandoned_after {
-            tracing::warn!(
-                abandoned_after_secs = d.as_secs_f64(),
-                default_secs = c.abandoned_after.as_secs_f64(),
-                "TETHER_JOB_ABANDONED_AFTER_SECS is below twice the broker timeout: a bind still \
-                 waiting on its broker may be taken for abandoned and removed"
-            );
-        }
-        c.abandoned_after = d;
-    }
-    c
 }
 
 fn migrate(args: CommonArgs) -> anyhow::Result<()> {

@@ -74,6 +74,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub address: AddressArgs,
 
+    #[command(flatten)]
+    pub jobs: JobArgs,
+
     /// An external UAA advertised to clients as login/token endpoint (default: the built-in one).
     #[arg(long, env = "TETHER_UAA_URL")]
     pub uaa_url: Option<String>,
@@ -147,6 +150,78 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
 }
 
+/// The job runner's pacing (durations in seconds; fractions allowed). Out-of-range values stop
+/// `tether serve` at start.
+#[derive(clap::Args, Debug, Clone)]
+pub struct JobArgs {
+    /// Wait between polls of a broker's `last_operation` (a longer `Retry-After` wins).
+    #[arg(long, env = "TETHER_POLL_INTERVAL_SECS", default_value = "10", value_parser = parse_secs)]
+    pub poll_interval_secs: Duration,
+
+    /// Give up polling an operation after this long (a plan's `maximum_polling_duration` may
+    /// say less).
+    #[arg(long, env = "TETHER_MAX_POLL_DURATION_SECS", default_value = "604800", value_parser = parse_secs)]
+    pub max_poll_duration_secs: Duration,
+
+    /// How long a claimed job is this process's; past it (a crashed process) another takes it
+    /// over. Default: three broker timeouts plus 30 s.
+    #[arg(long, env = "TETHER_JOB_LEASE_SECS", value_parser = parse_secs)]
+    pub job_lease_secs: Option<Duration>,
+
+    /// First retry delay of a failing job (doubling each attempt, at most a day).
+    #[arg(long, env = "TETHER_JOB_RETRY_BASE_SECS", default_value = "60", value_parser = parse_secs)]
+    pub job_retry_base_secs: Duration,
+
+    /// How often the runner looks for due jobs when nothing wakes it.
+    #[arg(long, env = "TETHER_JOB_TICK_SECS", default_value = "1", value_parser = parse_secs)]
+    pub job_tick_secs: Duration,
+
+    /// How often operations abandoned by a crashed request are looked for.
+    #[arg(long, env = "TETHER_JOB_SWEEP_SECS", default_value = "15", value_parser = parse_secs)]
+    pub job_sweep_secs: Duration,
+
+    /// An operation `in progress` this long with no job behind it was abandoned. Default: two
+    /// broker timeouts plus 30 s (less risks taking a bind still waiting on its broker).
+    #[arg(long, env = "TETHER_JOB_ABANDONED_AFTER_SECS", value_parser = parse_secs)]
+    pub job_abandoned_after_secs: Option<Duration>,
+}
+
+impl JobArgs {
+    /// The runner's settings: these over the defaults for this broker timeout.
+    pub fn runner(&self, broker_timeout: Duration) -> crate::jobs::RunnerConfig {
+        let mut c = crate::jobs::RunnerConfig::for_broker_timeout(broker_timeout);
+        c.poll_interval = self.poll_interval_secs;
+        c.max_poll_duration = self.max_poll_duration_secs;
+        c.retry_base = self.job_retry_base_secs;
+        c.tick = self.job_tick_secs;
+        c.sweep_interval = self.job_sweep_secs;
+        if let Some(lease) = self.job_lease_secs {
+            c.lease = lease;
+        }
+        if let Some(after) = self.job_abandoned_after_secs {
+            if after < c.abandoned_after {
+                tracing::warn!(
+                    abandoned_after_secs = after.as_secs_f64(),
+                    default_secs = c.abandoned_after.as_secs_f64(),
+                    "TETHER_JOB_ABANDONED_AFTER_SECS is below twice the broker timeout: a bind \
+                     still waiting on its broker may be taken for abandoned and removed"
+                );
+            }
+            c.abandoned_after = after;
+        }
+        c
+    }
+}
+
+/// A duration in seconds (`0.2`, `10`, `604800`): finite, not negative.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a duration in seconds"))
+}
+
 /// UAA's account lockout policy for password logins of the built-in issuer.
 #[derive(Debug, Clone, Copy)]
 pub struct LockoutPolicy {
@@ -207,6 +282,8 @@ pub struct Config {
     pub token_ttl: Duration,
     pub lockout: LockoutPolicy,
     pub max_concurrent_password_checks: usize,
+    /// The job runner's pacing.
+    pub runner: crate::jobs::RunnerConfig,
     /// Encryption keys for credentials at rest, and the file to reload them from.
     pub encryption: crate::crypto::KeyRingConfig,
     pub secrets_file: Option<PathBuf>,
@@ -244,6 +321,7 @@ impl Config {
             token_ttl: Duration::from_secs(12 * 3600),
             lockout: LockoutPolicy::default(),
             max_concurrent_password_checks: default_password_checks(),
+            runner: crate::jobs::RunnerConfig::for_broker_timeout(Duration::from_secs(60)),
             encryption: crate::crypto::KeyRingConfig::generate(),
             secrets_file: None,
             cors_origins: Vec::new(),
@@ -297,6 +375,9 @@ impl Config {
                 .max_concurrent_password_checks
                 .unwrap_or_else(default_password_checks)
                 .max(1),
+            runner: args
+                .jobs
+                .runner(Duration::from_secs(args.broker_timeout_secs.max(1))),
             encryption: secrets.encryption_keys(),
             secrets_file: Some(args.common.secrets_file.clone()),
             cors_origins: crate::api::cors::parse_origins(&args.cors_origins)?,

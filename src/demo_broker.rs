@@ -318,11 +318,6 @@ impl DemoBroker {
         }
     }
 
-    /// Whether an async operation on this binding or instance is still running.
-    pub fn has_operation(&self, id: &str) -> bool {
-        self.state.lock().ops.contains_key(id)
-    }
-
     /// Requests of this kind (`bind`, `poll`, ...) being answered right now.
     pub fn in_flight(&self, kind: &str) -> usize {
         self.state.lock().in_flight.get(kind).copied().unwrap_or(0)

@@ -63,11 +63,6 @@ impl Actor {
     pub fn can_write(&self) -> bool {
         self.is_admin() || self.has_scope(SCOPE_WRITE)
     }
-
-    /// The identity sent to brokers and used for roles: the user id, else the client id.
-    pub fn principal(&self) -> Option<&str> {
-        self.user_id.as_deref().or(self.client_id.as_deref())
-    }
 }
 
 /// The request id, echoed from `X-Vcap-Request-Id` or generated; stored in request extensions

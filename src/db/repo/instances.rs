@@ -6,7 +6,7 @@ use diesel::QueryResult;
 use super::{optional, Backend, DbConnection, Filter, Loaded, PageRequest};
 use crate::db::models::{Service, ServiceBroker, ServiceInstance, ServicePlan};
 use crate::db::schema::service_instances::dsl as i;
-use crate::db::schema::{service_bindings, service_brokers, service_plans, services, spaces};
+use crate::db::schema::{service_bindings, service_plans, services, spaces};
 use crate::operation::LastOperation;
 
 pub fn insert(conn: &mut DbConnection, instance: &ServiceInstance) -> QueryResult<()> {
@@ -261,18 +261,4 @@ pub fn count_in_space(conn: &mut DbConnection, space: &str) -> QueryResult<i64> 
 
 pub fn delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
     diesel::delete(i::service_instances.filter(i::guid.eq(guid))).execute(conn)
-}
-
-/// The broker of a managed instance's plan (for deletes and polls).
-pub fn broker_of_plan(conn: &mut DbConnection, plan: &str) -> QueryResult<Option<ServiceBroker>> {
-    optional(
-        service_plans::table
-            .inner_join(services::table.on(services::guid.eq(service_plans::service_guid)))
-            .inner_join(
-                service_brokers::table.on(service_brokers::guid.eq(services::service_broker_guid)),
-            )
-            .filter(service_plans::guid.eq(plan))
-            .select(ServiceBroker::as_select())
-            .first(conn),
-    )
 }

@@ -75,12 +75,6 @@ pub fn update_user_login(
         .execute(conn)
 }
 
-pub fn delete_user(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
-    diesel::delete(srr::space_roles.filter(srr::user_guid.eq(guid))).execute(conn)?;
-    diesel::delete(orr::org_roles.filter(orr::user_guid.eq(guid))).execute(conn)?;
-    diesel::delete(u::users.filter(u::guid.eq(guid))).execute(conn)
-}
-
 pub const USER_FILTERS: &[&str] = &["username", "guid"];
 
 pub fn list_users(
