@@ -13,7 +13,7 @@ use crate::db::{Db, DbConfig};
 /// Everything a request handler or background job needs.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub db: Db,
+    pub db: crate::service::store::Store,
     pub verifier: TokenVerifier,
     pub issuer: TokenIssuer,
     pub broker: BrokerClient,
@@ -80,7 +80,7 @@ impl AppState {
             verifier,
             issuer: TokenIssuer::new(signing_key, issuer, config.token_ttl.as_secs() as i64),
             broker,
-            db,
+            db: crate::service::store::Store(db),
             crypto,
             config: Arc::new(config),
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),

@@ -350,10 +350,10 @@ fn demo_broker(args: DemoBrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_db(common: &CommonArgs) -> anyhow::Result<crate::db::Db> {
+fn open_db(common: &CommonArgs) -> anyhow::Result<crate::service::store::Store> {
     let mut cfg = crate::db::DbConfig::new(common.database_url.clone());
     cfg.pool_size = 1;
-    crate::db::Db::connect(&cfg)
+    Ok(crate::service::store::Store(crate::db::Db::connect(&cfg)?))
 }
 
 fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
@@ -362,9 +362,10 @@ fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
     if args.admin && !scopes.iter().any(|s| s == SCOPE_ADMIN) {
         scopes.push(SCOPE_ADMIN.to_string());
     }
+    let (name, password, granted) = (args.username.clone(), args.password.clone(), scopes.clone());
     let user = db
-        .write_blocking(|conn| {
-            crate::service::uaa::create_user(conn, &args.username, &args.password, &scopes)
+        .write_blocking(move |conn| {
+            crate::service::uaa::create_user(conn, &name, &password, &granted)
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
@@ -382,10 +383,9 @@ fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
 
 fn client_create(args: ClientCreateArgs) -> anyhow::Result<()> {
     let db = open_db(&args.common)?;
-    db.write_blocking(|conn| {
-        crate::service::uaa::create_client(conn, &args.id, &args.secret, &args.scopes)
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (id, secret, scopes) = (args.id.clone(), args.secret.clone(), args.scopes.clone());
+    db.write_blocking(move |conn| crate::service::uaa::create_client(conn, &id, &secret, &scopes))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "client {} ready; scopes: {}",
         args.id,
@@ -396,7 +396,7 @@ fn client_create(args: ClientCreateArgs) -> anyhow::Result<()> {
 
 /// Finds a space by guid or name (unique across orgs, else an error).
 fn resolve_space(
-    db: &crate::db::Db,
+    db: &crate::service::store::Store,
     space: Option<&str>,
 ) -> anyhow::Result<crate::db::models::Space> {
     use crate::db::repo;

@@ -176,9 +176,28 @@ pub enum ApiError {
     #[error("The service is temporarily unavailable, please retry")]
     Busy,
 
-    /// Anything else. The cause is logged, never sent.
+    /// Anything else. The cause (and where it was raised) is logged, never sent.
     #[error("An unknown error occurred.")]
-    Internal(String),
+    Internal(Box<Internal>),
+}
+
+/// An internal error's cause and the place in tether's code it was raised.
+#[derive(Debug)]
+pub struct Internal {
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
+    pub at: &'static std::panic::Location<'static>,
+}
+
+impl std::fmt::Display for Internal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (at {})", self.cause, self.at)?;
+        let mut source = self.cause.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
 }
 
 /// CC's v2 error document.
@@ -198,15 +217,20 @@ pub struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        ApiError::Internal(cause.to_string())
+    /// An internal error with its cause, recorded where this is called.
+    #[track_caller]
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(Box::new(Internal {
+            cause: cause.into(),
+            at: std::panic::Location::caller(),
+        }))
     }
 
-    /// What to write to the server's own log: the internal cause where there is one (clients
-    /// only ever see the generic description).
+    /// What to write to the server's own log: the internal cause and where it was raised, where
+    /// there is one (clients only ever see the generic description).
     pub fn log_text(&self) -> String {
         match self {
-            ApiError::Internal(cause) => format!("internal: {cause}"),
+            ApiError::Internal(internal) => format!("internal: {internal}"),
             other => other.to_string(),
         }
     }
@@ -333,7 +357,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            ApiError::Internal(internal) => tracing::error!(cause = %internal, "internal error"),
             ApiError::Busy => tracing::warn!("request refused: database pool exhausted"),
             ApiError::Broker(e) => tracing::info!(error = %e, "broker error"),
             _ => {}
@@ -344,14 +368,22 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<diesel::result::Error> for ApiError {
-    fn from(e: diesel::result::Error) -> Self {
-        if crate::db::is_unavailable(&e) {
+impl From<crate::db::DbError> for ApiError {
+    #[track_caller]
+    fn from(e: crate::db::DbError) -> Self {
+        if e.is_unavailable() {
             // The database went away (restart, failover) or is busy: the client may retry.
             tracing::warn!(error = %e, "database unavailable");
             return ApiError::Busy;
         }
-        ApiError::Internal(format!("database: {e}"))
+        ApiError::internal(e)
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    #[track_caller]
+    fn from(e: diesel::result::Error) -> Self {
+        ApiError::from(crate::db::DbError::Query(e))
     }
 }
 

@@ -21,8 +21,9 @@ use std::thread::JoinHandle;
 use diesel::connection::SimpleConnection;
 use tokio::sync::oneshot;
 
-use super::DbConnection;
-use crate::error::{ApiError, ApiResult};
+use std::time::{Duration, Instant};
+
+use super::{DbConnection, DbError};
 
 /// Most closures one transaction takes; bounds how long the first in a batch waits for the rest.
 const MAX_BATCH: usize = 128;
@@ -38,7 +39,10 @@ trait Job: Send {
     fn run(self: Box<Self>, conn: &mut DbConnection) -> (bool, Box<dyn Completion>);
 
     /// Answers the caller with an error without running the closure.
-    fn abandon(self: Box<Self>, cause: &str);
+    fn abandon(self: Box<Self>, cause: DbError);
+
+    /// When the caller stops waiting for the writer to start on it.
+    fn deadline(&self) -> Instant;
 }
 
 /// The result of a job that ran, waiting for its batch's commit.
@@ -47,41 +51,45 @@ trait Completion: Send {
     fn finish(self: Box<Self>, failed_commit: Option<&str>);
 }
 
-struct Queued<F, T> {
+struct Queued<F, T, E> {
     f: F,
-    reply: oneshot::Sender<ApiResult<T>>,
+    reply: oneshot::Sender<Result<T, E>>,
+    deadline: Instant,
 }
 
-struct Ran<T> {
-    result: ApiResult<T>,
-    reply: oneshot::Sender<ApiResult<T>>,
+struct Ran<T, E> {
+    result: Result<T, E>,
+    reply: oneshot::Sender<Result<T, E>>,
 }
 
-impl<F, T> Job for Queued<F, T>
+impl<F, T, E> Job for Queued<F, T, E>
 where
-    F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send,
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send,
     T: Send + 'static,
+    E: From<DbError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &mut DbConnection) -> (bool, Box<dyn Completion>) {
-        let Queued { f, reply } = *self;
+        let Queued { f, reply, .. } = *self;
         let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
-            .unwrap_or_else(|_| Err(ApiError::internal("a database write panicked")));
+            .unwrap_or_else(|panic| Err(E::from(DbError::panicked(panic))));
         (result.is_ok(), Box::new(Ran { result, reply }))
     }
 
-    fn abandon(self: Box<Self>, cause: &str) {
-        let _ = self.reply.send(Err(ApiError::internal(format!(
-            "the write transaction could not run: {cause}"
-        ))));
+    fn abandon(self: Box<Self>, cause: DbError) {
+        let _ = self.reply.send(Err(E::from(cause)));
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
-impl<T: Send> Completion for Ran<T> {
+impl<T: Send, E: From<DbError> + Send> Completion for Ran<T, E> {
     fn finish(self: Box<Self>, failed_commit: Option<&str>) {
         let result = match (failed_commit, self.result) {
-            (Some(cause), Ok(_)) => Err(ApiError::internal(format!(
+            (Some(cause), Ok(_)) => Err(E::from(DbError::Busy(format!(
                 "the write transaction did not commit: {cause}"
-            ))),
+            )))),
             (_, result) => result,
         };
         // The caller may have gone (request cancelled); its write stands either way.
@@ -93,6 +101,8 @@ impl<T: Send> Completion for Ran<T> {
 pub struct SqliteWriter {
     queue: SyncSender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// How long a write may wait for the writer to start on it (the pool's acquire timeout).
+    acquire_timeout: Duration,
 }
 
 enum Msg {
@@ -104,7 +114,7 @@ enum Msg {
 impl SqliteWriter {
     /// Starts the writer thread on `conn`. It runs until [`SqliteWriter::shutdown`] (or the
     /// handle's drop).
-    pub fn start(conn: DbConnection) -> std::io::Result<SqliteWriter> {
+    pub fn start(conn: DbConnection, acquire_timeout: Duration) -> std::io::Result<SqliteWriter> {
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("tether-sqlite-writer".into())
@@ -112,6 +122,7 @@ impl SqliteWriter {
         Ok(SqliteWriter {
             queue,
             thread: Mutex::new(Some(thread)),
+            acquire_timeout,
         })
     }
 
@@ -139,25 +150,50 @@ impl SqliteWriter {
     }
 
     /// Queues `f` and waits for the commit of its batch.
-    pub async fn write<F, T>(&self, f: F) -> ApiResult<T>
+    pub async fn write<F, T, E>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.enqueue(f)?
+            .await
+            .map_err(|_| E::from(DbError::Busy("the SQLite writer dropped a write".into())))?
+    }
+
+    /// [`SqliteWriter::write`] for callers outside the async runtime (CLI commands).
+    pub fn write_blocking<F, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.enqueue(f)?
+            .blocking_recv()
+            .map_err(|_| E::from(DbError::Busy("the SQLite writer dropped a write".into())))?
+    }
+
+    fn enqueue<F, T, E>(&self, f: F) -> Result<oneshot::Receiver<Result<T, E>>, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        match self
-            .queue
-            .try_send(Msg::Write(Box::new(Queued { f, reply })))
-        {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(ApiError::Busy),
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiError::internal("the SQLite writer thread is gone"))
-            }
+        let job = Queued {
+            f,
+            reply,
+            deadline: Instant::now() + self.acquire_timeout,
+        };
+        match self.queue.try_send(Msg::Write(Box::new(job))) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(E::from(DbError::Busy(
+                "the SQLite write queue is full".into(),
+            ))),
+            Err(TrySendError::Disconnected(_)) => Err(E::from(DbError::Busy(
+                "the SQLite writer thread is gone".into(),
+            ))),
         }
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the SQLite writer dropped a write"))?
     }
 }
 
@@ -210,7 +246,15 @@ fn run_batch(
         return Err(e.to_string());
     }
     let mut broken = None;
+    let now = Instant::now();
     for job in batch.drain(..) {
+        if job.deadline() < now {
+            // Its caller's acquire timeout passed while it queued: a 503, as on the read side.
+            job.abandon(DbError::Busy(
+                "the SQLite writer did not get to this write in time".into(),
+            ));
+            continue;
+        }
         if broken.is_some() {
             ran.push(Box::new(NotRun(job)));
             continue;
@@ -247,8 +291,10 @@ struct NotRun(Box<dyn Job>);
 
 impl Completion for NotRun {
     fn finish(self: Box<Self>, failed_commit: Option<&str>) {
-        self.0
-            .abandon(failed_commit.unwrap_or("the batch was aborted"));
+        let cause = failed_commit.unwrap_or("the batch was aborted");
+        self.0.abandon(DbError::Busy(format!(
+            "the write transaction could not run: {cause}"
+        )));
     }
 }
 
@@ -263,6 +309,8 @@ mod tests {
         #[diesel(sql_type = BigInt)]
         x: i64,
     }
+
+    use crate::error::{ApiError, ApiResult};
 
     fn insert(conn: &mut DbConnection, x: i64) -> ApiResult<()> {
         diesel::sql_query(format!("INSERT INTO t (x) VALUES ({x})")).execute(conn)?;
@@ -279,7 +327,9 @@ mod tests {
         let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
         conn.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
             .unwrap();
-        let writer = std::sync::Arc::new(SqliteWriter::start(DbConnection::Sqlite(conn)).unwrap());
+        let writer = std::sync::Arc::new(
+            SqliteWriter::start(DbConnection::Sqlite(conn), Duration::from_secs(5)).unwrap(),
+        );
 
         let mut tasks = Vec::new();
         for i in 0..40i64 {
@@ -311,7 +361,9 @@ mod tests {
         assert_eq!(failed, vec![7, 9, 13]);
 
         let rows: Vec<X> = writer
-            .write(|conn| Ok(diesel::sql_query("SELECT x FROM t ORDER BY x").load(conn)?))
+            .write(|conn| -> ApiResult<_> {
+                Ok(diesel::sql_query("SELECT x FROM t ORDER BY x").load(conn)?)
+            })
             .await
             .unwrap();
         let xs: Vec<i64> = rows.into_iter().map(|r| r.x).collect();
@@ -332,5 +384,51 @@ mod tests {
         let wal = dir.path().join("w.db-wal");
         assert!(!wal.exists(), "the WAL outlived the writer");
         assert!(writer.write(|conn| insert(conn, 100)).await.is_err());
+    }
+
+    /// A write that waited in the queue longer than the acquire timeout is refused with Busy
+    /// (a 503), as a read that waits too long for a connection is, instead of waiting forever
+    /// behind a slow batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_waits_too_long_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
+            .unwrap();
+        let writer = std::sync::Arc::new(
+            SqliteWriter::start(DbConnection::Sqlite(conn), Duration::from_millis(50)).unwrap(),
+        );
+        let w = writer.clone();
+        let slow = tokio::spawn(async move {
+            w.write(|conn| {
+                std::thread::sleep(Duration::from_millis(300));
+                insert(conn, 1)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let queued = writer.write(|conn| insert(conn, 2)).await;
+        assert!(matches!(queued, Err(ApiError::Busy)), "{queued:?}");
+        assert!(slow.await.unwrap().is_ok());
+        // The writer goes on serving.
+        assert!(writer.write(|conn| insert(conn, 3)).await.is_ok());
+    }
+
+    /// A panicking write is an internal error (a 500), as it is on PostgreSQL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_is_an_internal_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let writer =
+            SqliteWriter::start(DbConnection::Sqlite(conn), Duration::from_secs(5)).unwrap();
+        let r: ApiResult<()> = writer.write(|_| panic!("a bug")).await;
+        match r {
+            Err(ApiError::Internal(internal)) => {
+                assert!(internal.to_string().contains("a bug"), "{internal}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

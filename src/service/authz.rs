@@ -122,6 +122,24 @@ pub fn can_write_space(conn: &mut DbConnection, actor: &Actor, space: &str) -> Q
     }
 }
 
+/// Fails with `NotAuthorized` unless the caller may write in `space`: a read on the read pool,
+/// so that a write closure that follows does not hold the single writer while roles load.
+pub async fn require_space_writer(
+    store: &crate::service::store::Store,
+    actor: &Actor,
+    space: &str,
+) -> Result<(), ApiError> {
+    let (actor, space) = (actor.clone(), space.to_string());
+    let may = store
+        .read(move |conn| Ok(can_write_space(conn, &actor, &space)?))
+        .await?;
+    if may {
+        Ok(())
+    } else {
+        Err(ApiError::NotAuthorized)
+    }
+}
+
 /// Sees the space's resources.
 pub fn can_read_space(
     conn: &mut DbConnection,

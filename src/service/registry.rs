@@ -93,15 +93,18 @@ pub async fn create(
         updated_at: now,
     };
     let row = secret.clone();
-    let actor = caller.actor.clone();
+    let space = row.space_guid.clone();
+    state
+        .db
+        .read(move |conn| {
+            repo::spaces::find(conn, &space)?.ok_or_else(|| ApiError::SpaceNotFound(space))?;
+            Ok(())
+        })
+        .await?;
+    authz::require_space_writer(&state.db, &caller.actor, &row.space_guid).await?;
     state
         .db
         .write(move |conn| {
-            repo::spaces::find(conn, &row.space_guid)?
-                .ok_or_else(|| ApiError::SpaceNotFound(row.space_guid.clone()))?;
-            if !authz::can_write_space(conn, &actor, &row.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             let taken = || {
                 ApiError::UnprocessableEntity(format!(
                     "A registry access secret named '{}' already exists in this space.",
@@ -196,14 +199,12 @@ pub async fn update(
     }
     let sealed = input.password.as_ref().map(|p| state.crypto_seal(p));
     let g = guid.to_string();
-    let actor = caller.actor.clone();
+    let space = space_of(state, guid).await?;
+    authz::require_space_writer(&state.db, &caller.actor, &space).await?;
     state
         .db
         .write(move |conn| {
             let mut s = repo::registry::find(conn, &g)?.ok_or_else(|| not_found(&g))?;
-            if !authz::can_write_space(conn, &actor, &s.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             if let Some(v) = input.server {
                 s.server = v;
             }
@@ -225,16 +226,25 @@ pub async fn update(
 pub async fn delete(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
     authz::require_write_scope(&caller.actor)?;
     let g = guid.to_string();
-    let actor = caller.actor.clone();
+    let space = space_of(state, guid).await?;
+    authz::require_space_writer(&state.db, &caller.actor, &space).await?;
     state
         .db
-        .write(move |conn| {
+        .write(move |conn| match repo::registry::delete(conn, &g)? {
+            0 => Err(not_found(&g)),
+            _ => Ok(()),
+        })
+        .await
+}
+
+/// The space a secret is in (a read, before authorizing a write).
+async fn space_of(state: &AppState, guid: &str) -> ApiResult<String> {
+    let g = guid.to_string();
+    state
+        .db
+        .read(move |conn| {
             let s = repo::registry::find(conn, &g)?.ok_or_else(|| not_found(&g))?;
-            if !authz::can_write_space(conn, &actor, &s.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
-            repo::registry::delete(conn, &g)?;
-            Ok(())
+            Ok(s.space_guid)
         })
         .await
 }

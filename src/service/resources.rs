@@ -383,25 +383,41 @@ pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> A
     };
     apply_app_input(&mut app, &input)?;
     let row = app.clone();
-    let actor = caller.actor.clone();
+    let space = row.space_guid.clone();
+    state
+        .db
+        .read(move |conn| {
+            repo::spaces::find(conn, &space)?.ok_or_else(|| {
+                ApiError::InvalidRelation(format!(
+                    "Could not find VCAP::CloudController::Space with guid: {space}"
+                ))
+            })?;
+            Ok(())
+        })
+        .await?;
+    authz::require_space_writer(&state.db, &caller.actor, &row.space_guid).await?;
     state
         .db
         .write(move |conn| {
-            repo::spaces::find(conn, &row.space_guid)?.ok_or_else(|| {
-                ApiError::InvalidRelation(format!(
-                    "Could not find VCAP::CloudController::Space with guid: {}",
-                    row.space_guid
-                ))
-            })?;
-            if !authz::can_write_space(conn, &actor, &row.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             on_unique(repo::apps::insert(conn, &row), |v| {
                 app_unique_error(v, &row)
             })
         })
         .await?;
     Ok(app)
+}
+
+/// The space an app is in (a read, before authorizing a write).
+async fn app_space(state: &AppState, guid: &str) -> ApiResult<String> {
+    let g = guid.to_string();
+    state
+        .db
+        .read(move |conn| {
+            let app =
+                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            Ok(app.space_guid)
+        })
+        .await
 }
 
 pub async fn get_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<App> {
@@ -459,15 +475,13 @@ pub async fn update_app(
 ) -> ApiResult<App> {
     authz::require_write_scope(&caller.actor)?;
     let g = guid.to_string();
-    let actor = caller.actor.clone();
+    let space = app_space(state, guid).await?;
+    authz::require_space_writer(&state.db, &caller.actor, &space).await?;
     state
         .db
         .write(move |conn| {
             let mut app =
                 repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
-            if !authz::can_write_space(conn, &actor, &app.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             if input
                 .space_guid
                 .as_ref()
@@ -489,15 +503,11 @@ pub async fn update_app(
 pub async fn delete_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<()> {
     authz::require_write_scope(&caller.actor)?;
     let g = guid.to_string();
-    let actor = caller.actor.clone();
+    let space = app_space(state, guid).await?;
+    authz::require_space_writer(&state.db, &caller.actor, &space).await?;
     state
         .db
         .write(move |conn| {
-            let app =
-                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
-            if !authz::can_write_space(conn, &actor, &app.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             if repo::bindings::count_for_app(conn, &g)? > 0 {
                 return Err(ApiError::AssociationNotEmpty(
                     "service_bindings".into(),

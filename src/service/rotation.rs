@@ -6,7 +6,6 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 
 use crate::crypto::KeyRing;
-use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 
 /// Every column holding sealed values: (table, column).
@@ -33,7 +32,7 @@ pub struct Report {
 }
 
 /// Re-seals, in batches of one transaction each, every value not sealed under the current key.
-pub fn reseal_all(db: &Db, keyring: &KeyRing) -> ApiResult<Report> {
+pub fn reseal_all(db: &super::store::Store, keyring: &KeyRing) -> ApiResult<Report> {
     let current = keyring.current_label();
     let mut resealed = Vec::new();
     let mut labels_in_use = BTreeSet::new();
@@ -62,7 +61,8 @@ pub fn reseal_all(db: &Db, keyring: &KeyRing) -> ApiResult<Report> {
                 updates.push((row.id, keyring.seal(&plain)));
             }
             count += updates.len();
-            db.write_blocking(|conn| {
+            let (table, column) = (*table, *column);
+            db.write_blocking(move |conn| {
                 for (id, sealed) in &updates {
                     diesel::sql_query(format!("UPDATE {table} SET {column} = $1 WHERE id = $2"))
                         .bind::<Text, _>(sealed)

@@ -66,6 +66,20 @@ fn not_found(kind: Kind, guid: &str) -> ApiError {
     }
 }
 
+/// The space an instance of this kind is in (a read, before authorizing a write).
+async fn space_of(state: &AppState, guid: &str, kind: Kind) -> ApiResult<String> {
+    let g = guid.to_string();
+    state
+        .db
+        .read(move |conn| {
+            repo::instances::find(conn, &g)?
+                .filter(|i| kind.includes(i))
+                .map(|i| i.space_guid)
+                .ok_or_else(|| not_found(kind, &g))
+        })
+        .await
+}
+
 /// Loads an instance the caller may see. `kind` guards the endpoint family (a UPSI through
 /// `/v2/service_instances/:guid` is CC's UserProvidedServiceInstanceHandlerNeeded... for writes;
 /// reads of either kind are allowed there, as in CC).

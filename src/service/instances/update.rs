@@ -3,6 +3,7 @@
 use super::{check_instance_name, check_tags, name_unique, InstanceView};
 use crate::app::AppState;
 use crate::db::repo;
+use crate::db::repo::instances::Kind;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{authz, on_unique, Caller};
 
@@ -23,16 +24,14 @@ pub async fn update_managed(
         ));
     }
     let g = guid.to_string();
-    let actor = caller.actor.clone();
+    let space = super::space_of(state, guid, Kind::Managed).await?;
+    authz::require_space_writer(&state.db, &caller.actor, &space).await?;
     state
         .db
         .write(move |conn| {
             let mut instance = repo::instances::find(conn, &g)?
                 .filter(|i| !i.is_user_provided)
                 .ok_or_else(|| ApiError::ServiceInstanceNotFound(g.clone()))?;
-            if !authz::can_write_space(conn, &actor, &instance.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             if instance.last_operation().in_progress() {
                 return Err(ApiError::AsyncServiceInstanceOperationInProgress(
                     instance.name.clone(),

@@ -6,6 +6,7 @@ use super::{check_instance_name, check_tags, name_unique, open_view, InstanceVie
 use crate::app::AppState;
 use crate::db::models::ServiceInstance;
 use crate::db::repo;
+use crate::db::repo::instances::Kind;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{authz, new_guid, on_unique, Caller};
 
@@ -67,19 +68,22 @@ pub async fn create_upsi(
         updated_at: now,
     };
     let insert = row.clone();
-    let actor = caller.actor.clone();
+    let space = row.space_guid.clone();
+    state
+        .db
+        .read(move |conn| {
+            repo::spaces::find(conn, &space)?.ok_or_else(|| {
+                ApiError::InvalidRelation(format!(
+                    "Could not find VCAP::CloudController::Space with guid: {space}"
+                ))
+            })?;
+            Ok(())
+        })
+        .await?;
+    authz::require_space_writer(&state.db, &caller.actor, &row.space_guid).await?;
     state
         .db
         .write(move |conn| {
-            repo::spaces::find(conn, &insert.space_guid)?.ok_or_else(|| {
-                ApiError::InvalidRelation(format!(
-                    "Could not find VCAP::CloudController::Space with guid: {}",
-                    insert.space_guid
-                ))
-            })?;
-            if !authz::can_write_space(conn, &actor, &insert.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             on_unique(repo::instances::insert(conn, &insert), |v| {
                 name_unique(v, &insert.name)
             })
@@ -104,7 +108,8 @@ pub async fn update_upsi(
     authz::require_write_scope(&caller.actor)?;
     check_route_service_url(&input.route_service_url)?;
     let g = guid.to_string();
-    let actor = caller.actor.clone();
+    let space = super::space_of(state, guid, Kind::UserProvided).await?;
+    authz::require_space_writer(&state.db, &caller.actor, &space).await?;
     let sealed = input
         .credentials
         .as_ref()
@@ -115,9 +120,6 @@ pub async fn update_upsi(
             let mut instance = repo::instances::find(conn, &g)?
                 .filter(|i| i.is_user_provided)
                 .ok_or_else(|| ApiError::UserProvidedServiceInstanceNotFound(g.clone()))?;
-            if !authz::can_write_space(conn, &actor, &instance.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
             if let Some(n) = input.name {
                 instance.name = check_instance_name(Some(&n))?;
             }
