@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target_dir="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p tether --bin tether -p tether-bench
+cargo build --release -p tether -p tether-bench --bins
 
 # Default backend: both if a PostgreSQL answers at 127.0.0.1:5432, else SQLite only.
 backend=()

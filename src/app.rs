@@ -1,19 +1,21 @@
-//! Application state and the route table, shared by `tether serve` and the tests.
+//! Application state, shared by `tether serve`, the job runner and the tests: configuration,
+//! the database, the token verifier and issuer, the broker client, the keys for credentials at
+//! rest, the clock.
 
+use std::ops::Deref;
 use std::sync::Arc;
-
-use actix_web::web;
 
 use crate::auth::token::{decoding_key_from_pem, SigningKey};
 use crate::auth::{TokenIssuer, TokenVerifier};
 use crate::broker::{BrokerClient, BrokerClientConfig};
 use crate::config::Config;
-use crate::db::{Db, DbConfig};
+use crate::db::{Db, DbConfig, DbConnection};
+use crate::error::ApiResult;
 
 /// Everything a request handler or background job needs.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub db: crate::service::store::Store,
+    pub db: Store,
     pub verifier: TokenVerifier,
     pub issuer: TokenIssuer,
     pub broker: BrokerClient,
@@ -36,10 +38,16 @@ impl AppState {
             pool_size: config.db_pool_size,
             acquire_timeout: config.db_acquire_timeout,
         })?;
-        let crypto = Arc::new(crate::crypto::KeyRing::new(
-            &config.encryption,
-            config.secrets_file.clone(),
-        )?);
+        // Keys rotated by `tether rotate-key` are picked up by rereading the secrets file.
+        let reload = config
+            .secrets_file
+            .clone()
+            .map(|path| -> crate::crypto::KeySource {
+                Box::new(move || {
+                    Ok(crate::config::Secrets::load_or_create(&path)?.encryption_keys())
+                })
+            });
+        let crypto = Arc::new(crate::crypto::KeyRing::new(&config.encryption, reload)?);
         let broker = BrokerClient::new(BrokerClientConfig {
             timeout: config.broker_timeout,
             api_version: config.broker_api_version.clone(),
@@ -80,7 +88,7 @@ impl AppState {
             verifier,
             issuer: TokenIssuer::new(signing_key, issuer, config.token_ttl.as_secs() as i64),
             broker,
-            db: crate::service::store::Store(db),
+            db: Store(db),
             crypto,
             config: Arc::new(config),
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
@@ -102,40 +110,56 @@ impl AppState {
     }
 }
 
-/// Registers every route. Used by `main` and by the tests' `init_service`, so both exercise the
-/// same application.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    crate::api::uaa::configure(cfg);
-    crate::api::v2::configure(cfg);
-    crate::api::v3::configure(cfg);
-    // After the API's routes: the dashboard's static paths then cost API requests nothing.
-    crate::api::dashboard::configure(cfg);
+/// The database as the use cases use it: [`Db`]'s calls with `ApiError` as the error type, so
+/// that a closure's `?` needs no annotation.
+#[derive(Clone)]
+pub struct Store(pub Db);
+
+impl Store {
+    pub async fn read<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.0.read(f).await
+    }
+
+    pub async fn read_snapshot<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.0.read_snapshot(f).await
+    }
+
+    pub async fn write<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.0.write(f).await
+    }
+
+    pub fn write_blocking<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.0.write_blocking(f)
+    }
+
+    pub fn read_blocking<F, T>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> ApiResult<T>,
+    {
+        self.0.read_blocking(f)
+    }
 }
 
-/// Body size accepted on JSON endpoints.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+impl Deref for Store {
+    type Target = Db;
 
-/// Builds the actix `App` around shared state.
-#[macro_export]
-macro_rules! build_app {
-    ($state:expr) => {{
-        actix_web::App::new()
-            .app_data($state.clone())
-            .app_data(actix_web::web::PayloadConfig::new(
-                $crate::app::MAX_BODY_BYTES,
-            ))
-            .app_data(
-                actix_web::web::QueryConfig::default().error_handler(|_, _| {
-                    $crate::error::ApiError::BadQueryParameter("query string".into()).into()
-                }),
-            )
-            .wrap(actix_web::middleware::from_fn(
-                $crate::api::middleware::standard_headers,
-            ))
-            // Outermost, so that every response gets CORS headers, also those the inner
-            // middleware makes up itself.
-            .wrap(actix_web::middleware::from_fn($crate::api::cors::cors))
-            .configure($crate::app::configure)
-            .default_service(actix_web::web::to($crate::api::v2::not_found))
-    }};
+    fn deref(&self) -> &Db {
+        &self.0
+    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::app::AppState;
 use crate::auth::{Actor, SCOPE_ADMIN};
 use crate::config::{CommonArgs, Config, Secrets, ServeArgs};
-use crate::jobs::JobRunner;
+use crate::jobs::{JobRunner, RunnerConfig};
 use crate::service::Caller;
 
 #[derive(Parser)]
@@ -236,15 +236,15 @@ fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_serve_args(&args)?;
-    actix_web::rt::System::new().block_on(run_server(config))
+    let runner = RunnerConfig::from_args(&args.jobs, config.broker_timeout);
+    actix_web::rt::System::new().block_on(run_server(config, runner))
 }
 
 /// Runs the server until SIGINT/SIGTERM.
-pub async fn run_server(config: Config) -> anyhow::Result<()> {
+pub async fn run_server(config: Config, runner_config: RunnerConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let bind = config.bind.clone();
     let workers = config.workers;
-    let runner_config = config.runner.clone();
     let state = actix_web::web::Data::new(AppState::new(config)?);
     JobRunner::new(state.clone().into_inner(), runner_config).spawn();
     let data = state.clone();
@@ -299,10 +299,6 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The guids of the v2 API docs' binding example (seed 001), so its curl works verbatim.
-pub const DEMO_APP_GUID: &str = "081d55a0-1bfa-4e51-8d08-273f764988db";
-pub const DEMO_UPSI_GUID: &str = "a0029c76-7017-4a74-94b0-54a04ad94b80";
-
 fn admin_caller() -> Caller {
     Caller {
         actor: Actor {
@@ -350,10 +346,10 @@ fn demo_broker(args: DemoBrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_db(common: &CommonArgs) -> anyhow::Result<crate::service::store::Store> {
+fn open_db(common: &CommonArgs) -> anyhow::Result<crate::app::Store> {
     let mut cfg = crate::db::DbConfig::new(common.database_url.clone());
     cfg.pool_size = 1;
-    Ok(crate::service::store::Store(crate::db::Db::connect(&cfg)?))
+    Ok(crate::app::Store(crate::db::Db::connect(&cfg)?))
 }
 
 fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
@@ -396,7 +392,7 @@ fn client_create(args: ClientCreateArgs) -> anyhow::Result<()> {
 
 /// Finds a space by guid or name (unique across orgs, else an error).
 fn resolve_space(
-    db: &crate::service::store::Store,
+    db: &crate::app::Store,
     space: Option<&str>,
 ) -> anyhow::Result<crate::db::models::Space> {
     use crate::db::repo;

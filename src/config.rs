@@ -186,33 +186,6 @@ pub struct JobArgs {
     pub job_abandoned_after_secs: Option<Duration>,
 }
 
-impl JobArgs {
-    /// The runner's settings: these over the defaults for this broker timeout.
-    pub fn runner(&self, broker_timeout: Duration) -> crate::jobs::RunnerConfig {
-        let mut c = crate::jobs::RunnerConfig::for_broker_timeout(broker_timeout);
-        c.poll_interval = self.poll_interval_secs;
-        c.max_poll_duration = self.max_poll_duration_secs;
-        c.retry_base = self.job_retry_base_secs;
-        c.tick = self.job_tick_secs;
-        c.sweep_interval = self.job_sweep_secs;
-        if let Some(lease) = self.job_lease_secs {
-            c.lease = lease;
-        }
-        if let Some(after) = self.job_abandoned_after_secs {
-            if after < c.abandoned_after {
-                tracing::warn!(
-                    abandoned_after_secs = after.as_secs_f64(),
-                    default_secs = c.abandoned_after.as_secs_f64(),
-                    "TETHER_JOB_ABANDONED_AFTER_SECS is below twice the broker timeout: a bind \
-                     still waiting on its broker may be taken for abandoned and removed"
-                );
-            }
-            c.abandoned_after = after;
-        }
-        c
-    }
-}
-
 /// A duration in seconds (`0.2`, `10`, `604800`): finite, not negative.
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -282,8 +255,6 @@ pub struct Config {
     pub token_ttl: Duration,
     pub lockout: LockoutPolicy,
     pub max_concurrent_password_checks: usize,
-    /// The job runner's pacing.
-    pub runner: crate::jobs::RunnerConfig,
     /// Encryption keys for credentials at rest, and the file to reload them from.
     pub encryption: crate::crypto::KeyRingConfig,
     pub secrets_file: Option<PathBuf>,
@@ -321,7 +292,6 @@ impl Config {
             token_ttl: Duration::from_secs(12 * 3600),
             lockout: LockoutPolicy::default(),
             max_concurrent_password_checks: default_password_checks(),
-            runner: crate::jobs::RunnerConfig::for_broker_timeout(Duration::from_secs(60)),
             encryption: crate::crypto::KeyRingConfig::generate(),
             secrets_file: None,
             cors_origins: Vec::new(),
@@ -375,12 +345,9 @@ impl Config {
                 .max_concurrent_password_checks
                 .unwrap_or_else(default_password_checks)
                 .max(1),
-            runner: args
-                .jobs
-                .runner(Duration::from_secs(args.broker_timeout_secs.max(1))),
             encryption: secrets.encryption_keys(),
             secrets_file: Some(args.common.secrets_file.clone()),
-            cors_origins: crate::api::cors::parse_origins(&args.cors_origins)?,
+            cors_origins: parse_origins(&args.cors_origins)?,
         })
     }
 }
@@ -458,4 +425,34 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
+}
+
+/// Checks and normalizes the configured origins: `*`, or `http(s)://host[:port]` with nothing
+/// after it (a trailing `/` is dropped). Written the way browsers send `Origin` (lowercase host,
+/// no default port, punycode), so that an exact comparison suffices at request time.
+pub fn parse_origins(values: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        let origin = if raw == "*" {
+            "*".to_string()
+        } else {
+            let url = reqwest::Url::parse(raw)
+                .map_err(|e| anyhow::anyhow!("--cors-origin {raw:?}: not a URL ({e})"))?;
+            let bare = url.path() == "/"
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && url.username().is_empty()
+                && url.password().is_none();
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+                anyhow::bail!(
+                    "--cors-origin {raw:?}: an origin is http(s)://host[:port], without a path"
+                );
+            }
+            url.origin().ascii_serialization()
+        };
+        if !out.contains(&origin) {
+            out.push(origin);
+        }
+    }
+    Ok(out)
 }

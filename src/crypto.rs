@@ -8,7 +8,6 @@
 //! read as plaintext and sealed on their next write or rotation.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -57,6 +56,9 @@ pub fn random_key_b64() -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
+/// Reads the current keys again (the application passes one that rereads the secrets file).
+pub type KeySource = Box<dyn Fn() -> anyhow::Result<KeyRingConfig> + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     #[error("value sealed with unknown key {0}")]
@@ -74,7 +76,8 @@ struct Loaded {
 /// process rotated keys), it rereads the secrets file, at most once every few seconds.
 pub struct KeyRing {
     loaded: RwLock<Loaded>,
-    reload_from: Option<PathBuf>,
+    /// Where newer keys come from (the secrets file, read again), if anywhere.
+    reload_from: Option<KeySource>,
     last_reload: RwLock<Option<Instant>>,
 }
 
@@ -107,7 +110,7 @@ fn build(config: &KeyRingConfig) -> anyhow::Result<Loaded> {
 }
 
 impl KeyRing {
-    pub fn new(config: &KeyRingConfig, reload_from: Option<PathBuf>) -> anyhow::Result<KeyRing> {
+    pub fn new(config: &KeyRingConfig, reload_from: Option<KeySource>) -> anyhow::Result<KeyRing> {
         Ok(KeyRing {
             loaded: RwLock::new(build(config)?),
             reload_from,
@@ -186,7 +189,7 @@ impl KeyRing {
 
     /// Rereads the secrets file (rate-limited). True if keys were reloaded.
     pub fn reload(&self) -> bool {
-        let Some(path) = &self.reload_from else {
+        let Some(source) = &self.reload_from else {
             return false;
         };
         {
@@ -198,8 +201,7 @@ impl KeyRing {
         if let Ok(mut l) = self.last_reload.write() {
             *l = Some(Instant::now());
         }
-        match crate::config::Secrets::load_or_create(path).and_then(|s| build(&s.encryption_keys()))
-        {
+        match source().and_then(|keys| build(&keys)) {
             Ok(new) => {
                 if let Ok(mut l) = self.loaded.write() {
                     *l = new;

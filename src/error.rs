@@ -12,6 +12,9 @@ use serde::Serialize;
 
 use crate::broker::BrokerError;
 
+/// The content type of every JSON document tether answers with (CC's spelling).
+pub const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     // --- request and auth -------------------------------------------------------------------
@@ -363,7 +366,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         HttpResponse::build(self.status_code())
-            .content_type(crate::api::JSON_CONTENT_TYPE)
+            .content_type(JSON_CONTENT_TYPE)
             .body(self.body())
     }
 }

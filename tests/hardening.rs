@@ -103,7 +103,7 @@ async fn a_stalled_body_gets_408_and_the_connection_closes(backend: Backend) {
 /// bad path segments) are CF JSON documents like ours.
 async fn framework_errors_are_cf_documents(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let big = vec![b' '; tether::app::MAX_BODY_BYTES + 10];
+    let big = vec![b' '; tether::api::MAX_BODY_BYTES + 10];
     let r = app
         .raw(
             Method::POST,

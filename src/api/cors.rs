@@ -28,36 +28,6 @@ const EXPOSE_HEADERS: &str = "X-VCAP-Request-ID, X-Cf-Warnings, Location, WWW-Au
 /// How long a browser may cache a preflight answer, seconds (Chromium caps it at 7200).
 const MAX_AGE: &str = "600";
 
-/// Checks and normalizes the configured origins: `*`, or `http(s)://host[:port]` with nothing
-/// after it (a trailing `/` is dropped). Written the way browsers send `Origin` (lowercase host,
-/// no default port, punycode), so that an exact comparison suffices at request time.
-pub fn parse_origins(values: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for raw in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        let origin = if raw == "*" {
-            "*".to_string()
-        } else {
-            let url = reqwest::Url::parse(raw)
-                .map_err(|e| anyhow::anyhow!("--cors-origin {raw:?}: not a URL ({e})"))?;
-            let bare = url.path() == "/"
-                && url.query().is_none()
-                && url.fragment().is_none()
-                && url.username().is_empty()
-                && url.password().is_none();
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
-                anyhow::bail!(
-                    "--cors-origin {raw:?}: an origin is http(s)://host[:port], without a path"
-                );
-            }
-            url.origin().ascii_serialization()
-        };
-        if !out.contains(&origin) {
-            out.push(origin);
-        }
-    }
-    Ok(out)
-}
-
 /// The `Access-Control-Allow-Origin` value for a request's `Origin`, if that origin is allowed.
 fn allowed(origins: &[String], origin: &HeaderValue) -> Option<HeaderValue> {
     if origins.iter().any(|o| o == "*") {
@@ -212,7 +182,7 @@ mod tests {
     use super::*;
 
     fn parse(v: &[&str]) -> anyhow::Result<Vec<String>> {
-        parse_origins(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        crate::config::parse_origins(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
     #[test]

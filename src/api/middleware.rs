@@ -19,7 +19,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpMessage, ResponseError};
 use futures_util::{FutureExt, Stream};
 
-use crate::auth::RequestId;
+use crate::api::extract::RequestId;
 use crate::error::ApiError;
 
 /// Request id, CC's standard response headers, the body deadline, the panic guard and CF error
@@ -150,7 +150,7 @@ fn to_api_error(error: Option<&actix_web::Error>, status: StatusCode) -> ApiErro
         return ApiError::internal(format!("{status}: {ours}"));
     }
     match error.and_then(error_kind) {
-        Some(PayloadProblem::TooLarge) => ApiError::RequestBodyTooLarge(crate::app::MAX_BODY_BYTES),
+        Some(PayloadProblem::TooLarge) => ApiError::RequestBodyTooLarge(crate::api::MAX_BODY_BYTES),
         Some(PayloadProblem::TimedOut) => ApiError::RequestBodyTimeout,
         Some(PayloadProblem::Unreadable) => {
             ApiError::MessageParseError("the request body could not be read".into())
@@ -161,7 +161,7 @@ fn to_api_error(error: Option<&actix_web::Error>, status: StatusCode) -> ApiErro
             404 | 405 => ApiError::NotFound,
             401 => ApiError::NotAuthenticated,
             403 => ApiError::NotAuthorized,
-            413 => ApiError::RequestBodyTooLarge(crate::app::MAX_BODY_BYTES),
+            413 => ApiError::RequestBodyTooLarge(crate::api::MAX_BODY_BYTES),
             408 => ApiError::RequestBodyTimeout,
             400..=499 => ApiError::InvalidRequest,
             503 => ApiError::Busy,

@@ -3,6 +3,7 @@
 
 pub mod cors;
 pub mod dashboard;
+pub mod extract;
 pub mod middleware;
 pub mod query;
 pub mod render;
@@ -20,7 +21,45 @@ use crate::error::ApiError;
 use query::{total_pages, ListParams};
 use render::PageDoc;
 
-pub const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";
+pub use crate::error::JSON_CONTENT_TYPE;
+
+/// Registers every route. Used by `main` and by the tests' `init_service`, so both exercise the
+/// same application.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    crate::api::uaa::configure(cfg);
+    crate::api::v2::configure(cfg);
+    crate::api::v3::configure(cfg);
+    // After the API's routes: the dashboard's static paths then cost API requests nothing.
+    crate::api::dashboard::configure(cfg);
+}
+
+/// Body size accepted on JSON endpoints.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Builds the actix `App` around shared state.
+#[macro_export]
+macro_rules! build_app {
+    ($state:expr) => {{
+        actix_web::App::new()
+            .app_data($state.clone())
+            .app_data(actix_web::web::PayloadConfig::new(
+                $crate::api::MAX_BODY_BYTES,
+            ))
+            .app_data(
+                actix_web::web::QueryConfig::default().error_handler(|_, _| {
+                    $crate::error::ApiError::BadQueryParameter("query string".into()).into()
+                }),
+            )
+            .wrap(actix_web::middleware::from_fn(
+                $crate::api::middleware::standard_headers,
+            ))
+            // Outermost, so that every response gets CORS headers, also those the inner
+            // middleware makes up itself.
+            .wrap(actix_web::middleware::from_fn($crate::api::cors::cors))
+            .configure($crate::api::configure)
+            .default_service(actix_web::web::to($crate::api::v2::not_found))
+    }};
+}
 
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
     json_sized(status, body, 1024)

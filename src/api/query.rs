@@ -5,7 +5,7 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::db::repo::{Filter, FilterOp, OrderBy, PageRequest};
+use crate::db::repo::{Filter, FilterOp, ListQuery, OrderBy, PageRequest};
 use crate::error::ApiError;
 
 pub const DEFAULT_PER_PAGE: i64 = 50;
@@ -125,6 +125,15 @@ impl ListParams {
             per_page: self.per_page,
             descending: self.descending,
             order,
+        })
+    }
+
+    /// The filters and page for the use case; `allow_name_order`: the resource has names to
+    /// sort by (bindings and keys are listed by id only, as in CC).
+    pub fn query(&self, allow_name_order: bool) -> Result<ListQuery, ApiError> {
+        Ok(ListQuery {
+            filters: self.filters.clone(),
+            page: self.page_request(allow_name_order)?,
         })
     }
 

@@ -3,12 +3,6 @@
 pub mod password;
 pub mod token;
 
-use std::future::{ready, Ready};
-
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
-
-use crate::error::ApiError;
-
 pub use token::{Claims, TokenIssuer, TokenVerifier};
 
 pub const SCOPE_ADMIN: &str = "cloud_controller.admin";
@@ -62,64 +56,5 @@ impl Actor {
     /// May call write endpoints at all (roles decide where).
     pub fn can_write(&self) -> bool {
         self.is_admin() || self.has_scope(SCOPE_WRITE)
-    }
-}
-
-/// The request id, echoed from `X-Vcap-Request-Id` or generated; stored in request extensions
-/// by the middleware and forwarded to brokers.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-impl FromRequest for RequestId {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let id = req
-            .extensions()
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string()));
-        ready(Ok(id))
-    }
-}
-
-/// Parses `Authorization: bearer <jwt>` (scheme case-insensitive, as the cf CLI sends
-/// lowercase and the Python client capitalised).
-pub fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
-    let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
-        return Err(ApiError::NotAuthenticated);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidAuthToken)?
-        .trim();
-    if value.is_empty() {
-        return Err(ApiError::NotAuthenticated);
-    }
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidAuthToken)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::InvalidAuthToken);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(ApiError::InvalidAuthToken);
-    }
-    Ok(token)
-}
-
-impl FromRequest for Actor {
-    type Error = ApiError;
-    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req
-            .app_data::<actix_web::web::Data<crate::app::AppState>>()
-            .cloned();
-        let token = bearer_token(req).map(str::to_string);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            state.verifier.verify(&token?).await
-        })
     }
 }

@@ -57,6 +57,32 @@ impl RunnerConfig {
         }
     }
 
+    /// The settings `tether serve` was given (flags or environment), over the defaults for
+    /// this broker timeout.
+    pub fn from_args(args: &crate::config::JobArgs, broker_timeout: Duration) -> Self {
+        let mut c = RunnerConfig::for_broker_timeout(broker_timeout);
+        c.poll_interval = args.poll_interval_secs;
+        c.max_poll_duration = args.max_poll_duration_secs;
+        c.retry_base = args.job_retry_base_secs;
+        c.tick = args.job_tick_secs;
+        c.sweep_interval = args.job_sweep_secs;
+        if let Some(lease) = args.job_lease_secs {
+            c.lease = lease;
+        }
+        if let Some(after) = args.job_abandoned_after_secs {
+            if after < c.abandoned_after {
+                tracing::warn!(
+                    abandoned_after_secs = after.as_secs_f64(),
+                    default_secs = c.abandoned_after.as_secs_f64(),
+                    "TETHER_JOB_ABANDONED_AFTER_SECS is below twice the broker timeout: a bind \
+                     still waiting on its broker may be taken for abandoned and removed"
+                );
+            }
+            c.abandoned_after = after;
+        }
+        c
+    }
+
     /// The wait before retry number `failures` (1, 2, …): `retry_base` doubling each time, at
     /// most `retry_max`.
     pub fn backoff(&self, failures: u32) -> Duration {

@@ -125,7 +125,7 @@ pub fn can_write_space(conn: &mut DbConnection, actor: &Actor, space: &str) -> Q
 /// Fails with `NotAuthorized` unless the caller may write in `space`: a read on the read pool,
 /// so that a write closure that follows does not hold the single writer while roles load.
 pub async fn require_space_writer(
-    store: &crate::service::store::Store,
+    store: &crate::app::Store,
     actor: &Actor,
     space: &str,
 ) -> Result<(), ApiError> {

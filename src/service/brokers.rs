@@ -2,10 +2,10 @@
 //! broker, services and plans in one transaction. Plus plan access (public flag, visibilities).
 
 use super::{authz, new_guid, on_unique, Caller};
-use crate::api::query::ListParams;
 use crate::app::AppState;
 use crate::broker::{parse_catalog, BrokerTarget, CatalogService};
 use crate::db::models::{Service, ServiceBroker, ServicePlan, ServicePlanVisibility};
+use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
 use crate::error::{ApiError, ApiResult};
 
@@ -204,11 +204,11 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Ser
 pub async fn list(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
 ) -> ApiResult<Loaded<ServiceBroker>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let all = caller.actor.reads_everything();
     state
         .db
@@ -253,11 +253,11 @@ pub struct ServiceView {
 pub async fn list_services(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
 ) -> ApiResult<Loaded<ServiceView>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     state
         .db
         .read(move |conn| {
@@ -317,12 +317,12 @@ pub async fn get_service(state: &AppState, caller: &Caller, guid: &str) -> ApiRe
 pub async fn list_plans(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
     service: Option<String>,
 ) -> ApiResult<Loaded<ServicePlan>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     state
         .db
         .read(move |conn| {
@@ -418,7 +418,7 @@ pub async fn create_visibility(
 pub async fn list_visibilities(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
 ) -> ApiResult<Loaded<ServicePlanVisibility>> {
     authz::require_read_scope(&caller.actor)?;
     if !caller.actor.reads_everything() {
@@ -427,8 +427,8 @@ pub async fn list_visibilities(
             rows: vec![],
         });
     }
-    let page = params.page_request(false)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     state
         .db
         .read(move |conn| Ok(repo::brokers::list_visibilities(conn, &filters, &page)?))

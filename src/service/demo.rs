@@ -6,9 +6,12 @@ use super::instances::{CreateInstance, UpsiInput};
 use super::resources::AppInput;
 use super::Caller;
 use crate::app::AppState;
-use crate::cli::{DEMO_APP_GUID, DEMO_UPSI_GUID};
 use crate::db::repo;
 use crate::error::{ApiError, ApiResult};
+
+/// The guids of the v2 API docs' binding example (seed 001), so its curl works verbatim.
+pub const DEMO_APP_GUID: &str = "081d55a0-1bfa-4e51-8d08-273f764988db";
+pub const DEMO_UPSI_GUID: &str = "a0029c76-7017-4a74-94b0-54a04ad94b80";
 
 pub async fn seed(
     state: &AppState,

@@ -6,10 +6,10 @@ use serde_json::{Map, Value};
 
 use super::catalog::Catalog;
 use super::{authz, new_guid, on_unique, orphans, Caller};
-use crate::api::query::ListParams;
 use crate::app::AppState;
 use crate::broker::{BindOutcome, BindRequest, BindResource, CfContext, UnbindOutcome};
 use crate::db::models::ServiceKey;
+use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
 use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
@@ -199,12 +199,12 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Key
 pub async fn list(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
     instance: Option<String>,
 ) -> ApiResult<Loaded<KeyView>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(false)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let actor = caller.actor.clone();
     let loaded = state
         .db

@@ -16,7 +16,6 @@ pub mod registry;
 pub mod resources;
 pub mod roles;
 pub mod rotation;
-pub mod store;
 pub mod uaa;
 
 use crate::auth::Actor;

@@ -2,9 +2,9 @@
 //! The password is write-only: sealed at rest, never returned, never logged.
 
 use super::{authz, new_guid, on_unique, Caller};
-use crate::api::query::ListParams;
 use crate::app::AppState;
 use crate::db::models::RegistrySecret;
+use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
 use crate::error::{ApiError, ApiResult};
 
@@ -149,11 +149,11 @@ pub async fn list(
     state: &AppState,
     caller: &Caller,
     space_guid: &str,
-    params: &ListParams,
+    query: &ListQuery,
 ) -> ApiResult<Loaded<RegistrySecret>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let space = space_guid.to_string();
     let actor = caller.actor.clone();
     state

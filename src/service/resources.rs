@@ -2,9 +2,9 @@
 //! nothing is run.
 
 use super::{authz, new_guid, on_unique, Caller};
-use crate::api::query::ListParams;
 use crate::app::AppState;
 use crate::db::models::{App, Organization, Space};
+use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
 use crate::error::{ApiError, ApiResult};
 
@@ -80,11 +80,11 @@ pub async fn get_org(state: &AppState, caller: &Caller, guid: &str) -> ApiResult
 pub async fn list_orgs(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
 ) -> ApiResult<Loaded<Organization>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let actor = caller.actor.clone();
     state
         .db
@@ -209,12 +209,12 @@ pub async fn get_space(state: &AppState, caller: &Caller, guid: &str) -> ApiResu
 pub async fn list_spaces(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
     org: Option<String>,
 ) -> ApiResult<Loaded<Space>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let actor = caller.actor.clone();
     state
         .db
@@ -442,12 +442,12 @@ pub async fn get_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult
 pub async fn list_apps(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
     space: Option<String>,
 ) -> ApiResult<Loaded<App>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let actor = caller.actor.clone();
     state
         .db

@@ -32,7 +32,7 @@ pub struct Report {
 }
 
 /// Re-seals, in batches of one transaction each, every value not sealed under the current key.
-pub fn reseal_all(db: &super::store::Store, keyring: &KeyRing) -> ApiResult<Report> {
+pub fn reseal_all(db: &crate::app::Store, keyring: &KeyRing) -> ApiResult<Report> {
     let current = keyring.current_label();
     let mut resealed = Vec::new();
     let mut labels_in_use = BTreeSet::new();

@@ -145,7 +145,7 @@ fn app_input(body: &[u8]) -> ApiResult<AppInput> {
 )]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
-    let loaded = resources::list_apps(&state, &caller, &params, None).await?;
+    let loaded = resources::list_apps(&state, &caller, &params.query(true)?, None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
     super::page_with_relations(
         &state,
@@ -183,7 +183,13 @@ async fn list_in_space(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
-    let loaded = resources::list_apps(&state, &caller, &params, Some(path.to_string())).await?;
+    let loaded = resources::list_apps(
+        &state,
+        &caller,
+        &params.query(true)?,
+        Some(path.to_string()),
+    )
+    .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
     super::page_with_relations(
         &state,

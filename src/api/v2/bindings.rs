@@ -411,7 +411,7 @@ async fn list_scoped(
     path: &str,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::bindings::FILTERS)?;
-    let loaded = bindings::list(state, caller, &params, scope).await?;
+    let loaded = bindings::list(state, caller, &params.query(false)?, scope).await?;
     let depth = params.inline_depth.unwrap_or(0);
     if depth == 0 {
         let items: Vec<_> = loaded

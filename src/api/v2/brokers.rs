@@ -213,7 +213,7 @@ fn broker_input(body: &[u8]) -> ApiResult<BrokerInput> {
 
 async fn list_brokers(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::brokers::BROKER_FILTERS)?;
-    let loaded = brokers::list(&state, &caller, &params).await?;
+    let loaded = brokers::list(&state, &caller, &params.query(true)?).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_broker).collect();
     Ok(page(
         &params,
@@ -263,7 +263,7 @@ async fn delete_broker(
 
 async fn list_services(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::brokers::SERVICE_FILTERS)?;
-    let loaded = brokers::list_services(&state, &caller, &params).await?;
+    let loaded = brokers::list_services(&state, &caller, &params.query(true)?).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_service).collect();
     Ok(page(&params, "/v2/services", loaded.total, items, &[]))
 }
@@ -284,7 +284,13 @@ async fn list_service_plans(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?;
-    let loaded = brokers::list_plans(&state, &caller, &params, Some(path.to_string())).await?;
+    let loaded = brokers::list_plans(
+        &state,
+        &caller,
+        &params.query(true)?,
+        Some(path.to_string()),
+    )
+    .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_plan).collect();
     Ok(page(
         &params,
@@ -297,7 +303,7 @@ async fn list_service_plans(
 
 async fn list_plans(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?;
-    let loaded = brokers::list_plans(&state, &caller, &params, None).await?;
+    let loaded = brokers::list_plans(&state, &caller, &params.query(true)?, None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_plan).collect();
     Ok(page(&params, "/v2/service_plans", loaded.total, items, &[]))
 }
@@ -332,7 +338,7 @@ async fn list_visibilities(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::brokers::VISIBILITY_FILTERS)?;
-    let loaded = brokers::list_visibilities(&state, &caller, &params).await?;
+    let loaded = brokers::list_visibilities(&state, &caller, &params.query(false)?).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_visibility).collect();
     Ok(page(
         &params,

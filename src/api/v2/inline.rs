@@ -183,10 +183,13 @@ pub async fn app(
         .to_string();
     let sv = space_value(state, &space, depth).await?;
     set(resource, "space", sv);
-    let params = crate::api::query::ListParams::parse("", &[])?;
-    let bindings =
-        crate::service::bindings::list(state, caller, &params, repo::bindings::Scope::App(&guid))
-            .await?;
+    let bindings = crate::service::bindings::list(
+        state,
+        caller,
+        &repo::ListQuery::first_page(),
+        repo::bindings::Scope::App(&guid),
+    )
+    .await?;
     embed_bindings(resource, &bindings);
     Ok(())
 }
@@ -213,11 +216,10 @@ pub async fn instance_relations(
         let pv = plan_value(state, plan, depth).await?;
         set(resource, "service_plan", pv);
     }
-    let params = crate::api::query::ListParams::parse("", &[])?;
     let bindings = crate::service::bindings::list(
         state,
         caller,
-        &params,
+        &repo::ListQuery::first_page(),
         repo::bindings::Scope::Instance(&guid),
     )
     .await?;

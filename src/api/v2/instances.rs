@@ -208,7 +208,14 @@ const PRESERVE: &[&str] = &["return_user_provided_service_instances"];
 )]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
-    let loaded = instances::list(&state, &caller, &params, kind_for(&params), None).await?;
+    let loaded = instances::list(
+        &state,
+        &caller,
+        &params.query(true)?,
+        kind_for(&params),
+        None,
+    )
+    .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
     super::page_with_relations(
         &state,
@@ -250,7 +257,7 @@ async fn list_in_space(
     let loaded = instances::list(
         &state,
         &caller,
-        &params,
+        &params.query(true)?,
         kind_for(&params),
         Some(path.to_string()),
     )
@@ -418,7 +425,14 @@ fn upsi_input(body: &[u8]) -> ApiResult<UpsiInput> {
 )]
 async fn list_upsi(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::instances::UPSI_FILTERS)?;
-    let loaded = instances::list(&state, &caller, &params, Kind::UserProvided, None).await?;
+    let loaded = instances::list(
+        &state,
+        &caller,
+        &params.query(true)?,
+        Kind::UserProvided,
+        None,
+    )
+    .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
     Ok(page(
         &params,

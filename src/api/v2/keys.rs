@@ -76,7 +76,7 @@ async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiRes
 
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::keys::FILTERS)?;
-    let loaded = keys::list(&state, &caller, &params, None).await?;
+    let loaded = keys::list(&state, &caller, &params.query(false)?, None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_key).collect();
     Ok(page(&params, "/v2/service_keys", loaded.total, items, &[]))
 }
@@ -88,7 +88,13 @@ async fn list_for_instance(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::keys::FILTERS)?;
-    let loaded = keys::list(&state, &caller, &params, Some(path.to_string())).await?;
+    let loaded = keys::list(
+        &state,
+        &caller,
+        &params.query(false)?,
+        Some(path.to_string()),
+    )
+    .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_key).collect();
     Ok(page(
         &params,

@@ -16,9 +16,8 @@ mod spaces;
 mod summary;
 mod users;
 
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::auth::{Actor, RequestId};
 use crate::error::ApiError;
 use crate::service::Caller;
 
@@ -49,26 +48,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Unknown routes get CC's JSON 404 (`CF-NotFound`), so clients can parse it.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let actor = Actor::from_request(req, payload);
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        Box::pin(async move {
-            Ok(Caller {
-                actor: actor.await?,
-                request_id,
-            })
-        })
-    }
 }
 
 pub type State = web::Data<crate::app::AppState>;

@@ -71,7 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 )]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::orgs::FILTERS)?;
-    let loaded = resources::list_orgs(&state, &caller, &params).await?;
+    let loaded = resources::list_orgs(&state, &caller, &params.query(true)?).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_org).collect();
     Ok(page(&params, "/v2/organizations", loaded.total, items, &[]))
 }

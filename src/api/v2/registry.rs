@@ -78,7 +78,7 @@ async fn list(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::registry::FILTERS)?;
-    let loaded = registry::list(&state, &caller, &path, &params).await?;
+    let loaded = registry::list(&state, &caller, &path, &params.query(true)?).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_registry).collect();
     Ok(page(
         &params,

@@ -77,7 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 )]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::spaces::FILTERS)?;
-    let loaded = resources::list_spaces(&state, &caller, &params, None).await?;
+    let loaded = resources::list_spaces(&state, &caller, &params.query(true)?, None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_space).collect();
     Ok(page(&params, "/v2/spaces", loaded.total, items, &[]))
 }
@@ -105,7 +105,13 @@ async fn list_in_org(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::spaces::FILTERS)?;
-    let loaded = resources::list_spaces(&state, &caller, &params, Some(path.to_string())).await?;
+    let loaded = resources::list_spaces(
+        &state,
+        &caller,
+        &params.query(true)?,
+        Some(path.to_string()),
+    )
+    .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_space).collect();
     Ok(page(
         &params,

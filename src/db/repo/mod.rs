@@ -60,6 +60,28 @@ impl PageRequest {
     }
 }
 
+/// What a list request asks for: its `q=` filters and which page.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub filters: Vec<Filter>,
+    pub page: PageRequest,
+}
+
+impl ListQuery {
+    /// Everything unfiltered, first page of 50 by id (embedded lists).
+    pub fn first_page() -> Self {
+        ListQuery {
+            filters: Vec::new(),
+            page: PageRequest {
+                page: 1,
+                per_page: 50,
+                descending: false,
+                order: OrderBy::Id,
+            },
+        }
+    }
+}
+
 /// A loaded page: the total count and the rows.
 #[derive(Debug)]
 pub struct Loaded<T> {

@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::db::models::{App, ServicePlan, Space};
 use crate::db::repo;
 use crate::db::repo::bindings::BindingView;
+use crate::db::repo::ListQuery;
 use crate::error::{ApiError, ApiResult};
 use crate::service::catalog::Catalog;
 
@@ -130,12 +131,12 @@ pub async fn parameters(state: &AppState, caller: &Caller, guid: &str) -> ApiRes
 pub async fn list(
     state: &AppState,
     caller: &Caller,
-    params: &crate::api::query::ListParams,
+    query: &ListQuery,
     scope: repo::bindings::Scope<'_>,
 ) -> ApiResult<repo::Loaded<(BindingView, bool)>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(false)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let actor = caller.actor.clone();
     let scope = match scope {
         repo::bindings::Scope::All => OwnedScope::All,

@@ -13,10 +13,10 @@ pub use update::update_managed;
 pub use user_provided::{create_upsi, update_upsi, UpsiInput};
 
 use super::{authz, Caller};
-use crate::api::query::ListParams;
 use crate::app::AppState;
 use crate::db::models::ServiceInstance;
 use crate::db::repo::instances::Kind;
+use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
 use crate::error::{ApiError, ApiResult};
 
@@ -144,13 +144,13 @@ pub fn open_view(state: &AppState, mut v: InstanceView) -> ApiResult<InstanceVie
 pub async fn list(
     state: &AppState,
     caller: &Caller,
-    params: &ListParams,
+    query: &ListQuery,
     kind: Kind,
     space: Option<String>,
 ) -> ApiResult<Loaded<InstanceView>> {
     authz::require_read_scope(&caller.actor)?;
-    let page = params.page_request(true)?;
-    let filters = params.filters.clone();
+    let page = query.page;
+    let filters = query.filters.clone();
     let actor = caller.actor.clone();
     state
         .db
