@@ -13,6 +13,8 @@ use tether::config::Config;
 use tether::demo_broker::DemoBroker;
 use tether::jobs::{JobRunner, RunnerConfig};
 
+pub mod jobs;
+pub mod osb;
 pub mod pg_server;
 pub mod process;
 
@@ -180,6 +182,8 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     pub broker: DemoBroker,
     pub backend: Backend,
+    /// The job runner's settings (the background runner's, or the one `run_jobs` uses).
+    pub runner_config: RunnerConfig,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
     // Dropped last: the server must stop before its database goes.
@@ -263,11 +267,12 @@ impl TestApp {
         let runner_config = opts
             .runner_config
             .unwrap_or_else(|| fast_runner(opts.broker_timeout));
+        let background_config = runner_config.clone();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let data = actix_web::web::Data::from(st.clone());
                 if runner {
-                    JobRunner::new(st.clone(), runner_config).spawn();
+                    JobRunner::new(st.clone(), background_config).spawn();
                 }
                 let server = actix_web::HttpServer::new(move || tether::build_app!(data))
                     .workers(2)
@@ -302,6 +307,7 @@ impl TestApp {
             state,
             broker,
             backend,
+            runner_config,
             handle,
             thread: Some(thread),
             db,
@@ -633,4 +639,17 @@ pub struct World {
 
 pub fn short() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+/// Waits (up to 20 s of wall time) for something another thread does, e.g. a broker request
+/// in flight. Not for time-based logic: jobs run in virtual time (see `jobs.rs`).
+pub async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
