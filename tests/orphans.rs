@@ -40,7 +40,7 @@ async fn wait_for_unbinds(broker: &DemoBroker, binding: &str, n: usize, limit: D
 /// asynchronously (202), then reported failed: tether polls it, sends the unbind again, and
 /// stops only when the broker has deleted the binding.
 async fn an_accepted_cleanup_is_polled_and_resent_until_gone(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    let app = TestApp::manual(backend).await;
     let w = app.world().await;
     app.broker.script(
         "bind",
@@ -68,15 +68,16 @@ async fn an_accepted_cleanup_is_polled_and_resent_until_gone(backend: Backend) {
         .expect("a bind reached the broker");
     assert!(app.broker.has_binding(&id), "the broker holds the orphan");
 
-    wait_for_unbinds(&app.broker, &id, 2, Duration::from_secs(20)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.broker.has_binding(&id) {
-        assert!(
-            Instant::now() < deadline,
-            "the orphan is still at the broker"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.settle_jobs().await;
+    assert_eq!(
+        app.broker.requests_to("DELETE", &id).len(),
+        2,
+        "not sent again"
+    );
+    assert!(
+        !app.broker.has_binding(&id),
+        "the orphan is still at the broker"
+    );
     // It was polled (with the broker's operation id) before it was sent again.
     let polls = app
         .broker
@@ -97,24 +98,17 @@ async fn an_accepted_cleanup_is_polled_and_resent_until_gone(backend: Backend) {
     );
     // Nothing of it is left on our side either.
     assert_eq!(app.count("service_bindings").await, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .state
-        .db
-        .read(|c| Ok(tether::jobs::pending_count(c)?))
-        .await
-        .unwrap()
-        > 0
-    {
-        assert!(Instant::now() < deadline, "the cleanup job never finished");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(
+        app.pending_jobs().await,
+        0,
+        "the cleanup job never finished"
+    );
 }
 
 /// The same for an instance the broker provisioned and then answered with garbage: the cleanup
 /// deprovision is accepted (202) and polled until the broker is done.
 async fn an_accepted_instance_cleanup_is_polled_to_its_end(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    let app = TestApp::manual(backend).await;
     let w = app.world().await;
     app.broker
         .script("provision", [Reply::Bound(201, "not json".into())]);
@@ -140,27 +134,18 @@ async fn an_accepted_instance_cleanup_is_polled_to_its_end(backend: Backend) {
         .last()
         .and_then(|p| p.path.rsplit('/').next().map(str::to_string))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let polls = app
-            .broker
-            .requests_to("GET", &format!("{id}/last_operation"))
-            .len();
-        let pending = app
-            .state
-            .db
-            .read(|c| Ok(tether::jobs::pending_count(c)?))
-            .await
-            .unwrap();
-        if polls >= 3 && pending == 0 && !app.broker.has_instance(&id) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{polls} polls, {pending} jobs pending"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.settle_jobs().await;
+    let polls = app
+        .broker
+        .requests_to("GET", &format!("{id}/last_operation"));
+    assert_eq!(polls.len(), 3, "2 × in progress, then succeeded");
+    assert!(polls
+        .iter()
+        .all(|p| p.query_param("operation").as_deref() == Some("cleanup-2")));
+    assert!(
+        !app.broker.has_instance(&id),
+        "the orphan is still at the broker"
+    );
 }
 
 /// A crash right after the failed reservation's row is removed, before the cleanup job is stored:

@@ -1,0 +1,231 @@
+//! Listing bindings, on SQLite and PostgreSQL: pagination, `q=` filters and orders as CF v2
+//! does them, and unfiltered pages across the id blocks whose counts the triggers keep.
+
+mod common;
+
+use common::{Backend, TestApp};
+use serde_json::{json, Value};
+
+async fn list_pagination_and_filters(backend: Backend) {
+    let t = TestApp::start(backend).await;
+    let w = t.world().await;
+    let mut apps = vec![w.app.clone()];
+    for i in 0..4 {
+        apps.push(t.create_app(&w.space, &format!("app-{i}")).await);
+    }
+    let mut guids = Vec::new();
+    for (i, app) in apps.iter().enumerate() {
+        let r = t
+            .bind(app, &w.instance, json!({"name": format!("b{i}")}))
+            .await;
+        r.assert_status(201);
+        guids.push(r.body["metadata"]["guid"].as_str().unwrap().to_string());
+    }
+    let p1 = t.get("/v2/service_bindings?results-per-page=2").await;
+    p1.assert_status(200);
+    assert_eq!(p1.body["total_results"], 5);
+    assert_eq!(p1.body["total_pages"], 3);
+    assert_eq!(p1.body["prev_url"], Value::Null);
+    assert_eq!(
+        p1.body["next_url"],
+        "/v2/service_bindings?order-direction=asc&page=2&results-per-page=2"
+    );
+    let names: Vec<_> = p1.body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["entity"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["b0", "b1"]);
+    let p2 = t.get(p1.body["next_url"].as_str().unwrap()).await;
+    assert_eq!(p2.body["resources"][0]["entity"]["name"], "b2");
+    assert_eq!(
+        p2.body["prev_url"],
+        "/v2/service_bindings?order-direction=asc&page=1&results-per-page=2"
+    );
+    let p3 = t
+        .get("/v2/service_bindings?results-per-page=2&page=3")
+        .await;
+    assert_eq!(p3.body["resources"].as_array().unwrap().len(), 1);
+    assert_eq!(p3.body["next_url"], Value::Null);
+    let beyond = t
+        .get("/v2/service_bindings?results-per-page=2&page=9")
+        .await;
+    beyond.assert_status(200);
+    assert_eq!(beyond.body["resources"].as_array().unwrap().len(), 0);
+
+    let desc = t
+        .get("/v2/service_bindings?order-direction=desc&results-per-page=1")
+        .await;
+    assert_eq!(desc.body["resources"][0]["entity"]["name"], "b4");
+
+    let by_app = t
+        .get(&format!("/v2/service_bindings?q=app_guid:{}", apps[2]))
+        .await;
+    assert_eq!(by_app.body["total_results"], 1);
+    assert_eq!(by_app.body["resources"][0]["metadata"]["guid"], guids[2]);
+    let by_name = t.get("/v2/service_bindings?q=name:b3").await;
+    assert_eq!(by_name.body["total_results"], 1);
+    let two = t
+        .get(&format!(
+            "/v2/service_bindings?q=app_guid:{}&q=service_instance_guid:{}",
+            apps[1], w.instance
+        ))
+        .await;
+    assert_eq!(two.body["total_results"], 1);
+    let joined = t
+        .get(&format!(
+            "/v2/service_bindings?q=app_guid:{};name:b1",
+            apps[1]
+        ))
+        .await;
+    assert_eq!(joined.body["total_results"], 1);
+    let in_filter = t
+        .get(&format!(
+            "/v2/service_bindings?q=app_guid%20IN%20{},{}&results-per-page=1",
+            apps[0], apps[4]
+        ))
+        .await;
+    assert_eq!(in_filter.body["total_results"], 2);
+    assert_eq!(
+        in_filter.body["next_url"],
+        format!(
+            "/v2/service_bindings?order-direction=asc&page=2&q=app_guid%20IN%20{},{}&results-per-page=1",
+            apps[0], apps[4]
+        )
+    );
+    let none = t.get("/v2/service_bindings?q=name:nope").await;
+    assert_eq!(none.body["total_results"], 0);
+    assert_eq!(none.body["total_pages"], 1);
+
+    // Nested lists.
+    let nested = t
+        .get(&format!("/v2/apps/{}/service_bindings", apps[3]))
+        .await;
+    assert_eq!(nested.body["total_results"], 1);
+    let nested = t
+        .get(&format!(
+            "/v2/service_instances/{}/service_bindings?results-per-page=50",
+            w.instance
+        ))
+        .await;
+    assert_eq!(nested.body["total_results"], 5);
+    t.get("/v2/apps/00000000-0000-0000-0000-000000000000/service_bindings")
+        .await
+        .assert_error(404, "CF-AppNotFound");
+
+    // Bad parameters.
+    let r = t.get("/v2/service_bindings?results-per-page=101").await;
+    r.assert_error(400, "CF-BadQueryParameter");
+    assert_eq!(
+        r.body["description"],
+        "The query parameter is invalid: results_per_page must be <= 100"
+    );
+    t.get("/v2/service_bindings?q=space_guid:x")
+        .await
+        .assert_error(400, "CF-BadQueryParameter");
+    t.get("/v2/service_bindings?page=0")
+        .await
+        .assert_error(400, "CF-BadQueryParameter");
+    t.get("/v2/service_bindings?order-direction=sideways")
+        .await
+        .assert_error(400, "CF-BadQueryParameter");
+    t.get("/v2/service_bindings?inline-relations-depth=3")
+        .await
+        .assert_error(400, "CF-BadQueryParameter");
+}
+
+/// Unfiltered lists find their total and page start from per-block counts kept by triggers
+/// (4096 ids per block); pages across block boundaries, after deletes, in both directions, must
+/// be exactly those of a plain ORDER BY id with OFFSET.
+async fn unfiltered_pages_across_id_blocks(backend: Backend) {
+    let t = TestApp::start(backend).await;
+    let w = t.world().await;
+    let first = t.bind(&w.app, &w.instance, json!({"name": "b0"})).await;
+    first.assert_status(201);
+    let first_guid = first.body["metadata"]["guid"].as_str().unwrap().to_string();
+    // Rows at chosen ids, straight into the table (as if many bindings had come and gone), each
+    // for its own app: both sides of block boundaries, and blocks far apart.
+    let ids: [i64; 8] = [4094, 4095, 4096, 4097, 8191, 8192, 20000, 123457];
+    let mut apps = Vec::new();
+    for i in 0..ids.len() {
+        apps.push(t.create_app(&w.space, &format!("block-app-{i}")).await);
+    }
+    let rows: Vec<(i64, String)> = ids.iter().copied().zip(apps.iter().cloned()).collect();
+    let fg = first_guid.clone();
+    t.state
+        .db
+        .write(move |conn| {
+            use diesel::RunQueryDsl;
+            for (id, app) in &rows {
+                diesel::sql_query(format!(
+                    "INSERT INTO service_bindings (id, guid, app_guid, service_instance_guid, name, \
+                     credentials, syslog_drain_url, volume_mounts, last_operation_type, \
+                     last_operation_state, last_operation_description, broker_operation, \
+                     last_operation_created_at, last_operation_updated_at, created_at, updated_at, \
+                     role, prefix, service_key_guid, extended) \
+                     SELECT {id}, 'guid-{id}', '{app}', service_instance_guid, 'b{id}', credentials, \
+                     syslog_drain_url, volume_mounts, last_operation_type, last_operation_state, \
+                     last_operation_description, broker_operation, last_operation_created_at, \
+                     last_operation_updated_at, created_at, updated_at, role, NULL, \
+                     service_key_guid, extended FROM service_bindings WHERE guid = '{fg}'"
+                ))
+                .execute(conn)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // Deleting rows (through the API and the broker) keeps the counts exact.
+    t.delete("/v2/service_bindings/guid-4096")
+        .await
+        .assert_status(204);
+    t.delete("/v2/service_bindings/guid-8191")
+        .await
+        .assert_status(204);
+    let expected: Vec<String> = std::iter::once(first_guid)
+        .chain(
+            [4094, 4095, 4097, 8192, 20000, 123457]
+                .iter()
+                .map(|id| format!("guid-{id}")),
+        )
+        .collect();
+
+    for per_page in [1usize, 2, 3, 4, 7, 50] {
+        for desc in [false, true] {
+            let mut want = expected.clone();
+            if desc {
+                want.reverse();
+            }
+            let direction = if desc { "desc" } else { "asc" };
+            let pages = want.len().div_ceil(per_page);
+            let mut seen = Vec::new();
+            for page in 1..=pages + 1 {
+                let r = t
+                    .get(&format!(
+                        "/v2/service_bindings?order-direction={direction}&results-per-page={per_page}&page={page}"
+                    ))
+                    .await;
+                r.assert_status(200);
+                assert_eq!(r.body["total_results"], want.len(), "per_page {per_page}");
+                assert_eq!(r.body["total_pages"], pages, "per_page {per_page}");
+                let got: Vec<String> = r.body["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["metadata"]["guid"].as_str().unwrap().to_string())
+                    .collect();
+                if page > pages {
+                    assert!(got.is_empty(), "page {page} past the end: {got:?}");
+                }
+                seen.extend(got);
+            }
+            assert_eq!(seen, want, "per_page {per_page}, {direction}");
+        }
+    }
+}
+
+backend_tests!(
+    list_pagination_and_filters,
+    unfiltered_pages_across_id_blocks
+);
