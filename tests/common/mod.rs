@@ -45,7 +45,7 @@ macro_rules! backend_tests {
                 #[actix_web::test]
                 async fn $name() {
                     if $crate::common::skip_postgres() {
-                        eprintln!("TETHER_TEST_SKIP_PG is set: skipping the PostgreSQL run");
+                        eprintln!("skipping the PostgreSQL run (see common::skip_postgres)");
                         return;
                     }
                     super::$name($crate::common::Backend::Postgres).await
@@ -55,13 +55,33 @@ macro_rules! backend_tests {
     };
 }
 
+/// True when the PostgreSQL half of the tests cannot run here and may be skipped: asked for
+/// (`TETHER_TEST_SKIP_PG=1`), or no server answers and none can be started. Under CI
+/// (`CI` or `TETHER_REQUIRE_PG=1` set) a missing PostgreSQL fails the test instead.
 pub fn skip_postgres() -> bool {
-    std::env::var("TETHER_TEST_SKIP_PG").is_ok_and(|v| v == "1")
+    if std::env::var("TETHER_TEST_SKIP_PG").is_ok_and(|v| v == "1") {
+        return true;
+    }
+    if pg_server::shared_admin_url().is_some() {
+        return false;
+    }
+    let required = std::env::var_os("CI").is_some()
+        || std::env::var("TETHER_REQUIRE_PG").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "no PostgreSQL for the PostgreSQL half of the tests: none at 127.0.0.1:5432 \
+         (or TETHER_TEST_PG_URL), and no server binaries (pg_config --bindir) to start one"
+    );
+    eprintln!(
+        "\n*** NO POSTGRESQL: skipping the PostgreSQL half of this test (none at \
+         127.0.0.1:5432 or TETHER_TEST_PG_URL, no binaries to start one) ***\n"
+    );
+    true
 }
 
+/// The PostgreSQL server the tests make their schemas in (see `pg_server::shared_admin_url`).
 pub fn pg_admin_url() -> String {
-    std::env::var("TETHER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    pg_server::shared_admin_url().expect("no PostgreSQL for the tests (see skip_postgres)")
 }
 
 /// A database for one test, removed afterwards.

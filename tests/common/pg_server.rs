@@ -5,7 +5,43 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The server the PostgreSQL half of the tests uses, decided once per test binary:
+/// `TETHER_TEST_PG_URL` if set; else the local server at 127.0.0.1:5432 if it answers; else a
+/// private server started from the installed binaries (a newcomer's machine with PostgreSQL
+/// installed but not running), stopped when the test process exits. None if there is none.
+pub fn shared_admin_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TETHER_TEST_PG_URL") {
+            return Some(url);
+        }
+        let local = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+        if std::net::TcpStream::connect_timeout(&local, Duration::from_secs(1)).is_ok() {
+            return Some("postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        }
+        PrivatePostgres::binaries()?;
+        eprintln!("no PostgreSQL at 127.0.0.1:5432: starting a private one for these tests");
+        let pg = PrivatePostgres::start();
+        let url = pg.url();
+        *PRIVATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(pg);
+        // SAFETY: registers a plain extern "C" function without arguments.
+        unsafe { libc::atexit(stop_private_server) };
+        Some(url)
+    })
+    .clone()
+}
+
+/// The private server `shared_admin_url` started, stopped at exit.
+static PRIVATE: Mutex<Option<PrivatePostgres>> = Mutex::new(None);
+
+extern "C" fn stop_private_server() {
+    if let Ok(mut pg) = PRIVATE.lock() {
+        pg.take();
+    }
+}
 
 pub struct PrivatePostgres {
     pub port: u16,
