@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod osb;
 pub mod pg_server;
 pub mod process;
+pub mod tokens;
 
 pub const JWT_SECRET: &[u8] = b"tether-test-secret-key-0123456789";
 pub const BROKER_USER: &str = "broker-user";
