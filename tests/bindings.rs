@@ -1,5 +1,5 @@
 //! The synchronous binding lifecycle against a real broker: create, get, list, delete, and every
-//! error case of issue 2.
+//! error case.
 
 mod common;
 

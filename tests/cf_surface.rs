@@ -1,4 +1,4 @@
-//! Issue 5's server side: what the cf CLI and the client libraries read besides bindings —
+//! What the cf CLI and the client libraries read besides bindings —
 //! VCAP_SERVICES, service keys, inline relations, space summary, feature flags, v3 for login.
 
 mod common;

@@ -1,5 +1,6 @@
-//! Issue 7: role and prefix, binding with an existing credential, unbind all, the binding table,
-//! registry access secrets, and credentials encrypted at rest (with key rotation).
+//! The Code Engine features: role and prefix, binding with an existing credential, unbind all,
+//! the binding table, registry access secrets, and credentials encrypted at rest (with key
+//! rotation).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Issue 17: the OpenAPI 3.1 document at `GET /v2/openapi.json`, checked three ways against a real
+//! The OpenAPI 3.1 document at `GET /v2/openapi.json`, checked three ways against a real
 //! server (both backends):
 //!
 //! 1. it is a valid OpenAPI 3.1 document, by the PyPI `openapi-spec-validator` (pinned in

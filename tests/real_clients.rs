@@ -1,4 +1,4 @@
-//! Issue 5: real CF clients, unmodified, against a real `tether serve` process: the PyPI
+//! Real CF clients, unmodified, against a real `tether serve` process: the PyPI
 //! `cloudfoundry-client` and the npm `cf-client` (versions pinned in `tests/clients/`), plus the
 //! docs' curl example replayed by `tests/clients/seed_curl.sh`.
 //!

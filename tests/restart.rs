@@ -6,111 +6,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::{tether_command, ServerProcess};
 use common::{Backend, TestDb, BROKER_PASS, BROKER_USER};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tether::demo_broker::{DemoBroker, Recorded, Reply, PLAN_ASYNC_ID, PLAN_SMALL_ID, SERVICE_ID};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tether");
-
-/// A `Command` for the tether binary, without any `TETHER_*` setting of the environment the
-/// tests run in.
-fn tether_command() -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("TETHER_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A `tether serve` child process.
-struct Server {
-    name: String,
-    child: Option<Child>,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(name: &str, db_url: &str, secrets: &Path, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let mut cmd = tether_command();
-        cmd.arg("serve")
-            .env("TETHER_DATABASE_URL", db_url)
-            .env("TETHER_BIND", format!("127.0.0.1:{port}"))
-            .env("TETHER_SECRETS_FILE", secrets)
-            .env("TETHER_EXTERNAL_URL", EXTERNAL_URL)
-            .env("TETHER_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn tether serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            // Reads until the process dies (the pipe must be drained, or logging would block).
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("tether is listening") {
-                    let _ = ready_tx.send(());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let server = Server {
-            name: name.to_string(),
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            server.dump_log();
-            panic!("{name} did not start");
-        }
-        server
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix), then reap.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill");
-            child.wait().expect("wait");
-        }
-    }
-
-    fn dump_log(&self) {
-        eprintln!("----- log of {} -----", self.name);
-        for line in self.log.lock().unwrap().iter() {
-            eprintln!("{line}");
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_log();
-        }
-        self.kill();
-    }
+/// A `tether serve` child process, reached through `EXTERNAL_URL` like its peers.
+fn start_server(name: &str, db_url: &str, secrets: &Path, env: &[(&str, &str)]) -> ServerProcess {
+    let mut all = vec![("TETHER_EXTERNAL_URL", EXTERNAL_URL)];
+    all.extend_from_slice(env);
+    ServerProcess::start(name, db_url, secrets, &all)
 }
 
 /// The URL every test server is reached at behind its (imagined) load balancer: the `iss` of
@@ -143,7 +52,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(server: &Server, token: &str) -> Api {
+    fn new(server: &ServerProcess, token: &str) -> Api {
         tether::install_crypto_provider();
         Api {
             base: server.base.clone(),
@@ -349,7 +258,7 @@ async fn killed_while_polling_resumes_after_restart(backend: Backend) {
         }],
     );
 
-    let mut a = Server::start("server A", &s.db.url, &s.secrets, FAST_JOBS);
+    let mut a = start_server("server A", &s.db.url, &s.secrets, FAST_JOBS);
     let api = Api::new(&a, &s.token);
     let w = world(&api, &broker, PLAN_ASYNC_ID).await;
     let guid = api
@@ -378,7 +287,7 @@ async fn killed_while_polling_resumes_after_restart(backend: Backend) {
     .await;
     assert!(broker.set_remaining_polls(&guid, 2));
 
-    let b = Server::start("server B", &s.db.url, &s.secrets, FAST_JOBS);
+    let b = start_server("server B", &s.db.url, &s.secrets, FAST_JOBS);
     let api = Api::new(&b, &s.token);
     let (status, v) = api.get(&format!("/v2/service_bindings/{guid}")).await;
     assert_eq!(status, 200, "{v}");
@@ -414,7 +323,7 @@ async fn killed_while_polling_resumes_after_restart(backend: Backend) {
 async fn killed_during_sync_bind_is_swept_after_restart(backend: Backend) {
     let s = setup(backend);
     let broker = DemoBroker::start(0, BROKER_USER, BROKER_PASS).unwrap();
-    let mut a = Server::start(
+    let mut a = start_server(
         "server A",
         &s.db.url,
         &s.secrets,
@@ -446,7 +355,7 @@ async fn killed_during_sync_bind_is_swept_after_restart(backend: Backend) {
 
     // The next server finds the row its predecessor left `create in progress`, with no job
     // behind it, and (once it is older than any broker call could take) removes it and unbinds.
-    let b = Server::start(
+    let b = start_server(
         "server B",
         &s.db.url,
         &s.secrets,
@@ -570,8 +479,8 @@ async fn two_servers_share_the_queue_on_postgres() {
 
     // Both start (and migrate) at once.
     let (a, mut b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| Server::start("server A", &s.db.url, &s.secrets, FAST_JOBS));
-        let b = scope.spawn(|| Server::start("server B", &s.db.url, &s.secrets, FAST_JOBS));
+        let a = scope.spawn(|| start_server("server A", &s.db.url, &s.secrets, FAST_JOBS));
+        let b = scope.spawn(|| start_server("server B", &s.db.url, &s.secrets, FAST_JOBS));
         (a.join().unwrap(), b.join().unwrap())
     });
     let api_a = Api::new(&a, &s.token);
@@ -682,8 +591,8 @@ async fn slow_polls_are_not_taken_over_on_postgres() {
         ("TETHER_JOB_LEASE_SECS", "1"),
         ("TETHER_BROKER_TIMEOUT_SECS", "10"),
     ];
-    let a = Server::start("server A", &s.db.url, &s.secrets, &env);
-    let b = Server::start("server B", &s.db.url, &s.secrets, &env);
+    let a = start_server("server A", &s.db.url, &s.secrets, &env);
+    let b = start_server("server B", &s.db.url, &s.secrets, &env);
     let api_a = Api::new(&a, &s.token);
     let api_b = Api::new(&b, &s.token);
     let w = world(&api_a, &broker, PLAN_ASYNC_ID).await;

@@ -1,5 +1,5 @@
 //! CORS, so that a dashboard served from another origin can call the API from a browser with a
-//! bearer token (`--cors-origin`, issue 17). Off by default: without configured origins no
+//! bearer token (`--cors-origin`). Off by default: without configured origins no
 //! response carries CORS headers and every preflight is refused, so browsers keep other origins
 //! out as before.
 //!

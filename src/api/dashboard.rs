@@ -1,4 +1,4 @@
-//! The read-only dashboard at `/dashboard` (issue 17): three static files embedded in the binary
+//! The read-only dashboard at `/dashboard`: three static files embedded in the binary
 //! (`assets/dashboard/`, plain HTML, CSS and JavaScript: nothing to build, nothing fetched from
 //! elsewhere). The page signs in and then reads only the public v2 API with the user's token,
 //! like any other CF dashboard; this module serves the files and nothing else.
