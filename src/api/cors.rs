@@ -41,6 +41,43 @@ fn wildcard(origins: &[String]) -> bool {
     origins.iter().any(|o| o == "*")
 }
 
+/// What the configuration says about one request, decided while the request is borrowed.
+struct Decision {
+    /// The `Access-Control-Allow-Origin` value, for an allowed `Origin` (most API clients send
+    /// none: then nothing is copied).
+    allow: Option<HeaderValue>,
+    /// Any origin configured at all.
+    configured: bool,
+    /// `*` configured.
+    any_origin: bool,
+}
+
+fn decide(req: &ServiceRequest) -> Decision {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Decision {
+            allow: None,
+            configured: false,
+            any_origin: false,
+        };
+    };
+    let origins = &state.config.cors_origins;
+    Decision {
+        allow: req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| allowed(origins, o)),
+        configured: !origins.is_empty(),
+        any_origin: wildcard(origins),
+    }
+}
+
+fn is_preflight(req: &ServiceRequest) -> bool {
+    req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
 /// The middleware (wrapped outermost in `build_app!`, so that it also sees the responses other
 /// middleware produce on their own).
 pub async fn cors(
@@ -48,73 +85,18 @@ pub async fn cors(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, actix_web::body::BoxBody>>, actix_web::Error>
 {
-    // Everything is decided while the request is borrowed: the allowed origin's header value is
-    // the only thing copied, and only for a request that has one (most API clients send none).
-    let (allow, configured, any_origin) = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => {
-            let origins = &state.config.cors_origins;
-            (
-                req.headers()
-                    .get(header::ORIGIN)
-                    .and_then(|o| allowed(origins, o)),
-                !origins.is_empty(),
-                wildcard(origins),
-            )
-        }
-        None => (None, false, false),
-    };
-    let preflight = req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-
-    if preflight {
+    let decision = decide(&req);
+    if is_preflight(&req) {
         // Answered here whatever the origin: a preflight never reaches the API's handlers.
-        let resp = match allow {
-            Some(value) => {
-                let mut resp = HttpResponse::NoContent().finish();
-                let h = resp.headers_mut();
-                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static(ALLOW_METHODS),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static(ALLOW_HEADERS),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_MAX_AGE,
-                    HeaderValue::from_static(MAX_AGE),
-                );
-                resp
-            }
-            // Without CORS headers the browser refuses the real request; the status says why
-            // to whoever looks at the network log.
-            None => ApiError::NotAuthorized.error_response(),
-        };
-        let mut res = req.into_response(resp).map_into_right_body();
-        let h = res.headers_mut();
-        for name in [
-            "Origin",
-            "Access-Control-Request-Method",
-            "Access-Control-Request-Headers",
-        ] {
-            h.append(header::VARY, HeaderValue::from_static(name));
-        }
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        return Ok(res);
+        let resp = preflight_response(decision.allow);
+        return Ok(req.into_response(resp).map_into_right_body());
     }
-
-    if !configured {
+    if !decision.configured {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let headers = ActualHeaders {
-        allow,
-        vary: !any_origin,
+        allow: decision.allow,
+        vary: !decision.any_origin,
     };
     // Handler and extractor errors (CC's JSON errors) are responses by now. What still arrives
     // as an error (a panic caught by the inner middleware) is rendered by actix after every
@@ -127,6 +109,41 @@ pub async fn cors(
         }
         Err(inner) => Err(WithCors { inner, headers }.into()),
     }
+}
+
+/// The answer to a preflight: 204 with what the browser may send, for an allowed origin; else
+/// no CORS headers at all, so the browser refuses the real request (the 403 says why to
+/// whoever looks at the network log).
+fn preflight_response(allow: Option<HeaderValue>) -> HttpResponse {
+    let mut resp = match allow {
+        Some(value) => {
+            let mut resp = HttpResponse::NoContent().finish();
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            for (name, v) in [
+                (header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS),
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS),
+                (header::ACCESS_CONTROL_MAX_AGE, MAX_AGE),
+            ] {
+                h.insert(name, HeaderValue::from_static(v));
+            }
+            resp
+        }
+        None => ApiError::NotAuthorized.error_response(),
+    };
+    let h = resp.headers_mut();
+    for name in [
+        "Origin",
+        "Access-Control-Request-Method",
+        "Access-Control-Request-Headers",
+    ] {
+        h.append(header::VARY, HeaderValue::from_static(name));
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 /// The CORS headers of an actual (non-preflight) response.

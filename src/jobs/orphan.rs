@@ -16,7 +16,8 @@ use super::runner::RunnerConfig;
 use super::{Job, JobContext, Outcome};
 use crate::app::AppState;
 use crate::broker::{
-    BrokerTarget, CallContext, CatalogIds, LastOperationOutcome, OperationState, UnbindOutcome,
+    BrokerError, BrokerTarget, CallContext, CatalogIds, LastOperationOutcome, OperationState,
+    UnbindOutcome,
 };
 use crate::db::repo;
 use crate::error::ApiResult;
@@ -163,81 +164,80 @@ async fn clean_up(
     progress: &CleanupProgress,
     job_with: impl Fn(CleanupProgress) -> Job,
 ) -> ApiResult<Outcome> {
-    let (state, config) = (ctx.state, ctx.config);
+    let state = ctx.state;
     let Some(target) = broker_target(state, broker_guid).await? else {
         // The broker was removed from tether: there is no one left to tell.
         return Ok(Outcome::Done);
     };
     let step = Step {
-        config,
+        config: ctx.config,
         progress,
         job_with: &job_with,
+        now_ms: state.clock.now_ms(),
     };
-    // Platform-initiated: no originating identity (OSB D.3).
-    let call = CallContext::default();
-    if !progress.polling {
-        let sent = match what {
-            Orphaned::Binding { instance, binding } => {
-                state
-                    .broker
-                    .unbind(&target, instance, binding, ids, true, &call)
-                    .await
-            }
-            Orphaned::Instance { instance } => {
-                state
-                    .broker
-                    .deprovision(&target, instance, ids, true, &call)
-                    .await
-            }
-        };
-        return Ok(match sent {
+    Ok(if progress.polling {
+        let polled = poll_delete(state, &target, what, ids, progress).await;
+        step.after_poll(what, polled)
+    } else {
+        match send_delete(state, &target, what, ids).await {
             Ok(UnbindOutcome::Deleted) => {
                 tracing::info!(?what, "orphan mitigation: the broker deleted it");
                 Outcome::Done
             }
             Ok(UnbindOutcome::Async { operation }) => step.accepted(operation),
             Err(e) => step.failed(e.to_string(), false),
-        });
-    }
-    let op = progress.operation.as_deref();
-    let polled = match what {
+        }
+    })
+}
+
+/// Sends the unbind or deprovision. Platform-initiated: no originating identity (OSB D.3).
+async fn send_delete(
+    state: &AppState,
+    target: &BrokerTarget,
+    what: Orphaned<'_>,
+    ids: &CatalogIds,
+) -> Result<UnbindOutcome, BrokerError> {
+    let call = CallContext::default();
+    match what {
         Orphaned::Binding { instance, binding } => {
             state
                 .broker
-                .binding_last_operation(&target, instance, binding, ids, op, &call)
+                .unbind(target, instance, binding, ids, true, &call)
                 .await
         }
         Orphaned::Instance { instance } => {
             state
                 .broker
-                .instance_last_operation(&target, instance, ids, op, &call)
+                .deprovision(target, instance, ids, true, &call)
                 .await
         }
-    };
-    Ok(match polled {
-        Ok(LastOperationOutcome::Gone)
-        | Ok(LastOperationOutcome::State {
-            state: OperationState::Succeeded,
-            ..
-        }) => {
-            tracing::info!(?what, "orphan mitigation: the broker finished deleting it");
-            Outcome::Done
+    }
+}
+
+/// Asks the broker how the delete it accepted is going.
+async fn poll_delete(
+    state: &AppState,
+    target: &BrokerTarget,
+    what: Orphaned<'_>,
+    ids: &CatalogIds,
+    progress: &CleanupProgress,
+) -> Result<LastOperationOutcome, BrokerError> {
+    let call = CallContext::default();
+    let op = progress.operation.as_deref();
+    match what {
+        Orphaned::Binding { instance, binding } => {
+            state
+                .broker
+                .binding_last_operation(target, instance, binding, ids, op, &call)
+                .await
         }
-        Ok(LastOperationOutcome::State {
-            state: OperationState::InProgress,
-            retry_after,
-            ..
-        }) => step.still_running(retry_after),
-        Ok(LastOperationOutcome::State {
-            state: OperationState::Failed,
-            description,
-            ..
-        }) => step.failed(
-            description.unwrap_or_else(|| "the broker's delete failed".into()),
-            true,
-        ),
-        Err(e) => step.failed(e.to_string(), false),
-    })
+        Orphaned::Instance { instance } => {
+            state
+                .broker
+                .instance_last_operation(target, instance, ids, op, &call)
+                .await
+        }
+    }
 }
 
 /// The next state of a cleanup, as the job's outcome.
@@ -245,9 +245,43 @@ struct Step<'a, F: Fn(CleanupProgress) -> Job> {
     config: &'a RunnerConfig,
     progress: &'a CleanupProgress,
     job_with: &'a F,
+    /// Now, by the application's clock.
+    now_ms: i64,
 }
 
 impl<F: Fn(CleanupProgress) -> Job> Step<'_, F> {
+    /// What a poll of the accepted delete came to.
+    fn after_poll(
+        &self,
+        what: Orphaned<'_>,
+        polled: Result<LastOperationOutcome, BrokerError>,
+    ) -> Outcome {
+        match polled {
+            Ok(LastOperationOutcome::Gone)
+            | Ok(LastOperationOutcome::State {
+                state: OperationState::Succeeded,
+                ..
+            }) => {
+                tracing::info!(?what, "orphan mitigation: the broker finished deleting it");
+                Outcome::Done
+            }
+            Ok(LastOperationOutcome::State {
+                state: OperationState::InProgress,
+                retry_after,
+                ..
+            }) => self.still_running(retry_after),
+            Ok(LastOperationOutcome::State {
+                state: OperationState::Failed,
+                description,
+                ..
+            }) => self.failed(
+                description.unwrap_or_else(|| "the broker's delete failed".into()),
+                true,
+            ),
+            Err(e) => self.failed(e.to_string(), false),
+        }
+    }
+
     fn again(&self, after: Duration, progress: CleanupProgress) -> Outcome {
         Outcome::Reschedule(after, Some((self.job_with)(progress)))
     }
@@ -259,7 +293,7 @@ impl<F: Fn(CleanupProgress) -> Job> Step<'_, F> {
             CleanupProgress {
                 polling: true,
                 operation,
-                polling_since_ms: Some(chrono::Utc::now().timestamp_millis()),
+                polling_since_ms: Some(self.now_ms),
                 failures: self.progress.failures,
             },
         )
@@ -269,7 +303,7 @@ impl<F: Fn(CleanupProgress) -> Job> Step<'_, F> {
     /// maximum polling duration has passed, which counts as a failed delete.
     fn still_running(&self, retry_after: Option<u64>) -> Outcome {
         let since = self.progress.polling_since_ms.unwrap_or(i64::MAX);
-        let elapsed = chrono::Utc::now().timestamp_millis().saturating_sub(since);
+        let elapsed = self.now_ms.saturating_sub(since);
         if elapsed > self.config.max_poll_duration.as_millis() as i64 {
             return self.failed("the broker did not finish deleting in time".into(), true);
         }
