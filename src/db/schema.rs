@@ -255,9 +255,11 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Bindings per block of 4096 ids, kept by triggers (see the migration).
-    service_binding_blocks (block) {
+    /// Bindings per block of 4096 ids, kept by triggers (see the migrations): a block's count
+    /// is the sum of its shards.
+    service_binding_blocks (block, shard) {
         block -> BigInt,
+        shard -> Integer,
         n -> BigInt,
     }
 }

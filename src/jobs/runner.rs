@@ -204,6 +204,14 @@ impl JobRunner {
         if let Err(e) = result {
             tracing::warn!(error = %e.log_text(), "sweeping abandoned operations failed");
         }
+        let compacted = self
+            .state
+            .db
+            .write(|conn| Ok(crate::db::repo::bindings::compact_block_counts(conn)?))
+            .await;
+        if let Err(e) = compacted {
+            tracing::warn!(error = %e.log_text(), "compacting the binding counts failed");
+        }
     }
 
     async fn claim(&self, limit: i64) -> crate::error::ApiResult<Vec<JobRow>> {

@@ -54,6 +54,17 @@ pub fn insert(conn: &mut DbConnection, binding: &ServiceBinding) -> QueryResult<
     .map(|_| ())
 }
 
+/// Inserts the row unless a unique index already holds one of its keys; says whether it did.
+/// One statement, no savepoint: the common case of a create, which callers follow up with
+/// [`insert`] (to learn which rule refused it) only when this returns false.
+pub fn insert_unless_taken(conn: &mut DbConnection, binding: &ServiceBinding) -> QueryResult<bool> {
+    crate::db::native!(conn, |c| diesel::insert_into(sb::service_bindings)
+        .values(binding)
+        .on_conflict_do_nothing()
+        .execute(c))
+    .map(|inserted| inserted == 1)
+}
+
 pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceBinding>> {
     optional(crate::db::native!(conn, |c| sb::service_bindings
         .filter(sb::guid.eq(guid))
@@ -109,12 +120,7 @@ fn locate_unfiltered_page(
     conn: &mut DbConnection,
     page: &PageRequest,
 ) -> QueryResult<(i64, Option<i64>)> {
-    use crate::db::schema::service_binding_blocks::dsl as blocks;
-    let counts: Vec<(i64, i64)> = crate::db::native!(conn, |c| blocks::service_binding_blocks
-        .filter(blocks::n.gt(0))
-        .order(blocks::block.asc())
-        .select((blocks::block, blocks::n))
-        .load(c))?;
+    let counts = block_counts(conn)?;
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     let offset = page.offset();
     if offset >= total {
@@ -141,6 +147,37 @@ fn locate_unfiltered_page(
         before += n;
     }
     Ok((total, None))
+}
+
+/// The non-empty blocks and their counts, in block order (each the sum of its shards).
+fn block_counts(conn: &mut DbConnection) -> QueryResult<Vec<(i64, i64)>> {
+    use crate::db::schema::service_binding_blocks::dsl as blocks;
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let sums: Vec<(i64, i64)> = crate::db::native!(conn, |c| blocks::service_binding_blocks
+        .group_by(blocks::block)
+        .order(blocks::block.asc())
+        .select((blocks::block, sql::<BigInt>("CAST(SUM(n) AS BIGINT)")))
+        .load(c))?;
+    Ok(sums.into_iter().filter(|(_, n)| *n > 0).collect())
+}
+
+/// Folds each block's shards into shard 0, so that readers sum about one row per block
+/// (PostgreSQL; SQLite counts in shard 0 only). One statement: the moved counts and the shard
+/// rows they leave commit together.
+pub fn compact_block_counts(conn: &mut DbConnection) -> QueryResult<usize> {
+    match conn {
+        DbConnection::Pg(c) => diesel::sql_query(
+            "WITH moved AS (DELETE FROM service_binding_blocks WHERE shard <> 0 \
+               RETURNING block, n) \
+             INSERT INTO service_binding_blocks (block, shard, n) \
+               SELECT block, 0, SUM(n)::BIGINT FROM moved GROUP BY block \
+             ON CONFLICT (block, shard) DO UPDATE \
+               SET n = service_binding_blocks.n + EXCLUDED.n",
+        )
+        .execute(c),
+        DbConnection::Sqlite(_) => Ok(0),
+    }
 }
 
 pub fn list(

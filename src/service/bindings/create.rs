@@ -538,6 +538,14 @@ fn insert_reserved(
         return Ok(p.clone());
     }
     let fallback = format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase());
+    // Most creates take the first candidate: try it in one statement. Refused (a prefix, the
+    // app and instance, or the name taken), the careful loop below finds out which.
+    if let Some(first) = prefixes.candidates.first() {
+        row.prefix = Some(first.clone());
+        if repo::bindings::insert_unless_taken(conn, &row)? {
+            return Ok(first.clone());
+        }
+    }
     for candidate in prefixes.candidates.iter().chain(std::iter::once(&fallback)) {
         if repo::bindings::prefix_taken(conn, &row.app_guid, candidate)? {
             continue;
