@@ -49,6 +49,8 @@ pub struct Step {
     pub other_cores: f64,
     pub first_error: Option<String>,
     pub note: Option<String>,
+    /// Body size of the run's last answer (bytes; 0 if none).
+    pub body_bytes: usize,
 }
 
 /// The processes whose CPU a run reports.
@@ -165,7 +167,8 @@ pub async fn run_step(
         ticks_per_sec: pids.ticks_per_sec,
     };
     let note = note(w, &spec, &at_warm_end, t.lat_us.len());
-    let step = summarize(&spec, t, &window, note);
+    let mut step = summarize(&spec, t, &window, note);
+    step.body_bytes = w.last_body_bytes.replace(0);
     print_step(&step);
     step
 }
@@ -322,6 +325,7 @@ fn summarize(spec: &StepSpec<'_>, mut t: Tally, win: &Window, note: Option<Strin
         },
         first_error: t.first_error,
         note,
+        body_bytes: 0,
     }
 }
 

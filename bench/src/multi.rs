@@ -106,7 +106,7 @@ const OPS_OFF: &[(&str, &str)] = &[("TETHER_METRICS", "off"), ("TETHER_ACCESS_LO
 
 /// Create, get and list at `--overhead-concurrency` against a server with metrics and the
 /// access log on ("overhead-on") and one with both off ("overhead-off"), on the same database,
-/// alternating.
+/// alternating (on, off, then off, on in the next round).
 pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow::Result<()> {
     let args = ctx.args;
     eprintln!(
@@ -128,8 +128,14 @@ pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow
         ("list", Op::List { page: 1 }),
     ];
     for (name, op) in ops {
-        for _ in 0..args.rounds.max(1) {
-            for (stage, server) in [("overhead-on", &p.server), ("overhead-off", &off)] {
+        for round in 0..args.rounds.max(1) {
+            let mut sides = [("overhead-on", &p.server), ("overhead-off", &off)];
+            if round % 2 == 1 {
+                // On, off, off, on, …: an order effect (the first run after a change of
+                // server warms caches the second finds warm) cancels out over two rounds.
+                sides.reverse();
+            }
+            for (stage, server) in sides {
                 let run = Run {
                     stage,
                     name,

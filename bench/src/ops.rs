@@ -90,6 +90,7 @@ async fn call(
     let req = build_request(method, conn.addr, path, &w.auth, "", body);
     let resp = conn.request(&req).await.map_err(OpError::Failed)?;
     expect(&resp, status)?;
+    w.last_body_bytes.set(resp.body.len());
     Ok(resp)
 }
 

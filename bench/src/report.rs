@@ -106,6 +106,8 @@ pub struct Agg {
     pub p99: f64,
     pub server_cpu_us: f64,
     pub errors: u64,
+    /// Of the last round.
+    pub body_bytes: usize,
 }
 
 impl Agg {
@@ -120,6 +122,7 @@ impl Agg {
             p99: mean(|s| s.p99),
             server_cpu_us: mean(|s| s.server_cpu_us),
             errors: runs.iter().map(|s| s.errors).sum(),
+            body_bytes: runs.last().map_or(0, |s| s.body_bytes),
         })
     }
 }

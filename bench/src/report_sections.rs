@@ -71,6 +71,8 @@ fn per_operation(o: &mut Out, r: &BackendReport) {
         first.size
     ));
     o.blank();
+    o.line("(The operations compared with the floor run once per round: one row each, in order.)");
+    o.blank();
     o.table(STEP_HEAD, STEP_ALIGN);
     for s in &ops {
         o.line(step_row(s, op_label(&s.op)));
@@ -116,8 +118,8 @@ fn floor(o: &mut Out, args: &RunArgs, r: &BackendReport) {
     o.line("The floor (`tether-bench floor`, see bench/README.md) does only what each operation must do, on the same HTTP stack, database settings and schema. Ratio = tether req/s ÷ floor req/s (1.0: tether costs what the work costs).");
     o.blank();
     o.table(
-        "| operation | c | tether req/s | floor req/s | tether ÷ floor | tether p99 ms | floor p99 ms | tether server CPU µs/req | floor server CPU µs/req | floor one-write create req/s | errors (tether / floor) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| operation | c | tether req/s | floor req/s | tether ÷ floor | tether p99 ms | floor p99 ms | tether server CPU µs/req | floor server CPU µs/req | floor one-write create req/s | answer bytes (tether / floor) | errors (tether / floor) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
     for op in FLOOR_OPS {
         for &c in &args.concurrency {
@@ -129,7 +131,7 @@ fn floor(o: &mut Out, args: &RunArgs, r: &BackendReport) {
                 .filter(|_| *op == "create")
                 .map_or("".into(), |a| format!("{:.0}", a.rps));
             o.line(format!(
-                "| {} | {c} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {one_write} | {} / {} |",
+                "| {} | {c} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {one_write} | {} / {} | {} / {} |",
                 op_label(op),
                 t.rps,
                 f.rps,
@@ -138,6 +140,8 @@ fn floor(o: &mut Out, args: &RunArgs, r: &BackendReport) {
                 ms(f.p99),
                 us(t.server_cpu_us),
                 us(f.server_cpu_us),
+                t.body_bytes,
+                f.body_bytes,
                 t.errors,
                 f.errors
             ));

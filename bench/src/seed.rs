@@ -46,6 +46,8 @@ pub struct World {
     pub async_polls: Cell<u64>,
     /// Size of the last `list-inline` page, bytes.
     pub inline_page_bytes: Cell<usize>,
+    /// Size of the last answer's body, bytes.
+    pub last_body_bytes: Cell<usize>,
 }
 
 impl World {
@@ -318,6 +320,7 @@ pub async fn setup(
         async_poll_max: Duration::from_millis(args.async_poll_max_ms.max(args.async_poll_ms)),
         async_polls: Cell::new(0),
         inline_page_bytes: Cell::new(0),
+        last_body_bytes: Cell::new(0),
     })
 }
 

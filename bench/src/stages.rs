@@ -75,12 +75,13 @@ pub async fn measure(ctx: &Ctx<'_>, w: &Rc<World>, run: Run<'_>, pids: &Pids) ->
 
 /// A fresh database with tether on it: the server, a token, the bench's connection, the world
 /// (enough pairs for `creates` creates) and `args.seed` bindings.
+/// Fields drop in this order: the server stops before its database goes.
 pub struct Prepared {
-    pub target: DbTarget,
     pub server: ServerProc,
     pub db: DbConnection,
     pub world: Rc<World>,
     pub seed_secs: f64,
+    pub target: DbTarget,
 }
 
 pub async fn prepare(
@@ -108,11 +109,11 @@ pub async fn prepare(
     eprintln!("  seeding {} bindings", args.seed);
     let seed_secs = seed_bindings(&mut db, &world, args.seed, 1_000_000)?.as_secs_f64();
     Ok(Prepared {
-        target,
         server,
         db,
         world,
         seed_secs,
+        target,
     })
 }
 
