@@ -236,7 +236,8 @@ struct ListQuery {
 async fn list(floor: web::Data<Floor>, query: web::Query<ListQuery>) -> HttpResponse {
     let query = query.into_inner();
     let per_page = query.per_page.unwrap_or(50).clamp(1, 100);
-    let page = query.page.unwrap_or(1).max(1);
+    // Bounded so that the offset cannot overflow.
+    let page = query.page.unwrap_or(1).clamp(1, i64::MAX / 100);
     let app = query
         .q
         .as_deref()

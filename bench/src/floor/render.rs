@@ -159,3 +159,54 @@ pub fn page_json(total: i64, page: i64, per_page: i64, app: Option<&str>, rows: 
     };
     serde_json::to_string(&doc).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> Row {
+        let mut r = Row::new("b-1", "app-1".into(), "si-1".into());
+        r.created_at = chrono::NaiveDate::from_ymd_opt(2026, 1, 2)
+            .and_then(|d| d.and_hms_opt(3, 4, 5))
+            .unwrap_or_default();
+        r.credentials = r#"{"uri":"demo://x"}"#.into();
+        r
+    }
+
+    #[test]
+    fn a_binding_has_cc_shape() {
+        let doc: serde_json::Value = serde_json::from_str(&binding_json(&row())).unwrap();
+        assert_eq!(doc["metadata"]["guid"], "b-1");
+        assert_eq!(doc["metadata"]["created_at"], "2026-01-02T03:04:05Z");
+        assert_eq!(doc["entity"]["credentials"]["uri"], "demo://x");
+        assert_eq!(doc["entity"]["last_operation"]["state"], "in progress");
+        assert_eq!(doc["entity"]["volume_mounts"], serde_json::json!([]));
+        assert_eq!(doc["entity"]["app_url"], "/v2/apps/app-1");
+    }
+
+    #[test]
+    fn sealed_credentials_render_as_text() {
+        let mut r = row();
+        r.credentials = "enc:v1:key-1:AAAA".into();
+        let doc: serde_json::Value = serde_json::from_str(&binding_json(&r)).unwrap();
+        assert_eq!(doc["entity"]["credentials"], "enc:v1:key-1:AAAA");
+    }
+
+    #[test]
+    fn a_page_links_its_neighbours() {
+        let rows = vec![row(), row()];
+        let doc: serde_json::Value =
+            serde_json::from_str(&page_json(120, 2, 50, Some("app-1"), &rows)).unwrap();
+        assert_eq!(doc["total_results"], 120);
+        assert_eq!(doc["total_pages"], 3);
+        assert_eq!(
+            doc["prev_url"],
+            "/v2/service_bindings?q=app_guid:app-1&page=1&results-per-page=50"
+        );
+        assert_eq!(
+            doc["next_url"],
+            "/v2/service_bindings?q=app_guid:app-1&page=3&results-per-page=50"
+        );
+        assert_eq!(doc["resources"].as_array().map(Vec::len), Some(2));
+    }
+}
