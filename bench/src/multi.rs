@@ -10,7 +10,7 @@ use tether::db::DbConnection;
 use crate::ops::Op;
 use crate::report::{BackendReport, MultiCheck};
 use crate::server::ServerProc;
-use crate::stages::{create_budget, measure, prepare, Ctx, Run};
+use crate::stages::{create_budget, measure, prepare, statements_keep, statements_reset, Ctx, Run};
 
 /// The operations of the two-process runs.
 const MULTI_OPS: &[(&str, Op)] = &[("create", Op::Create), ("list", Op::List { page: 1 })];
@@ -36,6 +36,7 @@ pub async fn two_process_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> any
             };
             let pids = ctx.pids(&[&p.server, &second]);
             report.steps.push(measure(ctx, &p.world, one, &pids).await);
+            let pg_stats = statements_reset(ctx, &p.target.url);
             let two = Run {
                 stage: "multi-2",
                 name,
@@ -44,6 +45,10 @@ pub async fn two_process_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> any
                 targets: vec![p.server.addr, second.addr],
             };
             report.steps.push(measure(ctx, &p.world, two, &pids).await);
+            if pg_stats {
+                let label = format!("two processes: {name} c={conc}");
+                statements_keep(ctx, &p.target.url, label, report)?;
+            }
         }
     }
     let mut db = p.db;

@@ -117,6 +117,24 @@ pub async fn prepare(
     })
 }
 
+/// On PostgreSQL with `--pg-top`: forgets `pg_stat_statements` before a run. False when there
+/// is nothing to report afterwards (SQLite, turned off, or the extension missing).
+pub fn statements_reset(ctx: &Ctx<'_>, db_url: &str) -> bool {
+    ctx.backend == Backend::Postgres && ctx.args.pg_top > 0 && pg::reset_statements(db_url)
+}
+
+/// After a run that [`statements_reset`] prepared: keeps the top statements for the report.
+pub fn statements_keep(
+    ctx: &Ctx<'_>,
+    db_url: &str,
+    label: String,
+    report: &mut BackendReport,
+) -> anyhow::Result<()> {
+    let statements = pg::top_statements(db_url, ctx.args.pg_top)?;
+    report.pg_top.push(TopStatements { label, statements });
+    Ok(())
+}
+
 /// (app, instance) pairs for `runs` create runs at each concurrency: generous (a run stops
 /// early when they run out).
 pub fn create_budget(args: &RunArgs, runs: usize) -> u64 {
@@ -208,9 +226,7 @@ async fn run_op_pairs(
         1
     };
     for round in 0..rounds {
-        let pg_stats = ctx.backend == Backend::Postgres
-            && ctx.args.pg_top > 0
-            && pg::reset_statements(&p.target.url);
+        let pg_stats = statements_reset(ctx, &p.target.url);
         let run = Run {
             stage: "ops",
             name,
@@ -222,9 +238,8 @@ async fn run_op_pairs(
             .steps
             .push(measure(ctx, &p.world, run, &ctx.pids(&[&p.server])).await);
         if pg_stats {
-            let statements = pg::top_statements(&p.target.url, ctx.args.pg_top)?;
             let label = format!("{name} c={conc}, round {}", round + 1);
-            report.pg_top.push(TopStatements { label, statements });
+            statements_keep(ctx, &p.target.url, label, report)?;
         }
         let Some(floor) = floor else { continue };
         let pids = ctx.pids(&[floor]);
@@ -279,7 +294,7 @@ pub async fn scale_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow::R
         have = size;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after_seed = proc_mem(server.pid());
-        scale_runs(ctx, &w, &server, &pids, size, report).await;
+        scale_runs(ctx, &w, (&server, &target.url), &pids, size, report).await?;
         report.sizes.push(SizeRow {
             size,
             seed_secs: seed_time.as_secs_f64(),
@@ -299,15 +314,17 @@ pub async fn scale_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow::R
     Ok(())
 }
 
-/// The list runs at one table size: page 1, the deepest page, `q=app_guid:`, inline relations.
+/// The list runs at one table size: page 1, the deepest page, `q=app_guid:`, inline relations;
+/// on PostgreSQL the top statements of each run at the lowest concurrency are kept.
 async fn scale_runs(
     ctx: &Ctx<'_>,
     w: &Rc<World>,
-    server: &ServerProc,
+    (server, db_url): (&ServerProc, &str),
     pids: &Pids,
     size: u64,
     report: &mut BackendReport,
-) {
+) -> anyhow::Result<()> {
+    let lowest = args_lowest_concurrency(ctx.args);
     let args = ctx.args;
     let deepest = size.div_ceil(50).max(1);
     let runs = [
@@ -328,9 +345,19 @@ async fn scale_runs(
                 duration: Duration::from_secs_f64(args.scale_duration),
                 targets: vec![server.addr],
             };
+            let pg_stats = conc == lowest && statements_reset(ctx, db_url);
             report
                 .steps
                 .push(run_step(w, spec, pids, args, ctx.backend).await);
+            if pg_stats {
+                let label = format!("scale: {name} c={conc} at {size} bindings");
+                statements_keep(ctx, db_url, label, report)?;
+            }
         }
     }
+    Ok(())
+}
+
+fn args_lowest_concurrency(args: &RunArgs) -> usize {
+    args.scale_concurrency.iter().copied().min().unwrap_or(1)
 }
