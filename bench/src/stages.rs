@@ -149,7 +149,9 @@ fn selected_ops(args: &RunArgs) -> anyhow::Result<Vec<String>> {
         args.ops.clone()
     };
     for o in &ops {
-        parse_op(o)?;
+        if parse_op(o)? == Op::CreateOneWrite {
+            anyhow::bail!("create-1w is the floor's alone: it runs after each floor create");
+        }
     }
     Ok(ops)
 }
