@@ -234,7 +234,14 @@ fn run_main(args: RunArgs) -> anyhow::Result<()> {
             pg_admin: &pg_admin,
             ticks,
         };
-        local.block_on(&rt, run_backend(&ctx, &mut report))?;
+        // Ctrl-C ends the run through the normal drops: servers stopped, databases and the
+        // private PostgreSQL removed.
+        local.block_on(&rt, async {
+            tokio::select! {
+                done = run_backend(&ctx, &mut report) => done,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            }
+        })?;
         reports.push(report);
     }
     drop(broker);
