@@ -164,18 +164,27 @@ fn machine_header(args: &RunArgs) -> Vec<(String, String)> {
     ]
 }
 
-/// The PostgreSQL the PostgreSQL stages use: `--pg-url`, or a private server started now (only
-/// when a PostgreSQL backend was asked for).
-fn postgres_for(args: &RunArgs) -> anyhow::Result<(Option<pg::PrivatePg>, String)> {
-    if !args.backends().contains(&Backend::Postgres) {
-        return Ok((None, String::new()));
-    }
+/// The PostgreSQL the PostgreSQL stages use: `--pg-url`, or a private server started now
+/// (after the SQLite stages, so that an idle PostgreSQL does not share their CPUs). Its line
+/// and settings go into the report's header.
+fn postgres_for(
+    args: &RunArgs,
+    header: &mut Header,
+) -> anyhow::Result<(Option<pg::PrivatePg>, String)> {
     if let Some(url) = &args.pg_url {
+        header
+            .lines
+            .push(("PostgreSQL".into(), format!("--pg-url {url}")));
         return Ok((None, url.clone()));
     }
     eprintln!("tether-bench: starting a private PostgreSQL");
     let server = pg::PrivatePg::start(&args.pg_shared_buffers)?;
     eprintln!("  {} at {}", server.version, server.admin_url);
+    header.lines.push((
+        "PostgreSQL".into(),
+        format!("private server: {}", server.version),
+    ));
+    header.pg_settings = server.settings.clone();
     let url = server.admin_url.clone();
     Ok((Some(server), url))
 }
@@ -206,18 +215,6 @@ fn run_main(args: RunArgs) -> anyhow::Result<()> {
         lines: machine_header(&args),
         pg_settings: Vec::new(),
     };
-    let (private_pg, pg_admin) = postgres_for(&args)?;
-    if let Some(pg) = &private_pg {
-        header.lines.push((
-            "PostgreSQL".into(),
-            format!("private server: {}", pg.version),
-        ));
-        header.pg_settings = pg.settings.clone();
-    } else if !pg_admin.is_empty() {
-        header
-            .lines
-            .push(("PostgreSQL".into(), format!("--pg-url {pg_admin}")));
-    }
     let ticks = procstat::clock_ticks_per_sec();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -225,7 +222,11 @@ fn run_main(args: RunArgs) -> anyhow::Result<()> {
     let local = tokio::task::LocalSet::new();
     let broker = BrokerProc::start()?;
     let mut reports = Vec::new();
+    let (mut private_pg, mut pg_admin) = (None, String::new());
     for backend in args.backends() {
+        if backend == Backend::Postgres {
+            (private_pg, pg_admin) = postgres_for(&args, &mut header)?;
+        }
         let mut report = BackendReport::new(backend);
         let ctx = Ctx {
             args: &args,
