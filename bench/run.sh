@@ -8,13 +8,18 @@ cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p tether -p tether-bench --bins
 
-# Default backend: both if a PostgreSQL answers at 127.0.0.1:5432, else SQLite only.
+# Default backend: with --quick, SQLite only (CI: no PostgreSQL server is started unless
+# --backend asks for one). Otherwise both when PostgreSQL can be had: --pg-url, or the
+# machine's PostgreSQL binaries for the bench's private server (initdb in `pg_config --bindir`).
 backend=()
 if [[ " $* " != *" --backend "* && " $* " != *" --backend="* ]]; then
-  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+  if [[ " $* " == *" --quick "* ]]; then
+    backend=(--backend sqlite)
+  elif [[ " $* " == *" --pg-url"* ]] ||
+    { command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/initdb" ]]; }; then
     backend=(--backend both)
   else
-    echo "run.sh: no PostgreSQL at 127.0.0.1:5432: benchmarking SQLite only" >&2
+    echo "run.sh: no PostgreSQL binaries (pg_config --bindir) and no --pg-url: benchmarking SQLite only" >&2
     backend=(--backend sqlite)
   fi
 fi
