@@ -10,7 +10,7 @@ use super::openapi::{CfError, CreateServiceBinding, DeleteAccepted};
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, EmptyObject, Link, MetadataRef, Resource, Ts, REDACTED};
-use crate::api::{flag, json, json_object, with_warnings, Fields};
+use crate::api::{flag, json, json_object, strict_flag, with_warnings, Fields};
 use crate::db::repo;
 use crate::db::repo::bindings::{BindingView, Scope};
 use crate::error::{ApiError, ApiResult};
@@ -219,7 +219,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "Bound", body = Resource<BindingEntity, MetadataRef>, headers(("Location" = String, description = "The binding's path"), ("X-Cf-Warnings" = String, description = "URL-encoded warnings, comma-separated"))),
         (status = 202, description = "The broker is binding (`accepts_incomplete=true`)", body = Resource<BindingEntity, MetadataRef>, headers(("Location" = String, description = "The binding's path"))),
-        (status = 400, description = "Invalid request, unbindable instance, or the app is already bound to it", body = CfError),
+        (status = 400, description = "Invalid request (also an `accepts_incomplete` that is neither `true` nor `false`), unbindable instance, or the app is already bound to it", body = CfError),
         (status = 409, description = "An operation on the instance is in progress", body = CfError),
         (status = 502, description = "The broker failed (with `http`)", body = CfError),
     )
@@ -232,12 +232,13 @@ async fn create(
 ) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
+    let accepts_incomplete = strict_flag(&req, "accepts_incomplete")?;
     let input = CreateBinding {
         app_guid: f.required_str("app_guid")?.to_string(),
         service_instance_guid: f.required_str("service_instance_guid")?.to_string(),
         name: f.opt_str("name")?.map(str::to_string),
         parameters: f.opt_object("parameters")?.cloned(),
-        accepts_incomplete: flag(&req, "accepts_incomplete"),
+        accepts_incomplete,
         role: f.opt_str("role")?.map(str::to_string),
         prefix: f.opt_str("prefix")?.map(str::to_string),
         service_key: match (f.opt_str("service_key_guid")?, f.opt_str("service_key_name")?) {
@@ -311,6 +312,7 @@ async fn get(
     responses(
         (status = 204, description = "Unbound"),
         (status = 202, description = "Unbinding: the binding (broker still unbinding) or the job (`async=true`)", body = DeleteAccepted),
+        (status = 400, description = "`accepts_incomplete` is neither `true` nor `false` (`CF-InvalidRequest`)", body = CfError),
         (status = 404, description = "No such binding (`CF-ServiceBindingNotFound`)", body = CfError),
         (status = 409, description = "An operation on the binding is in progress", body = CfError),
         (status = 502, description = "The broker failed (with `http`)", body = CfError),
@@ -322,7 +324,14 @@ async fn delete(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let accepts_incomplete = flag(&req, "accepts_incomplete");
+    let accepts_incomplete = match strict_flag(&req, "accepts_incomplete") {
+        Ok(v) => v,
+        Err(invalid) => {
+            // CC finds the binding (404, 403) before it reads the flag.
+            bindings::get(&state, &caller, &path).await?;
+            return Err(invalid);
+        }
+    };
     if flag(&req, "async") && !accepts_incomplete {
         let job = bindings::delete_as_job(&state, &caller, &path).await?;
         return Ok(json(StatusCode::ACCEPTED, &super::jobs::render_job(&job)));

@@ -327,7 +327,11 @@ async fn bind_user_provided(
         .credentials
         .clone()
         .unwrap_or_else(|| "{}".into());
-    row.syslog_drain_url = target.instance.syslog_drain_url.clone();
+    row.syslog_drain_url = target
+        .instance
+        .syslog_drain_url
+        .as_deref()
+        .map(crate::broker::encode_syslog_drain_url_commas);
     row.set_last_operation(CREATED);
     if let Some(e) = target.duplicate.take() {
         return Err(e);
