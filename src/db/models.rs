@@ -222,6 +222,9 @@ pub struct ServiceBinding {
     pub prefix: Option<String>,
     pub service_key_guid: Option<String>,
     pub extended: bool,
+    /// Whether `name` is a generated default name (Code Engine's
+    /// `<app>-app-ce-service-binding-<5>`) rather than the client's.
+    pub name_generated: bool,
 }
 
 impl ServiceBinding {
@@ -236,6 +239,26 @@ impl ServiceBinding {
     pub fn set_last_operation(&mut self, op: LastOperation) {
         self.last_operation_type = Some(op.op_type.as_str().to_string());
         self.last_operation_state = Some(op.state.as_str().to_string());
+    }
+
+    /// The name CF clients see (the envelope's `name`, VCAP_SERVICES): the client's. A generated
+    /// default name is a Code Engine name: shown in the binding table, the CLI, and the
+    /// envelope of bindings created with a Code Engine field, and usable to unbind by name.
+    pub fn client_name(&self) -> Option<&str> {
+        if self.name_generated {
+            None
+        } else {
+            self.name.as_deref()
+        }
+    }
+
+    /// The envelope's `name`: a generated one only for Code Engine clients (`extended`).
+    pub fn shown_name(&self) -> Option<&str> {
+        if self.extended {
+            self.name.as_deref()
+        } else {
+            self.client_name()
+        }
     }
 
     /// CC's `is_created?`: the binding exists for the app (VCAP_SERVICES, etc.).
@@ -297,6 +320,8 @@ pub struct ServiceKey {
     pub created_at: NaiveDateTime,
     #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
+    /// The IAM role of the credential (Code Engine); `None` for keys made before roles.
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -152,6 +152,7 @@ diesel::table! {
         prefix -> Nullable<Text>,
         service_key_guid -> Nullable<Text>,
         extended -> Bool,
+        name_generated -> Bool,
     }
 }
 
@@ -236,6 +237,7 @@ diesel::table! {
         credentials -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        role -> Nullable<Text>,
     }
 }
 

@@ -23,13 +23,23 @@ pub fn count_for_instance(conn: &mut DbConnection, instance: &str) -> ApiResult<
     Ok(repo::keys::count_for_instance(conn, instance)?)
 }
 
-pub async fn create(
-    state: &AppState,
-    caller: &Caller,
-    instance_guid: String,
-    name: String,
-    parameters: Option<Map<String, Value>>,
-) -> ApiResult<KeyView> {
+/// A `POST /v2/service_keys` request.
+pub struct CreateKey {
+    pub instance_guid: String,
+    pub name: String,
+    pub parameters: Option<Map<String, Value>>,
+    /// Code Engine: the credential's IAM role ("You must specify the IAM role for the service
+    /// credential"); validated like a binding's, `Manager` (or the first offered) by default.
+    pub role: Option<String>,
+}
+
+pub async fn create(state: &AppState, caller: &Caller, input: CreateKey) -> ApiResult<KeyView> {
+    let CreateKey {
+        instance_guid,
+        name,
+        parameters,
+        role,
+    } = input;
     authz::require_write_scope(&caller.actor)?;
     if name.trim().is_empty() {
         return Err(ApiError::ServiceKeyInvalid("name presence".into()));
@@ -76,6 +86,11 @@ pub async fn create(
             instance.name.clone(),
         ));
     }
+    let role = super::code_engine::resolve_role(&catalog.service, &catalog.plan, role.as_deref())
+        .map_err(|e| match e {
+        ApiError::ServiceBindingInvalid(why) => ApiError::ServiceKeyInvalid(why),
+        other => other,
+    })?;
     let now = crate::db::now();
     let mut key = ServiceKey {
         id: 0,
@@ -85,6 +100,7 @@ pub async fn create(
         credentials: "{}".into(),
         created_at: now,
         updated_at: now,
+        role: Some(role.clone()),
     };
     let reserve = key.clone();
     state
@@ -115,7 +131,7 @@ pub async fn create(
             space_guid: space.guid.clone(),
             organization_name: org.name.clone(),
             space_name: space.name.clone(),
-            role: None,
+            role: Some(role),
         },
         parameters: parameters.filter(|p| !p.is_empty()),
     };
@@ -132,6 +148,21 @@ pub async fn create(
         )
         .await;
     let orphan = catalog.orphan_binding(&instance.guid, &key.guid);
+    store_credentials(state, &mut key, outcome, orphan).await?;
+    Ok(KeyView {
+        key,
+        show_credentials: true,
+    })
+}
+
+/// Stores the broker's credentials on the reserved key; on any failure the reservation goes,
+/// with orphan mitigation where the OSB spec asks for it.
+async fn store_credentials(
+    state: &AppState,
+    key: &mut ServiceKey,
+    outcome: Result<BindOutcome, crate::broker::BrokerError>,
+    orphan: orphans::Orphan,
+) -> ApiResult<()> {
     let reservation = orphans::Reservation::Key(key.guid.clone());
     let g = key.guid.clone();
     match outcome {
@@ -145,25 +176,22 @@ pub async fn create(
                 orphans::discard(state, reservation, Some(orphan)).await;
                 return Err(saved
                     .err()
-                    .unwrap_or(ApiError::ServiceKeyNotFound(key.guid)));
+                    .unwrap_or(ApiError::ServiceKeyNotFound(key.guid.clone())));
             }
             key.credentials = data.credentials;
+            Ok(())
         }
         Ok(BindOutcome::Async { .. }) => {
             // v2 service keys are synchronous.
             orphans::discard(state, reservation, Some(orphan)).await;
-            return Err(ApiError::ServiceBrokerRespondedAsyncWhenNotAllowed);
+            Err(ApiError::ServiceBrokerRespondedAsyncWhenNotAllowed)
         }
         Err(e) => {
             let orphan = e.needs_orphan_mitigation.then_some(orphan);
             orphans::discard(state, reservation, orphan).await;
-            return Err(e.into());
+            Err(e.into())
         }
     }
-    Ok(KeyView {
-        key,
-        show_credentials: true,
-    })
 }
 
 pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<KeyView> {
@@ -308,4 +336,35 @@ pub async fn delete(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<
         .write(move |conn| Ok(repo::keys::delete(conn, &g)?))
         .await?;
     Ok(())
+}
+
+/// Code Engine's "existing secret" choice: the credentials an app does not use yet (the
+/// service keys of its space's instances, or of one instance, that no binding of the app
+/// uses). Credentials are not shown: this is a list to choose from.
+pub async fn unused_by_app(
+    state: &AppState,
+    caller: &Caller,
+    app_guid: &str,
+    instance_guid: Option<&str>,
+) -> ApiResult<Vec<ServiceKey>> {
+    authz::require_read_scope(&caller.actor)?;
+    let (a, si) = (app_guid.to_string(), instance_guid.map(str::to_string));
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            let app =
+                repo::apps::find(conn, &a)?.ok_or_else(|| ApiError::AppNotFound(a.clone()))?;
+            if !authz::can_read_space(conn, &actor, &app.space_guid, "")? {
+                return Err(ApiError::NotAuthorized);
+            }
+            if let Some(si) = &si {
+                repo::instances::find(conn, si)?
+                    .ok_or_else(|| ApiError::ServiceInstanceNotFound(si.clone()))?;
+            }
+            let mut keys = repo::keys::unused_by_app(conn, &a, &app.space_guid)?;
+            keys.retain(|k| si.as_ref().is_none_or(|i| &k.service_instance_guid == i));
+            Ok(keys)
+        })
+        .await
 }

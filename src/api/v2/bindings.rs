@@ -147,7 +147,7 @@ pub fn render_binding(
             gateway_name: "",
             syslog_drain_url: b.syslog_drain_url.as_deref(),
             volume_mounts: censor_volume_mounts(&b.volume_mounts),
-            name: b.name.as_deref(),
+            name: b.shown_name(),
             last_operation: BindingOperation {
                 op_type: b.last_operation_type.as_deref().unwrap_or("create"),
                 state: b.last_operation_state.as_deref().unwrap_or("succeeded"),

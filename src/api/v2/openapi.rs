@@ -69,6 +69,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::bindings::delete_from_app,
         super::bindings::list_for_instance,
         super::bindings::list_for_upsi,
+        super::env::unused_credentials,
         super::instances::list,
         super::instances::create,
         super::instances::get,

@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod reserve;
 
 use std::collections::HashMap;
 
