@@ -246,6 +246,7 @@ async fn registry_commands(backend: Backend) {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         );
         assert!(!stdout.contains("SECRET") && !stderr.contains("SECRET"));
+        let stderr = format!("{}: {stderr} (stdout: {stdout})", out.status);
         (out.status.success(), stdout, stderr)
     };
     let create = [
@@ -265,8 +266,8 @@ async fn registry_commands(backend: Backend) {
         out,
         "Creating image registry access secret 'myregistry'...\nOK\n"
     );
-    let (ok, out, _) = run(&["list"]);
-    assert!(ok);
+    let (ok, out, err) = run(&["list"]);
+    assert!(ok, "{err}");
     assert!(
         out.starts_with("Listing image registry access secrets...\nOK\n"),
         "{out}"
@@ -276,8 +277,8 @@ async fn registry_commands(backend: Backend) {
         row.contains("us.icr.io") && row.contains("iamapikey"),
         "{row}"
     );
-    let (ok, out, _) = run(&["get", "--name", "myregistry"]);
-    assert!(ok);
+    let (ok, out, err) = run(&["get", "--name", "myregistry"]);
+    assert!(ok, "{err}");
     assert!(out.starts_with("Getting image registry access secret 'myregistry'...\nOK\n"));
     assert!(out.contains("Server:    us.icr.io"), "{out}");
     let before = t
@@ -310,8 +311,8 @@ async fn registry_commands(backend: Backend) {
         err.contains("Image registry access secret 'nothing' does not exist."),
         "{err}"
     );
-    let (ok, out, _) = run(&["delete", "--name", "myregistry"]);
-    assert!(ok);
+    let (ok, out, err) = run(&["delete", "--name", "myregistry"]);
+    assert!(ok, "{err}");
     assert_eq!(
         out,
         "Deleting image registry access secret 'myregistry'...\nOK\n"
