@@ -225,6 +225,9 @@ pub struct ServiceBinding {
     /// Whether `name` is a generated default name (Code Engine's
     /// `<app>-app-ce-service-binding-<5>`) rather than the client's.
     pub name_generated: bool,
+    /// Code Engine's "existing secret": the broker binding whose credential this binding uses
+    /// (another binding's guid, kept after that binding is gone); `None`: its own.
+    pub credential_binding_guid: Option<String>,
 }
 
 impl ServiceBinding {
@@ -259,6 +262,13 @@ impl ServiceBinding {
         } else {
             self.client_name()
         }
+    }
+
+    /// The id of the binding at the broker that holds this binding's credential.
+    pub fn broker_binding_id(&self) -> &str {
+        self.credential_binding_guid
+            .as_deref()
+            .unwrap_or(&self.guid)
     }
 
     /// CC's `is_created?`: the binding exists for the app (VCAP_SERVICES, etc.).

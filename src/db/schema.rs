@@ -153,6 +153,7 @@ diesel::table! {
         service_key_guid -> Nullable<Text>,
         extended -> Bool,
         name_generated -> Bool,
+        credential_binding_guid -> Nullable<Text>,
     }
 }
 

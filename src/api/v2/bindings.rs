@@ -44,6 +44,9 @@ pub struct BindingEntity<'a> {
     pub prefix: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_key_guid: Option<Option<&'a str>>,
+    /// The binding whose credential this one reuses (Code Engine's "existing secret").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_binding_guid: Option<&'a str>,
     // `inline-relations-depth`: the app and instance, embedded (rendered once per page).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Resource<super::apps::AppEntity>)]
@@ -169,6 +172,7 @@ pub fn render_binding(
             role: b.extended.then_some(b.role.as_deref()),
             prefix: b.extended.then_some(b.prefix.as_deref()),
             service_key_guid: b.extended.then_some(b.service_key_guid.as_deref()),
+            credential_binding_guid: b.credential_binding_guid.as_deref(),
             app: None,
             service_instance: None,
         },
@@ -241,6 +245,7 @@ async fn create(
         accepts_incomplete,
         role: f.opt_str("role")?.map(str::to_string),
         prefix: f.opt_str("prefix")?.map(str::to_string),
+        credential_binding: f.opt_str("credential_binding_guid")?.map(str::to_string),
         service_key: match (f.opt_str("service_key_guid")?, f.opt_str("service_key_name")?) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::MessageParseError(
@@ -250,6 +255,11 @@ async fn create(
             (g, n) => g.or(n).map(str::to_string),
         },
     };
+    if input.credential_binding.is_some() && input.service_key.is_some() {
+        return Err(ApiError::MessageParseError(
+            "Field: credential_binding_guid, Error: give a service key or a binding's credential, not both".into(),
+        ));
+    }
     let shown = bindings::create(&state, &caller, input).await?;
     let status = if shown.view.binding.last_operation().in_progress() {
         StatusCode::ACCEPTED

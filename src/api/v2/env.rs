@@ -33,7 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct UnusedCredential {
     pub guid: String,
     pub name: String,
-    /// `service_key`: bind with it by giving `service_key_guid`.
+    /// `service_key` (bind with `service_key_guid`) or `service_binding` (another app's
+    /// binding: bind with `credential_binding_guid`).
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub service_instance_guid: String,
@@ -51,7 +52,7 @@ pub struct UnusedCredentials {
     tag = "service_bindings",
     operation_id = "listAppUnusedCredentials",
     summary = "Credentials the app does not use yet (Code Engine)",
-    description = "The service keys of the instances in the app's space (or of one instance) that no binding of the app uses: the credentials it can bind with (`service_key_guid`). Credentials themselves are not shown.",
+    description = "The service keys of the instances in the app's space (or of one instance) that no binding of the app uses, then the credentials other apps' bindings got from the broker: what the app can bind with (`service_key_guid`, `credential_binding_guid`). Credentials themselves are not shown.",
     params(
         ("guid" = String, Path, description = "The app's guid"),
         ("service_instance_guid" = Option<String>, Query, description = "Only this instance's credentials"),
@@ -70,15 +71,15 @@ async fn unused_credentials(
     let instance = form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "service_instance_guid")
         .map(|(_, v)| v.into_owned());
-    let keys = keys::unused_by_app(&state, &caller, &path, instance.as_deref()).await?;
-    let resources = keys
+    let offered = keys::unused_by_app(&state, &caller, &path, instance.as_deref()).await?;
+    let resources = offered
         .into_iter()
-        .map(|k| UnusedCredential {
-            guid: k.guid,
-            name: k.name,
-            kind: "service_key",
-            service_instance_guid: k.service_instance_guid,
-            role: k.role,
+        .map(|o| UnusedCredential {
+            guid: o.guid,
+            name: o.name,
+            kind: o.kind.as_str(),
+            service_instance_guid: o.service_instance_guid,
+            role: o.role,
         })
         .collect();
     Ok(json(StatusCode::OK, &UnusedCredentials { resources }))

@@ -449,6 +449,9 @@ pub struct CreateServiceBinding {
     pub service_key_guid: Option<String>,
     /// As `service_key_guid`, by the key's name.
     pub service_key_name: Option<String>,
+    /// tether's Code Engine extension: use the credential of this other binding of the same
+    /// instance ("existing secret"; no broker call; not with a service key).
+    pub credential_binding_guid: Option<String>,
 }
 
 /// `POST /v2/service_instances`.

@@ -38,6 +38,9 @@ pub struct CreateBinding {
     pub role: Option<String>,
     pub prefix: Option<String>,
     pub service_key: Option<String>,
+    /// Code Engine's "existing secret": use the credential of this other binding (guid) of
+    /// the same instance.
+    pub credential_binding: Option<String>,
 }
 
 /// What a create request names, as stored.
@@ -48,6 +51,8 @@ pub struct BindTarget {
     pub instance: ServiceInstance,
     pub catalog: Option<Catalog>,
     pub key: Option<ServiceKey>,
+    /// The binding whose credential the request reuses.
+    pub source: Option<ServiceBinding>,
     /// The friendly duplicate error, looked up with the other reads (outside the single
     /// writer's transaction) and raised where CC raises it; the unique indexes still decide.
     pub duplicate: Option<ApiError>,
@@ -56,7 +61,7 @@ pub struct BindTarget {
 /// How the binding gets its credential.
 #[derive(Debug)]
 pub enum Strategy {
-    /// An existing service key's: no broker call.
+    /// An existing service key's, or another binding's: no broker call.
     ExistingKey,
     /// The user-provided instance's own: no broker call.
     UserProvided,
@@ -101,6 +106,7 @@ async fn load_target(
     let actor = caller.actor.clone();
     let (app_guid, si_guid) = (input.app_guid.clone(), input.service_instance_guid.clone());
     let key_ref = input.service_key.clone();
+    let source_ref = input.credential_binding.clone();
     let name = input.name.clone().filter(|n| !n.is_empty());
     state
         .db
@@ -114,14 +120,24 @@ async fn load_target(
             }
             let (space, org) = repo::spaces::find_with_org(conn, &app.space_guid)?
                 .ok_or_else(|| ApiError::internal("app without space"))?;
-            let key = match &key_ref {
+            let mut key = match &key_ref {
                 Some(k) => Some(find_key(conn, &instance, k)?),
                 None => None,
             };
+            let mut source = match &source_ref {
+                Some(b) => Some(find_source(conn, &instance, b)?),
+                None => None,
+            };
+            // A binding that itself reuses a key passes on the key.
+            if let Some(k) = source.as_ref().and_then(|s| s.service_key_guid.clone()) {
+                key = repo::keys::find(conn, &k)?;
+                source = None;
+            }
             let duplicate = duplicate_error(conn, &app.guid, &instance.guid, name.as_deref())?;
             Ok(BindTarget {
                 duplicate,
                 key,
+                source,
                 app,
                 space,
                 org,
@@ -146,6 +162,28 @@ fn find_key(conn: &mut DbConnection, instance: &ServiceInstance, k: &str) -> Api
         )));
     }
     Ok(key)
+}
+
+/// An existing credential: another binding of this instance, whose own credential it is.
+fn find_source(
+    conn: &mut DbConnection,
+    instance: &ServiceInstance,
+    guid: &str,
+) -> ApiResult<ServiceBinding> {
+    let source = repo::bindings::find(conn, guid)?
+        .ok_or_else(|| ApiError::ServiceBindingNotFound(guid.to_string()))?;
+    if source.service_instance_guid != instance.guid {
+        return Err(ApiError::ServiceBindingInvalid(
+            "The binding's credential belongs to another service instance; a credential can only be used with its own instance.".into(),
+        ));
+    }
+    if instance.is_user_provided || !source.is_created() {
+        return Err(ApiError::ServiceBindingInvalid(
+            "Only the credential of a created binding of a managed service instance can be reused."
+                .into(),
+        ));
+    }
+    Ok(source)
 }
 
 /// CC's checks, in CC's order (`ServiceBindingCreate#create`, then the model's validations),
@@ -175,9 +213,15 @@ pub fn validate(target: &BindTarget, input: &CreateBinding) -> ApiResult<BindPla
     if let Some(p) = &input.prefix {
         code_engine::validate_prefix(p)?;
     }
+    if target.source.is_some() && input.role.is_some() {
+        return Err(ApiError::ServiceBindingInvalid(
+            "A reused credential keeps its role; give a role only for new credentials.".into(),
+        ));
+    }
     let role = match (&target.catalog, &target.key) {
         // A service key carries its own credential; a role applies to new credentials only.
         (_, Some(_)) => None,
+        (_, None) if target.source.is_some() => target.source.as_ref().and_then(|s| s.role.clone()),
         (Some(c), None) => Some(code_engine::resolve_role(
             &c.service,
             &c.plan,
@@ -192,6 +236,7 @@ pub fn validate(target: &BindTarget, input: &CreateBinding) -> ApiResult<BindPla
     };
     let strategy = match (&target.key, &target.catalog) {
         (Some(_), _) => Strategy::ExistingKey,
+        (None, _) if target.source.is_some() => Strategy::ExistingKey,
         (None, None) => Strategy::UserProvided,
         (None, Some(_)) => Strategy::Broker,
     };
@@ -199,7 +244,10 @@ pub fn validate(target: &BindTarget, input: &CreateBinding) -> ApiResult<BindPla
         strategy,
         name,
         role,
-        extended: input.role.is_some() || input.prefix.is_some() || input.service_key.is_some(),
+        extended: input.role.is_some()
+            || input.prefix.is_some()
+            || input.service_key.is_some()
+            || input.credential_binding.is_some(),
         prefix: input.prefix.clone(),
         label: target
             .catalog
@@ -238,6 +286,10 @@ fn new_row(target: &BindTarget, plan: &BindPlan) -> ServiceBinding {
         role: plan.role.clone(),
         prefix: None,
         service_key_guid: target.key.as_ref().map(|k| k.guid.clone()),
+        credential_binding_guid: target
+            .source
+            .as_ref()
+            .map(|s| s.broker_binding_id().to_string()),
         extended: plan.extended,
     };
     row.set_last_operation(CREATING);
@@ -268,21 +320,21 @@ fn shown(
     })
 }
 
-/// With an existing service key's credentials: no broker call. One key serves several apps,
-/// each app once.
+/// With an existing credential (a service key's, or another binding's): no broker call. One
+/// credential serves several apps, each app once.
 async fn bind_with_key(
     state: &AppState,
     target: BindTarget,
     mut row: ServiceBinding,
     plan: BindPlan,
 ) -> ApiResult<Shown> {
-    let key = target
-        .key
-        .as_ref()
-        .ok_or_else(|| ApiError::internal("no key"))?;
-    row.credentials = key.credentials.clone();
+    let (credentials, key_name) = match (&target.key, &target.source) {
+        (Some(key), _) => (key.credentials.clone(), key.name.clone()),
+        (None, Some(source)) => (source.credentials.clone(), source.guid.clone()),
+        (None, None) => return Err(ApiError::internal("no existing credential")),
+    };
+    row.credentials = credentials;
     row.set_last_operation(CREATED);
-    let key_name = key.name.clone();
     let prefixes = Prefixes::for_row(&row, &plan, &target.instance.name);
     let insert = row.clone();
     let name = plan.name.clone();
@@ -292,7 +344,7 @@ async fn bind_with_key(
             .write(move |conn| {
                 let existing =
                     repo::bindings::find_by_app_and_instance(conn, &insert.app_guid, &insert.service_instance_guid)?;
-                if existing.is_some_and(|b| b.service_key_guid == insert.service_key_guid) {
+                if existing.is_some_and(|b| b.service_key_guid.is_some() && b.service_key_guid == insert.service_key_guid) {
                     return Err(ApiError::ServiceBindingAppServiceTaken(format!(
                         "The credential {key_name} is already used by a binding of this app; a credential can serve several apps, but each app once."
                     )));
