@@ -117,7 +117,10 @@ async fn request_id_is_echoed(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["x-vcap-request-id"], "my-request-42");
+    // CC's form: the client's id, `::`, and a fresh UUID (tests/cc_exact_requests.rs has more).
+    let id = r.headers()["x-vcap-request-id"].to_str().unwrap();
+    assert!(id.starts_with("my-request-42::"), "{id}");
+    assert_eq!(id.len(), "my-request-42::".len() + 36);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(
         r.headers()["content-type"],

@@ -322,6 +322,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("delete", "/v2/service_bindings/{guid}"),
     ("get", "/v2/service_bindings/{guid}/parameters"),
     ("get", "/v2/apps/{guid}/service_bindings"),
+    ("get", "/v2/apps/{guid}/unused_credentials"),
     ("get", "/v2/service_instances/{guid}/service_bindings"),
     ("get", "/v2/service_instances"),
     ("post", "/v2/service_instances"),

@@ -9,7 +9,7 @@ use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::service::Caller;
 
-/// The request id, echoed from `X-Vcap-Request-Id` or generated; stored in request extensions
+/// The request id (see `middleware::request_id`: the client's, sanitised, plus a fresh UUID); stored in request extensions
 /// by the middleware and forwarded to brokers.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

@@ -28,13 +28,7 @@ pub async fn standard_headers(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get("x-vcap-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 255)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = request_id(req.headers());
     req.extensions_mut().insert(RequestId(id.clone()));
     if let Some(limit) = body_timeout(&req).filter(|_| has_body(&req)) {
         let payload = req.take_payload();
@@ -68,6 +62,30 @@ pub async fn standard_headers(
         }
     };
     Ok(with_standard_headers(res, &id))
+}
+
+/// CC's `VcapRequestContextSetter`: the client's `X-VCAP-Request-ID`, else its `X-Request-ID`,
+/// keeps only word characters and `-`, at most 255 of them, and gets `::` and a fresh UUID
+/// appended (so that two requests never share an id); without either header, a fresh UUID.
+/// This id is echoed, logged and forwarded to brokers.
+pub(crate) fn request_id(headers: &header::HeaderMap) -> String {
+    let fresh = uuid::Uuid::new_v4().to_string();
+    let given = ["x-vcap-request-id", "x-request-id"]
+        .iter()
+        .filter_map(|name| headers.get(*name))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .find(|v| !v.trim().is_empty());
+    match given {
+        Some(value) => {
+            let kept: String = value
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .take(255)
+                .collect();
+            format!("{kept}::{fresh}")
+        }
+        None => fresh,
+    }
 }
 
 fn with_standard_headers<B>(mut res: ServiceResponse<B>, id: &str) -> ServiceResponse<B> {

@@ -210,6 +210,21 @@ pub fn flag(req: &HttpRequest, name: &str) -> bool {
         .any(|(k, v)| k == name && v.eq_ignore_ascii_case("true"))
 }
 
+/// CC's `convert_flag_to_bool`: exactly `true` or `false`, or absent (false). Anything else
+/// (`yes`, `TRUE`, an empty value) is `400 CF-InvalidRequest`, answered before anything is done.
+pub fn strict_flag(req: &HttpRequest, name: &str) -> Result<bool, ApiError> {
+    // Rails keeps the last of repeated keys.
+    let value = form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == name)
+        .last()
+        .map(|(_, v)| v);
+    match value.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::InvalidRequest),
+    }
+}
+
 /// The externally visible base URL: configured, else scheme and Host of the request.
 pub fn base_url(req: &HttpRequest, configured: Option<&str>) -> String {
     if let Some(url) = configured {

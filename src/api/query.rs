@@ -76,10 +76,10 @@ impl ListParams {
                     params.descending = match value.as_ref() {
                         "asc" => false,
                         "desc" => true,
-                        _ => {
-                            return Err(ApiError::BadQueryParameter(
-                                "order_direction must be 'asc' or 'desc'".into(),
-                            ))
+                        other => {
+                            return Err(ApiError::BadQueryParameter(format!(
+                                "order_direction must be 'asc' or 'desc' but was '{other}'"
+                            )))
                         }
                     }
                 }

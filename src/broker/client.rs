@@ -10,8 +10,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use super::error::{truncate_message, BrokerError, BrokerErrorKind, BrokerHttpInfo};
+use super::error::{BrokerError, BrokerErrorKind};
 use super::model::*;
+use super::response::{
+    check_parameters, classify_transport, parse_async, parse_binding_data, parse_delete_response,
+    parse_operation, parse_retry_after, transport_error, RawResponse,
+};
 
 /// RFC 3986 unreserved characters stay, everything else is escaped (OSB A.3).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -64,182 +68,57 @@ pub struct BrokerClient {
     keyring: Option<Arc<crate::crypto::KeyRing>>,
 }
 
-struct RawResponse {
-    status: StatusCode,
-    body: Vec<u8>,
-    retry_after: Option<u64>,
-    uri: String,
+/// The broker's URL, the OSB path and the query.
+fn broker_uri(base: &str, path: &str, query: &[(&str, &str)]) -> String {
+    let mut uri = format!("{}{}", base.trim_end_matches('/'), path);
+    if !query.is_empty() {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query {
+            ser.append_pair(k, v);
+        }
+        uri.push('?');
+        uri.push_str(&ser.finish());
+    }
+    uri
+}
+
+/// Reads the status, `Retry-After` and the body (at most [`MAX_BODY_BYTES`]).
+async fn read_response(
+    mut resp: reqwest::Response,
+    uri: &str,
     method: Method,
-}
-
-impl RawResponse {
-    fn http_info(&self) -> BrokerHttpInfo {
-        BrokerHttpInfo {
-            uri: None,
-            method: self.method.to_string(),
-            status: Some(self.status.as_u16()),
-        }
-    }
-
-    fn json_object(&self) -> Option<Map<String, Value>> {
-        match serde_json::from_slice::<Value>(&self.body) {
-            Ok(Value::Object(m)) => Some(m),
-            _ => None,
-        }
-    }
-
-    fn error_body(&self) -> Option<ErrorBody> {
-        serde_json::from_slice::<ErrorBody>(&self.body).ok()
-    }
-
-    fn reason(&self) -> &'static str {
-        self.status.canonical_reason().unwrap_or("")
-    }
-
-    fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn err(&self, kind: BrokerErrorKind, description: String, mitigate: bool) -> BrokerError {
-        BrokerError {
-            kind,
-            description: truncate_message(description),
-            http: self.http_info(),
-            needs_orphan_mitigation: mitigate,
-        }
-    }
-
-    fn described_or(&self, fallback: String) -> String {
-        match self.error_body().and_then(|b| b.description) {
-            Some(d) => format!("Service broker error: {d}"),
-            None => fallback,
-        }
-    }
-
-    fn bad_response(&self, mitigate: bool) -> BrokerError {
-        let msg = self.described_or(format!(
-            "The service broker returned an invalid response. Status Code: {} {}, Body: {}",
-            self.status.as_u16(),
-            self.reason(),
-            self.body_text()
-        ));
-        self.err(BrokerErrorKind::BadResponse, msg, mitigate)
-    }
-
-    fn malformed(&self, mitigate: bool) -> BrokerError {
-        self.err(
-            BrokerErrorKind::ResponseMalformed,
-            "The service broker response was not understood".into(),
-            mitigate,
-        )
-    }
-
-    /// The errors every endpoint maps the same way.
-    fn common_error(&self, mitigate_5xx: bool) -> BrokerError {
-        let code = self.status.as_u16();
-        match code {
-            401 => self.err(
-                BrokerErrorKind::ApiAuthenticationFailed,
-                "Authentication with the service broker failed. Double-check that the username and password are correct.".into(),
-                false,
-            ),
-            408 => self.err(
-                BrokerErrorKind::ApiTimeout,
-                format!("The service broker API timed out: {}", self.uri),
-                false,
-            ),
-            422 => {
-                let body = self.error_body();
-                match body.as_ref().and_then(|b| b.error.as_deref()) {
-                    Some("AsyncRequired") => self.err(
-                        BrokerErrorKind::AsyncRequired,
-                        "Service broker error: This service plan requires client support for asynchronous provisioning.".into(),
-                        false,
-                    ),
-                    Some("RequiresApp") => self.err(
-                        BrokerErrorKind::AppRequired,
-                        "This service supports generation of credentials through binding an application only.".into(),
-                        false,
-                    ),
-                    Some("ConcurrencyError") => self.err(
-                        BrokerErrorKind::ConcurrencyError,
-                        "The service broker could not perform this operation in parallel with other running operations".into(),
-                        false,
-                    ),
-                    // CC treats any other 422 as a bad response (and mitigates).
-                    _ => self.bad_response(mitigate_5xx),
-                }
+) -> Result<RawResponse, BrokerError> {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_BODY_BYTES => {
+                let raw = RawResponse {
+                    status,
+                    body: Vec::new(),
+                    retry_after,
+                    method,
+                };
+                return Err(raw.malformed("the body is larger than 4 MiB", true));
             }
-            400..=499 => {
-                let msg = self.described_or(format!(
-                    "The service broker API returned an error from {}: {} {}",
-                    self.uri,
-                    code,
-                    self.reason()
-                ));
-                self.err(BrokerErrorKind::RequestRejected, msg, false)
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(%uri, %method, error = %e, "broker response body failed");
+                return Err(classify_transport(&e, uri, &method));
             }
-            _ => self.bad_response(mitigate_5xx),
         }
     }
-}
-
-fn parse_operation(obj: &Map<String, Value>) -> Result<Option<String>, ()> {
-    match obj.get("operation") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 10_000 => Ok(Some(s.clone())),
-        Some(_) => Err(()),
-    }
-}
-
-/// Validates the binding fields of a bind/fetch response against what the service `requires`.
-fn parse_binding_data(
-    raw: &RawResponse,
-    obj: &Map<String, Value>,
-    requires: &[String],
-    mitigate: bool,
-) -> Result<BindingData, BrokerError> {
-    let credentials = match obj.get("credentials") {
-        None | Some(Value::Null) => "{}".to_string(),
-        Some(v @ Value::Object(_)) => v.to_string(),
-        Some(_) => return Err(raw.malformed(mitigate)),
-    };
-    let syslog_drain_url = match obj.get("syslog_drain_url") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            if !requires.iter().any(|r| r == "syslog_drain") {
-                return Err(raw.err(
-                    BrokerErrorKind::InvalidSyslogDrainUrl,
-                    "The service is attempting to stream logs from your application, but is not registered as a logging service. Please contact the service provider.".into(),
-                    mitigate,
-                ));
-            }
-            Some(s.clone())
-        }
-        Some(_) => return Err(raw.malformed(mitigate)),
-    };
-    let volume_mounts = match obj.get("volume_mounts") {
-        None | Some(Value::Null) => "[]".to_string(),
-        Some(Value::Array(items)) => {
-            if !items.is_empty() && !requires.iter().any(|r| r == "volume_mount") {
-                return Err(raw.err(
-                    BrokerErrorKind::InvalidVolumeMounts,
-                    "The service is attempting to supply volume mounts from your application, but is not registered as a volume mount service. Please contact the service provider.".into(),
-                    mitigate,
-                ));
-            }
-            if !items.iter().all(Value::is_object) {
-                return Err(raw.malformed(mitigate));
-            }
-            Value::Array(items.clone()).to_string()
-        }
-        Some(_) => return Err(raw.malformed(mitigate)),
-    };
-    Ok(BindingData {
-        credentials,
-        syslog_drain_url,
-        volume_mounts,
-        parameters: obj.get("parameters").cloned(),
+    Ok(RawResponse {
+        status,
+        body,
+        retry_after,
+        method,
     })
 }
 
@@ -273,6 +152,8 @@ impl BrokerClient {
         self.config.timeout
     }
 
+    /// One OSB call: the URI, a slot under the concurrency limit, the broker's password, CC's
+    /// headers, and the answer read whole (bounded).
     async fn send(
         &self,
         target: &BrokerTarget,
@@ -282,37 +163,56 @@ impl BrokerClient {
         body: Option<Vec<u8>>,
         ctx: &CallContext,
     ) -> Result<RawResponse, BrokerError> {
-        let mut uri = format!("{}{}", target.url.trim_end_matches('/'), path);
-        if !query.is_empty() {
-            let mut ser = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in query {
-                ser.append_pair(k, v);
-            }
-            uri.push('?');
-            uri.push_str(&ser.finish());
-        }
+        let uri = broker_uri(&target.url, path, query);
         let _permit = match &self.limiter {
             Some(sem) => Some(sem.clone().acquire_owned().await.map_err(|_| {
                 transport_error(BrokerErrorKind::ApiUnreachable, &uri, &method, false)
             })?),
             None => None,
         };
-        let password = match &self.keyring {
+        let password = self.password(target, &uri, &method)?;
+        let req = self.request(target, &password, method.clone(), &uri, body, ctx);
+        let started = std::time::Instant::now();
+        let resp = req.send().await.map_err(|e| {
+            tracing::info!(%uri, %method, error = %e, "broker request failed");
+            classify_transport(&e, &uri, &method)
+        })?;
+        let raw = read_response(resp, &uri, method).await?;
+        tracing::debug!(%uri, method = %raw.method, status = raw.status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "broker call");
+        Ok(raw)
+    }
+
+    /// The broker's password, opened if it is sealed at rest.
+    fn password(
+        &self,
+        target: &BrokerTarget,
+        uri: &str,
+        method: &Method,
+    ) -> Result<String, BrokerError> {
+        match &self.keyring {
             Some(k) => k.open(&target.password).map_err(|e| {
                 tracing::error!(error = %e, "cannot open the broker's password");
-                transport_error(
-                    BrokerErrorKind::ApiAuthenticationFailed,
-                    &uri,
-                    &method,
-                    false,
-                )
-            })?,
-            None => target.password.clone(),
-        };
+                transport_error(BrokerErrorKind::ApiAuthenticationFailed, uri, method, false)
+            }),
+            None => Ok(target.password.clone()),
+        }
+    }
+
+    /// The request with basic auth and CC's headers (API version, request identity, request id,
+    /// info location, originating identity).
+    fn request(
+        &self,
+        target: &BrokerTarget,
+        password: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+        ctx: &CallContext,
+    ) -> reqwest::RequestBuilder {
         let mut req = self
             .http
-            .request(method.clone(), &uri)
-            .basic_auth(&target.username, Some(&password))
+            .request(method, uri)
+            .basic_auth(&target.username, Some(password))
             .header("X-Broker-API-Version", &self.config.api_version)
             .header(
                 "X-Broker-API-Request-Identity",
@@ -338,54 +238,7 @@ impl BrokerClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let started = std::time::Instant::now();
-        let resp = req.send().await;
-        let mut resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::info!(%uri, %method, error = %e, "broker request failed");
-                return Err(classify_transport(&e, &uri, &method));
-            }
-        };
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY_BYTES {
-                        return Err(BrokerError {
-                            kind: BrokerErrorKind::ResponseMalformed,
-                            description: "The service broker response was not understood".into(),
-                            http: BrokerHttpInfo {
-                                uri: None,
-                                method: method.to_string(),
-                                status: Some(status.as_u16()),
-                            },
-                            needs_orphan_mitigation: true,
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::info!(%uri, %method, error = %e, "broker response body failed");
-                    return Err(classify_transport(&e, &uri, &method));
-                }
-            }
-        }
-        tracing::debug!(%uri, %method, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "broker call");
-        Ok(RawResponse {
-            status,
-            body,
-            retry_after,
-            uri,
-            method,
-        })
+        req
     }
 
     pub async fn fetch_catalog(
@@ -444,7 +297,7 @@ impl BrokerClient {
             200 | 201 => {
                 // 200 with a malformed body: no mitigation; 201 malformed: mitigate.
                 let mitigate = raw.status.as_u16() == 201;
-                let obj = raw.json_object().ok_or_else(|| raw.malformed(mitigate))?;
+                let obj = raw.object(mitigate)?;
                 let data =
                     parse_binding_data(&raw, &obj, requires, mitigate).map_err(|mut e| {
                         // CC (client.rb `bind`) unbinds after a syslog drain or volume mounts the
@@ -461,23 +314,10 @@ impl BrokerClient {
                     })?;
                 Ok(BindOutcome::Created(data))
             }
-            202 => {
-                let obj = if raw.body.iter().all(u8::is_ascii_whitespace) {
-                    Map::new()
-                } else {
-                    raw.json_object().ok_or_else(|| raw.malformed(true))?
-                };
-                let operation = parse_operation(&obj).map_err(|_| raw.malformed(true))?;
-                Ok(BindOutcome::Async { operation })
-            }
-            409 => {
-                let msg = raw
-                    .error_body()
-                    .and_then(|b| b.description)
-                    .map(|d| format!("Service broker error: {d}"))
-                    .unwrap_or_else(|| "Resource conflict".into());
-                Err(raw.err(BrokerErrorKind::Conflict, msg, false))
-            }
+            202 => Ok(BindOutcome::Async {
+                operation: parse_async(&raw)?,
+            }),
+            409 => Err(raw.conflict()),
             // CC: a 410 on bind is a bad response, and mitigated.
             410 => Err(raw.bad_response(true)),
             400..=499 => Err(raw.common_error(true)),
@@ -539,7 +379,8 @@ impl BrokerClient {
         if raw.status != StatusCode::OK {
             return Err(raw.common_error(false));
         }
-        let obj = raw.json_object().ok_or_else(|| raw.malformed(false))?;
+        let obj = raw.object(false)?;
+        check_parameters(&raw, &obj)?;
         parse_binding_data(&raw, &obj, requires, false)
     }
 
@@ -596,12 +437,17 @@ impl BrokerClient {
             .await?;
         match raw.status.as_u16() {
             200 => {
-                let obj = raw.json_object().ok_or_else(|| raw.malformed(false))?;
+                let obj = raw.object(false)?;
                 let state = obj
                     .get("state")
                     .and_then(Value::as_str)
                     .and_then(OperationState::parse)
-                    .ok_or_else(|| raw.malformed(false))?;
+                    .ok_or_else(|| {
+                        raw.malformed(
+                            "expected \"state\" to be one of 'in progress', 'succeeded', 'failed'",
+                            false,
+                        )
+                    })?;
                 let description = obj
                     .get("description")
                     .and_then(Value::as_str)
@@ -656,27 +502,20 @@ impl BrokerClient {
         match raw.status.as_u16() {
             200 | 201 => {
                 let mitigate = raw.status.as_u16() == 201;
-                let obj = raw.json_object().ok_or_else(|| raw.malformed(mitigate))?;
+                let obj = raw.object(mitigate)?;
                 Ok(ProvisionOutcome::Created {
                     dashboard_url: dashboard(&obj),
                 })
             }
             202 => {
                 let obj = raw.json_object().unwrap_or_default();
-                let operation = parse_operation(&obj).map_err(|_| raw.malformed(true))?;
+                let operation = parse_operation(&raw, &obj)?;
                 Ok(ProvisionOutcome::Async {
                     operation,
                     dashboard_url: dashboard(&obj),
                 })
             }
-            409 => {
-                let msg = raw
-                    .error_body()
-                    .and_then(|b| b.description)
-                    .map(|d| format!("Service broker error: {d}"))
-                    .unwrap_or_else(|| "Resource conflict".into());
-                Err(raw.err(BrokerErrorKind::Conflict, msg, false))
-            }
+            409 => Err(raw.conflict()),
             400..=499 => Err(raw.common_error(true)),
             _ => Err(raw.bad_response(true)),
         }
@@ -706,85 +545,9 @@ impl BrokerClient {
     }
 }
 
-fn parse_delete_response(raw: &RawResponse) -> Result<UnbindOutcome, BrokerError> {
-    match raw.status.as_u16() {
-        200 => Ok(UnbindOutcome::Deleted),
-        // Already gone: the platform treats it as deleted (OSB A.8).
-        410 => Ok(UnbindOutcome::Deleted),
-        202 => {
-            let obj = raw.json_object().unwrap_or_default();
-            let operation = parse_operation(&obj).map_err(|_| raw.malformed(true))?;
-            Ok(UnbindOutcome::Async { operation })
-        }
-        422 => Err(raw.common_error(false)),
-        400..=499 => Err(raw.common_error(false)),
-        _ => Err(raw.bad_response(true)),
-    }
-}
-
-fn parse_retry_after(v: &str) -> Option<u64> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(secs);
-    }
-    // An HTTP date is allowed too.
-    chrono::DateTime::parse_from_rfc2822(v).ok().map(|t| {
-        let delta = t.with_timezone(&chrono::Utc) - chrono::Utc::now();
-        delta.num_seconds().max(0) as u64
-    })
-}
-
-fn transport_error(
-    kind: BrokerErrorKind,
-    uri: &str,
-    method: &Method,
-    mitigate: bool,
-) -> BrokerError {
-    let description = match kind {
-        BrokerErrorKind::HttpClientTimeout => {
-            format!("The request to the service broker timed out: {uri}")
-        }
-        BrokerErrorKind::ApiAuthenticationFailed => {
-            "Authentication with the service broker failed: its stored password cannot be read."
-                .to_string()
-        }
-        _ => format!("The service broker API could not be reached: {uri}"),
-    };
-    BrokerError {
-        kind,
-        description,
-        http: BrokerHttpInfo {
-            uri: Some(uri.to_string()),
-            method: method.to_string(),
-            status: None,
-        },
-        needs_orphan_mitigation: mitigate,
-    }
-}
-
-fn classify_transport(e: &reqwest::Error, uri: &str, method: &Method) -> BrokerError {
-    if e.is_connect() {
-        // The request never reached the broker.
-        transport_error(BrokerErrorKind::ApiUnreachable, uri, method, false)
-    } else if e.is_timeout() {
-        transport_error(BrokerErrorKind::HttpClientTimeout, uri, method, true)
-    } else {
-        // Connection dropped mid-request: the broker may have acted on it.
-        transport_error(BrokerErrorKind::ApiUnreachable, uri, method, true)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        assert_eq!(parse_retry_after("7"), Some(7));
-        assert_eq!(parse_retry_after(" 12 "), Some(12));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 
     #[test]
     fn segments_are_percent_encoded() {

@@ -3,7 +3,9 @@
 mod client;
 mod error;
 pub mod model;
+mod response;
 
 pub use client::{BrokerClient, BrokerClientConfig, CallContext};
 pub use error::{BrokerError, BrokerErrorKind, BrokerHttpInfo};
 pub use model::*;
+pub use response::encode_syslog_drain_url_commas;

@@ -135,151 +135,186 @@ pub fn parse_catalog(body: &[u8]) -> Result<Vec<CatalogService>, Vec<String>> {
         return Err(vec!["services must be an array".to_string()]);
     };
     let mut errors = Vec::new();
-    let mut out = Vec::with_capacity(services.len());
-    let mut seen_ids = std::collections::HashSet::new();
-    let mut seen_names = std::collections::HashSet::new();
-    for (i, svc) in services.iter().enumerate() {
-        let Some(obj) = svc.as_object() else {
-            errors.push(format!("Service #{} must be an object", i + 1));
-            continue;
-        };
-        let ctx = format!("Service #{}", i + 1);
-        let id = str_field(obj, "id", &ctx, &mut errors);
-        let name = str_field(obj, "name", &ctx, &mut errors);
-        let description = str_field(obj, "description", &ctx, &mut errors);
-        let bindable = match obj.get("bindable") {
-            Some(Value::Bool(b)) => Some(*b),
-            None | Some(Value::Null) => {
-                errors.push(format!("{ctx} bindable is required"));
-                None
-            }
-            Some(_) => {
-                errors.push(format!("{ctx} \"bindable\" field must be a boolean"));
-                None
-            }
-        };
-        let ctx = match name {
-            Some(n) => format!("Service {n}"),
-            None => ctx,
-        };
-        if let Some(id) = id {
-            if !seen_ids.insert(id.to_string()) {
-                errors.push(format!("{ctx} service ids must be unique"));
-            }
-        }
-        if let Some(n) = name {
-            if !seen_names.insert(n.to_string()) {
-                errors.push(format!(
-                    "{ctx} service names must be unique within a broker"
-                ));
-            }
-        }
-        let tags = string_list(obj, "tags", &ctx, &mut errors);
-        let requires = string_list(obj, "requires", &ctx, &mut errors);
-        for r in &requires {
-            if !matches!(
-                r.as_str(),
-                "syslog_drain" | "route_forwarding" | "volume_mount"
-            ) {
-                errors.push(format!(
-                    "{ctx} requires contains an unknown permission: {r}"
-                ));
-            }
-        }
-        let metadata = object_field(obj, "metadata", &ctx, &mut errors);
-        let plan_updateable = bool_field(obj, "plan_updateable", &ctx, &mut errors);
-        let bindings_retrievable = bool_field(obj, "bindings_retrievable", &ctx, &mut errors);
-        let instances_retrievable = bool_field(obj, "instances_retrievable", &ctx, &mut errors);
-        let mut plans = Vec::new();
-        match obj.get("plans") {
-            Some(Value::Array(ps)) if !ps.is_empty() => {
-                let mut plan_ids = std::collections::HashSet::new();
-                let mut plan_names = std::collections::HashSet::new();
-                for (j, p) in ps.iter().enumerate() {
-                    let Some(pobj) = p.as_object() else {
-                        errors.push(format!("{ctx} plan #{} must be an object", j + 1));
-                        continue;
-                    };
-                    let pctx = format!("{ctx} plan #{}", j + 1);
-                    let pid = str_field(pobj, "id", &pctx, &mut errors);
-                    let pname = str_field(pobj, "name", &pctx, &mut errors);
-                    let pdesc = str_field(pobj, "description", &pctx, &mut errors);
-                    let pctx = match pname {
-                        Some(n) => format!("{ctx} plan {n}"),
-                        None => pctx,
-                    };
-                    if let Some(pid) = pid {
-                        if !plan_ids.insert(pid.to_string()) {
-                            errors.push(format!("{pctx} plan ids must be unique"));
-                        }
-                    }
-                    if let Some(n) = pname {
-                        if !plan_names.insert(n.to_string()) {
-                            errors
-                                .push(format!("{pctx} plan names must be unique within a service"));
-                        }
-                    }
-                    let free = bool_field(pobj, "free", &pctx, &mut errors).unwrap_or(true);
-                    let pbindable = bool_field(pobj, "bindable", &pctx, &mut errors);
-                    let pupdate = bool_field(pobj, "plan_updateable", &pctx, &mut errors);
-                    let pmeta = object_field(pobj, "metadata", &pctx, &mut errors);
-                    let schemas = object_field(pobj, "schemas", &pctx, &mut errors);
-                    let maintenance_info =
-                        object_field(pobj, "maintenance_info", &pctx, &mut errors);
-                    let maximum_polling_duration = match pobj.get("maximum_polling_duration") {
-                        None | Some(Value::Null) => None,
-                        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v > 0) => n.as_i64(),
-                        Some(_) => {
-                            errors.push(format!(
-                                "{pctx} maximum_polling_duration must be a positive integer"
-                            ));
-                            None
-                        }
-                    };
-                    if let (Some(id), Some(name), Some(desc)) = (pid, pname, pdesc) {
-                        plans.push(CatalogPlan {
-                            id: id.to_string(),
-                            name: name.to_string(),
-                            description: desc.to_string(),
-                            free,
-                            bindable: pbindable,
-                            plan_updateable: pupdate,
-                            metadata: pmeta,
-                            schemas,
-                            maximum_polling_duration,
-                            maintenance_info,
-                        });
-                    }
-                }
-            }
-            Some(Value::Array(_)) | None | Some(Value::Null) => {
-                errors.push(format!("{ctx} At least one plan is required"))
-            }
-            Some(_) => errors.push(format!("{ctx} plans must be an array")),
-        }
-        if let (Some(id), Some(name), Some(description), Some(bindable)) =
-            (id, name, description, bindable)
-        {
-            out.push(CatalogService {
-                id: id.to_string(),
-                name: name.to_string(),
-                description: description.to_string(),
-                bindable,
-                tags,
-                requires,
-                metadata,
-                plan_updateable: plan_updateable.unwrap_or(false),
-                bindings_retrievable: bindings_retrievable.unwrap_or(false),
-                instances_retrievable: instances_retrievable.unwrap_or(false),
-                plans,
-            });
-        }
-    }
+    let mut seen = Seen::default();
+    let out: Vec<CatalogService> = services
+        .iter()
+        .enumerate()
+        .filter_map(|(i, svc)| parse_service(svc, i, &mut seen, &mut errors))
+        .collect();
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(errors)
     }
+}
+
+/// Ids and names met so far (unique per catalog for services, per service for plans).
+#[derive(Default)]
+struct Seen {
+    ids: std::collections::HashSet<String>,
+    names: std::collections::HashSet<String>,
+}
+
+impl Seen {
+    /// Records an id and a name; tells which of them was already there.
+    fn insert(&mut self, id: Option<&str>, name: Option<&str>) -> (bool, bool) {
+        let id_taken = id.is_some_and(|id| !self.ids.insert(id.to_string()));
+        let name_taken = name.is_some_and(|n| !self.names.insert(n.to_string()));
+        (id_taken, name_taken)
+    }
+}
+
+/// One service of the catalog (`None` when a required field is missing or wrong).
+fn parse_service(
+    svc: &Value,
+    i: usize,
+    seen: &mut Seen,
+    errors: &mut Vec<String>,
+) -> Option<CatalogService> {
+    let Some(obj) = svc.as_object() else {
+        errors.push(format!("Service #{} must be an object", i + 1));
+        return None;
+    };
+    let ctx = format!("Service #{}", i + 1);
+    let id = str_field(obj, "id", &ctx, errors);
+    let name = str_field(obj, "name", &ctx, errors);
+    let description = str_field(obj, "description", &ctx, errors);
+    let bindable = match obj.get("bindable") {
+        Some(Value::Bool(b)) => Some(*b),
+        None | Some(Value::Null) => {
+            errors.push(format!("{ctx} bindable is required"));
+            None
+        }
+        Some(_) => {
+            errors.push(format!("{ctx} \"bindable\" field must be a boolean"));
+            None
+        }
+    };
+    let ctx = match name {
+        Some(n) => format!("Service {n}"),
+        None => ctx,
+    };
+    let (id_taken, name_taken) = seen.insert(id, name);
+    if id_taken {
+        errors.push(format!("{ctx} service ids must be unique"));
+    }
+    if name_taken {
+        errors.push(format!(
+            "{ctx} service names must be unique within a broker"
+        ));
+    }
+    let tags = string_list(obj, "tags", &ctx, errors);
+    let requires = string_list(obj, "requires", &ctx, errors);
+    for r in &requires {
+        if !matches!(
+            r.as_str(),
+            "syslog_drain" | "route_forwarding" | "volume_mount"
+        ) {
+            errors.push(format!(
+                "{ctx} requires contains an unknown permission: {r}"
+            ));
+        }
+    }
+    let metadata = object_field(obj, "metadata", &ctx, errors);
+    let plan_updateable = bool_field(obj, "plan_updateable", &ctx, errors);
+    let bindings_retrievable = bool_field(obj, "bindings_retrievable", &ctx, errors);
+    let instances_retrievable = bool_field(obj, "instances_retrievable", &ctx, errors);
+    let plans = parse_plans(obj, &ctx, errors);
+    Some(CatalogService {
+        id: id?.to_string(),
+        name: name?.to_string(),
+        description: description?.to_string(),
+        bindable: bindable?,
+        tags,
+        requires,
+        metadata,
+        plan_updateable: plan_updateable.unwrap_or(false),
+        bindings_retrievable: bindings_retrievable.unwrap_or(false),
+        instances_retrievable: instances_retrievable.unwrap_or(false),
+        plans,
+    })
+}
+
+/// A service's `plans`: at least one, each valid.
+fn parse_plans(
+    obj: &serde_json::Map<String, Value>,
+    ctx: &str,
+    errors: &mut Vec<String>,
+) -> Vec<CatalogPlan> {
+    match obj.get("plans") {
+        Some(Value::Array(ps)) if !ps.is_empty() => {
+            let mut seen = Seen::default();
+            ps.iter()
+                .enumerate()
+                .filter_map(|(j, p)| parse_plan(p, j, ctx, &mut seen, errors))
+                .collect()
+        }
+        Some(Value::Array(_)) | None | Some(Value::Null) => {
+            errors.push(format!("{ctx} At least one plan is required"));
+            Vec::new()
+        }
+        Some(_) => {
+            errors.push(format!("{ctx} plans must be an array"));
+            Vec::new()
+        }
+    }
+}
+
+/// One plan of a service (`None` when a required field is missing or wrong).
+fn parse_plan(
+    p: &Value,
+    j: usize,
+    ctx: &str,
+    seen: &mut Seen,
+    errors: &mut Vec<String>,
+) -> Option<CatalogPlan> {
+    let Some(pobj) = p.as_object() else {
+        errors.push(format!("{ctx} plan #{} must be an object", j + 1));
+        return None;
+    };
+    let pctx = format!("{ctx} plan #{}", j + 1);
+    let pid = str_field(pobj, "id", &pctx, errors);
+    let pname = str_field(pobj, "name", &pctx, errors);
+    let pdesc = str_field(pobj, "description", &pctx, errors);
+    let pctx = match pname {
+        Some(n) => format!("{ctx} plan {n}"),
+        None => pctx,
+    };
+    let (id_taken, name_taken) = seen.insert(pid, pname);
+    if id_taken {
+        errors.push(format!("{pctx} plan ids must be unique"));
+    }
+    if name_taken {
+        errors.push(format!("{pctx} plan names must be unique within a service"));
+    }
+    let free = bool_field(pobj, "free", &pctx, errors).unwrap_or(true);
+    let bindable = bool_field(pobj, "bindable", &pctx, errors);
+    let plan_updateable = bool_field(pobj, "plan_updateable", &pctx, errors);
+    let metadata = object_field(pobj, "metadata", &pctx, errors);
+    let schemas = object_field(pobj, "schemas", &pctx, errors);
+    let maintenance_info = object_field(pobj, "maintenance_info", &pctx, errors);
+    let maximum_polling_duration = match pobj.get("maximum_polling_duration") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v > 0) => n.as_i64(),
+        Some(_) => {
+            errors.push(format!(
+                "{pctx} maximum_polling_duration must be a positive integer"
+            ));
+            None
+        }
+    };
+    Some(CatalogPlan {
+        id: pid?.to_string(),
+        name: pname?.to_string(),
+        description: pdesc?.to_string(),
+        free,
+        bindable,
+        plan_updateable,
+        metadata,
+        schemas,
+        maximum_polling_duration,
+        maintenance_info,
+    })
 }
 
 // ------------------------------------------------------------------------------------------------

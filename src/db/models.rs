@@ -222,6 +222,12 @@ pub struct ServiceBinding {
     pub prefix: Option<String>,
     pub service_key_guid: Option<String>,
     pub extended: bool,
+    /// Whether `name` is a generated default name (Code Engine's
+    /// `<app>-app-ce-service-binding-<5>`) rather than the client's.
+    pub name_generated: bool,
+    /// Code Engine's "existing secret": the broker binding whose credential this binding uses
+    /// (another binding's guid, kept after that binding is gone); `None`: its own.
+    pub credential_binding_guid: Option<String>,
 }
 
 impl ServiceBinding {
@@ -236,6 +242,33 @@ impl ServiceBinding {
     pub fn set_last_operation(&mut self, op: LastOperation) {
         self.last_operation_type = Some(op.op_type.as_str().to_string());
         self.last_operation_state = Some(op.state.as_str().to_string());
+    }
+
+    /// The name CF clients see (the envelope's `name`, VCAP_SERVICES): the client's. A generated
+    /// default name is a Code Engine name: shown in the binding table, the CLI, and the
+    /// envelope of bindings created with a Code Engine field, and usable to unbind by name.
+    pub fn client_name(&self) -> Option<&str> {
+        if self.name_generated {
+            None
+        } else {
+            self.name.as_deref()
+        }
+    }
+
+    /// The envelope's `name`: a generated one only for Code Engine clients (`extended`).
+    pub fn shown_name(&self) -> Option<&str> {
+        if self.extended {
+            self.name.as_deref()
+        } else {
+            self.client_name()
+        }
+    }
+
+    /// The id of the binding at the broker that holds this binding's credential.
+    pub fn broker_binding_id(&self) -> &str {
+        self.credential_binding_guid
+            .as_deref()
+            .unwrap_or(&self.guid)
     }
 
     /// CC's `is_created?`: the binding exists for the app (VCAP_SERVICES, etc.).
@@ -297,6 +330,8 @@ pub struct ServiceKey {
     pub created_at: NaiveDateTime,
     #[diesel(deserialize_as = crate::db::time::DbTime)]
     pub updated_at: NaiveDateTime,
+    /// The IAM role of the credential (Code Engine); `None` for keys made before roles.
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -152,6 +152,8 @@ diesel::table! {
         prefix -> Nullable<Text>,
         service_key_guid -> Nullable<Text>,
         extended -> Bool,
+        name_generated -> Bool,
+        credential_binding_guid -> Nullable<Text>,
     }
 }
 
@@ -236,6 +238,7 @@ diesel::table! {
         credentials -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        role -> Nullable<Text>,
     }
 }
 

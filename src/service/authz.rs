@@ -7,9 +7,11 @@ use crate::auth::Actor;
 use crate::db::{repo, DbConnection};
 use crate::error::ApiError;
 
-/// Fails unless the token may call read endpoints.
+/// Fails unless the token may call read endpoints: CC's `read_with_token?`/`index_with_token?`
+/// (admin, read-only admin, global auditor, or `cloud_controller.read`). A token with only
+/// `cloud_controller.write` gets `403 CF-InsufficientScope`, as CC answers it.
 pub fn require_read_scope(actor: &Actor) -> Result<(), ApiError> {
-    if actor.can_read() || actor.can_write() {
+    if actor.can_read() {
         Ok(())
     } else {
         Err(ApiError::InsufficientScope)

@@ -57,6 +57,36 @@ pub fn resolve_role(
     }
 }
 
+/// The seed's default binding name, `<app>-app-ce-service-binding-<5 random>` (seed 000:
+/// `my-application-app-ce-service-binding-abcde`). The app's name is lower-cased, and every
+/// character CC does not allow in binding names becomes `-`, so that the result passes
+/// [`super::bindings::validate_name`] (at most 255 characters).
+pub fn default_binding_name(app_name: &str) -> String {
+    const SUFFIX: &str = "-app-ce-service-binding-";
+    let app: String = app_name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '-') => c,
+            _ => '-',
+        })
+        .take(255 - SUFFIX.len() - 5)
+        .collect();
+    format!("{app}{SUFFIX}{}", random_suffix())
+}
+
+/// Five characters of `[a-z0-9]`, from a fresh v4 UUID's random bits.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut n = uuid::Uuid::new_v4().as_u128();
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(n % 36) as usize] as char;
+            n /= 36;
+            c
+        })
+        .collect()
+}
+
 /// A prefix must make valid environment variable names: a letter or underscore, then letters,
 /// digits, underscores; at most 63 characters.
 pub fn validate_prefix(prefix: &str) -> ApiResult<()> {
@@ -141,6 +171,19 @@ mod tests {
         assert_eq!(upper_snake("a..b"), "A_B");
         assert_eq!(upper_snake("9lives"), "_9LIVES");
         assert_eq!(upper_snake("--"), "_");
+    }
+
+    #[test]
+    fn default_names_follow_the_seed() {
+        let name = default_binding_name("My Application");
+        let (head, suffix) = name.rsplit_once('-').unwrap();
+        assert_eq!(head, "my-application-app-ce-service-binding");
+        assert_eq!(suffix.len(), 5);
+        assert!(super::super::bindings::validate_name(&name).is_ok());
+        let long = default_binding_name(&"é".repeat(400));
+        assert_eq!(long.chars().count(), 255);
+        assert!(super::super::bindings::validate_name(&long).is_ok());
+        assert_ne!(default_binding_name("a"), default_binding_name("a"));
     }
 
     #[test]

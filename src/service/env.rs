@@ -26,6 +26,18 @@ pub struct Entry {
     pub service: Option<Service>,
     /// The name of the service key the binding uses, if any.
     pub key_name: Option<String>,
+    /// That key's role.
+    pub key_role: Option<String>,
+}
+
+impl Entry {
+    /// The role of the credential the binding uses: its key's, else its own.
+    pub fn role(&self) -> Option<&str> {
+        match &self.binding.service_key_guid {
+            Some(_) => self.key_role.as_deref(),
+            None => self.binding.role.as_deref(),
+        }
+    }
 }
 
 impl Entry {
@@ -88,9 +100,13 @@ pub async fn load(
                 else {
                     continue;
                 };
-                let key_name = match &binding.service_key_guid {
-                    Some(k) => repo::keys::find(conn, k)?.map(|k| k.name),
+                let key = match &binding.service_key_guid {
+                    Some(k) => repo::keys::find(conn, k)?,
                     None => None,
+                };
+                let (key_name, key_role) = match key {
+                    Some(k) => (Some(k.name), k.role),
+                    None => (None, None),
                 };
                 let (plan, service) = match catalog {
                     Some((p, s, _)) => (Some(p), Some(s)),
@@ -102,6 +118,7 @@ pub async fn load(
                     plan,
                     service,
                     key_name,
+                    key_role,
                 });
             }
             Ok(AppBindings {
@@ -152,13 +169,13 @@ pub fn vcap_services(ab: &AppBindings) -> Value {
         }
         entry.insert(
             "name".into(),
-            json!(b.name.clone().unwrap_or_else(|| e.instance.name.clone())),
+            json!(b.client_name().unwrap_or(&e.instance.name)),
         );
         entry.insert("tags".into(), json!(e.tags()));
         entry.insert("instance_guid".into(), json!(e.instance.guid));
         entry.insert("instance_name".into(), json!(e.instance.name));
         entry.insert("binding_guid".into(), json!(b.guid));
-        entry.insert("binding_name".into(), json!(b.name));
+        entry.insert("binding_name".into(), json!(b.client_name()));
         entry.insert(
             "credentials".into(),
             serde_json::from_str(&b.credentials).unwrap_or_else(|_| json!({})),
@@ -199,13 +216,13 @@ pub fn code_engine_env(ab: &AppBindings) -> Map<String, Value> {
             vars.insert(k, json!(v));
         }
         let entry = json!({
-            "name": b.name.clone().unwrap_or_else(|| e.instance.name.clone()),
+            "name": b.client_name().unwrap_or(&e.instance.name),
             "binding_guid": b.guid,
             "instance_guid": e.instance.guid,
             "instance_name": e.instance.name,
             "label": e.label(),
             "plan": e.plan.as_ref().map(|p| p.name.clone()),
-            "role": b.role,
+            "role": e.role(),
             "service_key": e.key_name,
             "prefix": prefix,
             "credentials": credentials,

@@ -10,7 +10,7 @@ use super::openapi::{CfError, CreateServiceBinding, DeleteAccepted};
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, EmptyObject, Link, MetadataRef, Resource, Ts, REDACTED};
-use crate::api::{flag, json, json_object, with_warnings, Fields};
+use crate::api::{flag, json, json_object, strict_flag, with_warnings, Fields};
 use crate::db::repo;
 use crate::db::repo::bindings::{BindingView, Scope};
 use crate::error::{ApiError, ApiResult};
@@ -44,6 +44,9 @@ pub struct BindingEntity<'a> {
     pub prefix: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_key_guid: Option<Option<&'a str>>,
+    /// The binding whose credential this one reuses (Code Engine's "existing secret").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_binding_guid: Option<&'a str>,
     // `inline-relations-depth`: the app and instance, embedded (rendered once per page).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Resource<super::apps::AppEntity>)]
@@ -147,7 +150,7 @@ pub fn render_binding(
             gateway_name: "",
             syslog_drain_url: b.syslog_drain_url.as_deref(),
             volume_mounts: censor_volume_mounts(&b.volume_mounts),
-            name: b.name.as_deref(),
+            name: b.shown_name(),
             last_operation: BindingOperation {
                 op_type: b.last_operation_type.as_deref().unwrap_or("create"),
                 state: b.last_operation_state.as_deref().unwrap_or("succeeded"),
@@ -169,6 +172,7 @@ pub fn render_binding(
             role: b.extended.then_some(b.role.as_deref()),
             prefix: b.extended.then_some(b.prefix.as_deref()),
             service_key_guid: b.extended.then_some(b.service_key_guid.as_deref()),
+            credential_binding_guid: b.credential_binding_guid.as_deref(),
             app: None,
             service_instance: None,
         },
@@ -219,7 +223,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "Bound", body = Resource<BindingEntity, MetadataRef>, headers(("Location" = String, description = "The binding's path"), ("X-Cf-Warnings" = String, description = "URL-encoded warnings, comma-separated"))),
         (status = 202, description = "The broker is binding (`accepts_incomplete=true`)", body = Resource<BindingEntity, MetadataRef>, headers(("Location" = String, description = "The binding's path"))),
-        (status = 400, description = "Invalid request, unbindable instance, or the app is already bound to it", body = CfError),
+        (status = 400, description = "Invalid request (also an `accepts_incomplete` that is neither `true` nor `false`), unbindable instance, or the app is already bound to it", body = CfError),
         (status = 409, description = "An operation on the instance is in progress", body = CfError),
         (status = 502, description = "The broker failed (with `http`)", body = CfError),
     )
@@ -232,14 +236,16 @@ async fn create(
 ) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
+    let accepts_incomplete = strict_flag(&req, "accepts_incomplete")?;
     let input = CreateBinding {
         app_guid: f.required_str("app_guid")?.to_string(),
         service_instance_guid: f.required_str("service_instance_guid")?.to_string(),
         name: f.opt_str("name")?.map(str::to_string),
         parameters: f.opt_object("parameters")?.cloned(),
-        accepts_incomplete: flag(&req, "accepts_incomplete"),
+        accepts_incomplete,
         role: f.opt_str("role")?.map(str::to_string),
         prefix: f.opt_str("prefix")?.map(str::to_string),
+        credential_binding: f.opt_str("credential_binding_guid")?.map(str::to_string),
         service_key: match (f.opt_str("service_key_guid")?, f.opt_str("service_key_name")?) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::MessageParseError(
@@ -249,6 +255,11 @@ async fn create(
             (g, n) => g.or(n).map(str::to_string),
         },
     };
+    if input.credential_binding.is_some() && input.service_key.is_some() {
+        return Err(ApiError::MessageParseError(
+            "Field: credential_binding_guid, Error: give a service key or a binding's credential, not both".into(),
+        ));
+    }
     let shown = bindings::create(&state, &caller, input).await?;
     let status = if shown.view.binding.last_operation().in_progress() {
         StatusCode::ACCEPTED
@@ -311,6 +322,7 @@ async fn get(
     responses(
         (status = 204, description = "Unbound"),
         (status = 202, description = "Unbinding: the binding (broker still unbinding) or the job (`async=true`)", body = DeleteAccepted),
+        (status = 400, description = "`accepts_incomplete` is neither `true` nor `false` (`CF-InvalidRequest`)", body = CfError),
         (status = 404, description = "No such binding (`CF-ServiceBindingNotFound`)", body = CfError),
         (status = 409, description = "An operation on the binding is in progress", body = CfError),
         (status = 502, description = "The broker failed (with `http`)", body = CfError),
@@ -322,7 +334,14 @@ async fn delete(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let accepts_incomplete = flag(&req, "accepts_incomplete");
+    let accepts_incomplete = match strict_flag(&req, "accepts_incomplete") {
+        Ok(v) => v,
+        Err(invalid) => {
+            // CC finds the binding (404, 403) before it reads the flag.
+            bindings::get(&state, &caller, &path).await?;
+            return Err(invalid);
+        }
+    };
     if flag(&req, "async") && !accepts_incomplete {
         let job = bindings::delete_as_job(&state, &caller, &path).await?;
         return Ok(json(StatusCode::ACCEPTED, &super::jobs::render_job(&job)));

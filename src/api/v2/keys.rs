@@ -21,6 +21,9 @@ pub struct KeyEntity {
     pub credentials: Box<RawValue>,
     pub service_instance_url: String,
     pub service_key_parameters_url: String,
+    /// Code Engine: the credential's IAM role (absent for keys made before roles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 pub fn render_key(v: &KeyView) -> Resource<KeyEntity> {
@@ -37,6 +40,7 @@ pub fn render_key(v: &KeyView) -> Resource<KeyEntity> {
             },
             service_instance_url: format!("/v2/service_instances/{}", k.service_instance_guid),
             service_key_parameters_url: format!("/v2/service_keys/{}/parameters", k.guid),
+            role: k.role.clone(),
         },
     }
 }
@@ -58,7 +62,13 @@ async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<Htt
     let instance = f.required_str("service_instance_guid")?.to_string();
     let name = f.required_str("name")?.to_string();
     let parameters = f.opt_object("parameters")?.cloned();
-    let view = keys::create(&state, &caller, instance, name, parameters).await?;
+    let input = keys::CreateKey {
+        instance_guid: instance,
+        name,
+        parameters,
+        role: f.opt_str("role")?.map(str::to_string),
+    };
+    let view = keys::create(&state, &caller, input).await?;
     let mut resp = json(StatusCode::CREATED, &render_key(&view));
     super::set_location(&mut resp, &format!("/v2/service_keys/{}", view.key.guid));
     Ok(resp)

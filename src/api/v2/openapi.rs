@@ -69,6 +69,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::bindings::delete_from_app,
         super::bindings::list_for_instance,
         super::bindings::list_for_upsi,
+        super::env::unused_credentials,
         super::instances::list,
         super::instances::create,
         super::instances::get,
@@ -448,6 +449,9 @@ pub struct CreateServiceBinding {
     pub service_key_guid: Option<String>,
     /// As `service_key_guid`, by the key's name.
     pub service_key_name: Option<String>,
+    /// tether's Code Engine extension: use the credential of this other binding of the same
+    /// instance ("existing secret"; no broker call; not with a service key).
+    pub credential_binding_guid: Option<String>,
 }
 
 /// `POST /v2/service_instances`.

@@ -313,6 +313,51 @@ pub fn count_using_key(conn: &mut DbConnection, key: &str) -> QueryResult<i64> {
         .get_result(conn)
 }
 
+/// Bindings other than `except` that use the broker binding `root`'s credential (`root` itself
+/// included while it exists).
+pub fn count_sharing_credential(
+    conn: &mut DbConnection,
+    root: &str,
+    except: &str,
+) -> QueryResult<i64> {
+    sb::service_bindings
+        .filter(sb::guid.eq(root).or(sb::credential_binding_guid.eq(root)))
+        .filter(sb::guid.ne(except))
+        .count()
+        .get_result(conn)
+}
+
+/// The bindings of `space`'s managed instances whose credential (their own, from the broker)
+/// an app other than `app` created and `app` does not use: Code Engine's "existing secret"
+/// choice.
+pub fn credentials_offered_to(
+    conn: &mut DbConnection,
+    app: &str,
+    space: &str,
+) -> QueryResult<Vec<ServiceBinding>> {
+    // Loaded first: diesel does not nest a query of a table inside a query of the same table.
+    let used: Vec<String> = sb::service_bindings
+        .filter(sb::app_guid.eq(app))
+        .filter(sb::credential_binding_guid.is_not_null())
+        .select(sb::credential_binding_guid.assume_not_null())
+        .load(conn)?;
+    let managed_in_space = service_instances::table
+        .filter(service_instances::space_guid.eq(space))
+        .filter(service_instances::is_user_provided.eq(false))
+        .select(service_instances::guid);
+    sb::service_bindings
+        .filter(sb::service_instance_guid.eq_any(managed_in_space))
+        .filter(sb::app_guid.ne(app))
+        .filter(sb::service_key_guid.is_null())
+        .filter(sb::credential_binding_guid.is_null())
+        .filter(sb::last_operation_type.eq("create"))
+        .filter(sb::last_operation_state.eq("succeeded"))
+        .filter(sb::guid.ne_all(used))
+        .order(sb::id.asc())
+        .select(ServiceBinding::as_select())
+        .load(conn)
+}
+
 pub fn count_for_app(conn: &mut DbConnection, app: &str) -> QueryResult<i64> {
     sb::service_bindings
         .filter(sb::app_guid.eq(app))

@@ -26,6 +26,28 @@ pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceKe
     )
 }
 
+/// The keys of the instances of `space` that no binding of `app` uses, oldest first.
+pub fn unused_by_app(
+    conn: &mut DbConnection,
+    app: &str,
+    space: &str,
+) -> QueryResult<Vec<ServiceKey>> {
+    use crate::db::schema::service_bindings::dsl as b;
+    let used = b::service_bindings
+        .filter(b::app_guid.eq(app))
+        .filter(b::service_key_guid.is_not_null())
+        .select(b::service_key_guid.assume_not_null());
+    let in_space = service_instances::table
+        .filter(service_instances::space_guid.eq(space))
+        .select(service_instances::guid);
+    k::service_keys
+        .filter(k::service_instance_guid.eq_any(in_space))
+        .filter(k::guid.ne_all(used))
+        .order(k::id.asc())
+        .select(ServiceKey::as_select())
+        .load(conn)
+}
+
 pub fn find_by_name(
     conn: &mut DbConnection,
     instance: &str,

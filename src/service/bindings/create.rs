@@ -12,7 +12,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{Shown, ALREADY_BOUND};
+use super::reserve::{duplicate_error, insert_reserved, reserve, Prefixes};
+use super::Shown;
 use crate::app::AppState;
 use crate::broker::{BindOutcome, BindRequest, BindResource, BindingData, CfContext};
 use crate::db::models::{App, Organization, ServiceBinding, ServiceInstance, ServiceKey, Space};
@@ -24,7 +25,7 @@ use crate::operation::{LastOperation, OperationState, OperationType};
 use crate::service::catalog::Catalog;
 use crate::service::operations::{self, Subject};
 use crate::service::orphans::{self, Reservation};
-use crate::service::{authz, code_engine, new_guid, on_unique, Caller};
+use crate::service::{authz, code_engine, new_guid, Caller};
 
 pub struct CreateBinding {
     pub app_guid: String,
@@ -37,6 +38,9 @@ pub struct CreateBinding {
     pub role: Option<String>,
     pub prefix: Option<String>,
     pub service_key: Option<String>,
+    /// Code Engine's "existing secret": use the credential of this other binding (guid) of
+    /// the same instance.
+    pub credential_binding: Option<String>,
 }
 
 /// What a create request names, as stored.
@@ -47,6 +51,8 @@ pub struct BindTarget {
     pub instance: ServiceInstance,
     pub catalog: Option<Catalog>,
     pub key: Option<ServiceKey>,
+    /// The binding whose credential the request reuses.
+    pub source: Option<ServiceBinding>,
     /// The friendly duplicate error, looked up with the other reads (outside the single
     /// writer's transaction) and raised where CC raises it; the unique indexes still decide.
     pub duplicate: Option<ApiError>,
@@ -55,7 +61,7 @@ pub struct BindTarget {
 /// How the binding gets its credential.
 #[derive(Debug)]
 pub enum Strategy {
-    /// An existing service key's: no broker call.
+    /// An existing service key's, or another binding's: no broker call.
     ExistingKey,
     /// The user-provided instance's own: no broker call.
     UserProvided,
@@ -100,6 +106,7 @@ async fn load_target(
     let actor = caller.actor.clone();
     let (app_guid, si_guid) = (input.app_guid.clone(), input.service_instance_guid.clone());
     let key_ref = input.service_key.clone();
+    let source_ref = input.credential_binding.clone();
     let name = input.name.clone().filter(|n| !n.is_empty());
     state
         .db
@@ -113,14 +120,24 @@ async fn load_target(
             }
             let (space, org) = repo::spaces::find_with_org(conn, &app.space_guid)?
                 .ok_or_else(|| ApiError::internal("app without space"))?;
-            let key = match &key_ref {
+            let mut key = match &key_ref {
                 Some(k) => Some(find_key(conn, &instance, k)?),
                 None => None,
             };
+            let mut source = match &source_ref {
+                Some(b) => Some(find_source(conn, &instance, b)?),
+                None => None,
+            };
+            // A binding that itself reuses a key passes on the key.
+            if let Some(k) = source.as_ref().and_then(|s| s.service_key_guid.clone()) {
+                key = repo::keys::find(conn, &k)?;
+                source = None;
+            }
             let duplicate = duplicate_error(conn, &app.guid, &instance.guid, name.as_deref())?;
             Ok(BindTarget {
                 duplicate,
                 key,
+                source,
                 app,
                 space,
                 org,
@@ -145,6 +162,28 @@ fn find_key(conn: &mut DbConnection, instance: &ServiceInstance, k: &str) -> Api
         )));
     }
     Ok(key)
+}
+
+/// An existing credential: another binding of this instance, whose own credential it is.
+fn find_source(
+    conn: &mut DbConnection,
+    instance: &ServiceInstance,
+    guid: &str,
+) -> ApiResult<ServiceBinding> {
+    let source = repo::bindings::find(conn, guid)?
+        .ok_or_else(|| ApiError::ServiceBindingNotFound(guid.to_string()))?;
+    if source.service_instance_guid != instance.guid {
+        return Err(ApiError::ServiceBindingInvalid(
+            "The binding's credential belongs to another service instance; a credential can only be used with its own instance.".into(),
+        ));
+    }
+    if instance.is_user_provided || !source.is_created() {
+        return Err(ApiError::ServiceBindingInvalid(
+            "Only the credential of a created binding of a managed service instance can be reused."
+                .into(),
+        ));
+    }
+    Ok(source)
 }
 
 /// CC's checks, in CC's order (`ServiceBindingCreate#create`, then the model's validations),
@@ -174,9 +213,15 @@ pub fn validate(target: &BindTarget, input: &CreateBinding) -> ApiResult<BindPla
     if let Some(p) = &input.prefix {
         code_engine::validate_prefix(p)?;
     }
+    if target.source.is_some() && input.role.is_some() {
+        return Err(ApiError::ServiceBindingInvalid(
+            "A reused credential keeps its role; give a role only for new credentials.".into(),
+        ));
+    }
     let role = match (&target.catalog, &target.key) {
         // A service key carries its own credential; a role applies to new credentials only.
         (_, Some(_)) => None,
+        (_, None) if target.source.is_some() => target.source.as_ref().and_then(|s| s.role.clone()),
         (Some(c), None) => Some(code_engine::resolve_role(
             &c.service,
             &c.plan,
@@ -191,6 +236,7 @@ pub fn validate(target: &BindTarget, input: &CreateBinding) -> ApiResult<BindPla
     };
     let strategy = match (&target.key, &target.catalog) {
         (Some(_), _) => Strategy::ExistingKey,
+        (None, _) if target.source.is_some() => Strategy::ExistingKey,
         (None, None) => Strategy::UserProvided,
         (None, Some(_)) => Strategy::Broker,
     };
@@ -198,7 +244,10 @@ pub fn validate(target: &BindTarget, input: &CreateBinding) -> ApiResult<BindPla
         strategy,
         name,
         role,
-        extended: input.role.is_some() || input.prefix.is_some() || input.service_key.is_some(),
+        extended: input.role.is_some()
+            || input.prefix.is_some()
+            || input.service_key.is_some()
+            || input.credential_binding.is_some(),
         prefix: input.prefix.clone(),
         label: target
             .catalog
@@ -216,7 +265,13 @@ fn new_row(target: &BindTarget, plan: &BindPlan) -> ServiceBinding {
         guid: new_guid(),
         app_guid: target.app.guid.clone(),
         service_instance_guid: target.instance.guid.clone(),
-        name: plan.name.clone(),
+        // Code Engine lists and unbinds bindings by name: an unnamed one gets the seed's.
+        name: Some(
+            plan.name
+                .clone()
+                .unwrap_or_else(|| code_engine::default_binding_name(&target.app.name)),
+        ),
+        name_generated: plan.name.is_none(),
         credentials: "{}".into(),
         syslog_drain_url: None,
         volume_mounts: "[]".into(),
@@ -231,6 +286,10 @@ fn new_row(target: &BindTarget, plan: &BindPlan) -> ServiceBinding {
         role: plan.role.clone(),
         prefix: None,
         service_key_guid: target.key.as_ref().map(|k| k.guid.clone()),
+        credential_binding_guid: target
+            .source
+            .as_ref()
+            .map(|s| s.broker_binding_id().to_string()),
         extended: plan.extended,
     };
     row.set_last_operation(CREATING);
@@ -261,21 +320,21 @@ fn shown(
     })
 }
 
-/// With an existing service key's credentials: no broker call. One key serves several apps,
-/// each app once.
+/// With an existing credential (a service key's, or another binding's): no broker call. One
+/// credential serves several apps, each app once.
 async fn bind_with_key(
     state: &AppState,
     target: BindTarget,
     mut row: ServiceBinding,
     plan: BindPlan,
 ) -> ApiResult<Shown> {
-    let key = target
-        .key
-        .as_ref()
-        .ok_or_else(|| ApiError::internal("no key"))?;
-    row.credentials = key.credentials.clone();
+    let (credentials, key_name) = match (&target.key, &target.source) {
+        (Some(key), _) => (key.credentials.clone(), key.name.clone()),
+        (None, Some(source)) => (source.credentials.clone(), source.guid.clone()),
+        (None, None) => return Err(ApiError::internal("no existing credential")),
+    };
+    row.credentials = credentials;
     row.set_last_operation(CREATED);
-    let key_name = key.name.clone();
     let prefixes = Prefixes::for_row(&row, &plan, &target.instance.name);
     let insert = row.clone();
     let name = plan.name.clone();
@@ -285,7 +344,7 @@ async fn bind_with_key(
             .write(move |conn| {
                 let existing =
                     repo::bindings::find_by_app_and_instance(conn, &insert.app_guid, &insert.service_instance_guid)?;
-                if existing.is_some_and(|b| b.service_key_guid == insert.service_key_guid) {
+                if existing.is_some_and(|b| b.service_key_guid.is_some() && b.service_key_guid == insert.service_key_guid) {
                     return Err(ApiError::ServiceBindingAppServiceTaken(format!(
                         "The credential {key_name} is already used by a binding of this app; a credential can serve several apps, but each app once."
                     )));
@@ -327,7 +386,11 @@ async fn bind_user_provided(
         .credentials
         .clone()
         .unwrap_or_else(|| "{}".into());
-    row.syslog_drain_url = target.instance.syslog_drain_url.clone();
+    row.syslog_drain_url = target
+        .instance
+        .syslog_drain_url
+        .as_deref()
+        .map(crate::broker::encode_syslog_drain_url_commas);
     row.set_last_operation(CREATED);
     if let Some(e) = target.duplicate.take() {
         return Err(e);
@@ -486,149 +549,4 @@ async fn keep_created(
     row.set_last_operation(CREATED);
     row.last_operation_updated_at = Some(crate::db::now());
     Ok(())
-}
-
-/// Inserts the reserved row (the unique indexes decide races); returns its env-var prefix.
-async fn reserve(
-    state: &AppState,
-    row: &ServiceBinding,
-    plan: &BindPlan,
-    instance_name: &str,
-) -> ApiResult<String> {
-    let prefixes = Prefixes::for_row(row, plan, instance_name);
-    let insert = row.clone();
-    let name = plan.name.clone();
-    state
-        .db
-        .write(move |conn| insert_reserved(conn, insert, &prefixes, name.as_deref()))
-        .await
-}
-
-/// How to choose a binding's env-var prefix at insert time.
-#[derive(Clone)]
-struct Prefixes {
-    explicit: Option<String>,
-    candidates: Vec<String>,
-}
-
-impl Prefixes {
-    fn for_row(row: &ServiceBinding, plan: &BindPlan, instance_name: &str) -> Self {
-        Prefixes {
-            explicit: plan.prefix.clone(),
-            candidates: code_engine::derived_prefixes(&plan.label, instance_name, &row.guid),
-        }
-    }
-}
-
-/// Inserts a new binding row, choosing its prefix among the app's free ones. Returns the prefix.
-///
-/// A prefix the client chose can be "taken". A derived one never fails a create: a parallel
-/// create of the same app may take the candidate between the probe and the insert, and then the
-/// next candidate is tried (each insert in a savepoint, so that a refused one leaves the
-/// transaction usable on PostgreSQL).
-fn insert_reserved(
-    conn: &mut DbConnection,
-    mut row: ServiceBinding,
-    prefixes: &Prefixes,
-    name: Option<&str>,
-) -> ApiResult<String> {
-    if let Some(p) = &prefixes.explicit {
-        row.prefix = Some(p.clone());
-        insert_row(conn, &row, name)?;
-        return Ok(p.clone());
-    }
-    let fallback = format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase());
-    // Most creates take the first candidate: try it in one statement. Refused (a prefix, the
-    // app and instance, or the name taken), the careful loop below finds out which.
-    if let Some(first) = prefixes.candidates.first() {
-        row.prefix = Some(first.clone());
-        if repo::bindings::insert_unless_taken(conn, &row)? {
-            return Ok(first.clone());
-        }
-    }
-    for candidate in prefixes.candidates.iter().chain(std::iter::once(&fallback)) {
-        if repo::bindings::prefix_taken(conn, &row.app_guid, candidate)? {
-            continue;
-        }
-        row.prefix = Some(candidate.clone());
-        match crate::db::savepoint(conn, |c| insert_row(c, &row, name)) {
-            Err(ApiError::ServiceBindingInvalid(_)) => continue, // taken meanwhile
-            other => return other.map(|()| candidate.clone()),
-        }
-    }
-    // The fallback holds this binding's own guid: no other binding can have taken it.
-    Err(ApiError::internal(
-        "no free env-var prefix, not even the binding's own",
-    ))
-}
-
-/// Inserts the row, mapping unique-index violations to the client's errors.
-fn insert_row(conn: &mut DbConnection, row: &ServiceBinding, name: Option<&str>) -> ApiResult<()> {
-    let prefix = row.prefix.as_deref().unwrap_or_default();
-    on_unique(repo::bindings::insert(conn, row), |v| {
-        if v.is(
-            "service_bindings_app_prefix_key",
-            "service_bindings",
-            &["app_guid", "prefix"],
-        ) {
-            return Some(prefix_taken(prefix));
-        }
-        unique_error(v, name)
-    })
-}
-
-fn prefix_taken(prefix: &str) -> ApiError {
-    ApiError::ServiceBindingInvalid(format!(
-        "The prefix '{prefix}' is already used by another binding of this app; choose another prefix."
-    ))
-}
-
-fn name_taken(name: &str) -> String {
-    format!(
-        "The binding name is invalid. App binding names must be unique. The app already has a binding with name '{name}'."
-    )
-}
-
-fn unique_error(v: &crate::db::UniqueViolation, name: Option<&str>) -> Option<ApiError> {
-    if v.is(
-        "service_bindings_app_instance_key",
-        "service_bindings",
-        &["app_guid", "service_instance_guid"],
-    ) {
-        return Some(ApiError::ServiceBindingAppServiceTaken(
-            ALREADY_BOUND.into(),
-        ));
-    }
-    if v.is(
-        "service_bindings_app_name_key",
-        "service_bindings",
-        &["app_guid", "name"],
-    ) {
-        return Some(ApiError::ServiceBindingAppServiceTaken(name_taken(
-            name.unwrap_or_default(),
-        )));
-    }
-    None
-}
-
-/// The error a binding of `app` to `instance` (named `name`) would meet on a unique index.
-fn duplicate_error(
-    conn: &mut DbConnection,
-    app: &str,
-    instance: &str,
-    name: Option<&str>,
-) -> ApiResult<Option<ApiError>> {
-    if repo::bindings::find_by_app_and_instance(conn, app, instance)?.is_some() {
-        return Ok(Some(ApiError::ServiceBindingAppServiceTaken(
-            ALREADY_BOUND.into(),
-        )));
-    }
-    if let Some(name) = name {
-        if repo::bindings::find_by_app_and_name(conn, app, name)?.is_some() {
-            return Ok(Some(ApiError::ServiceBindingAppServiceTaken(name_taken(
-                name,
-            ))));
-        }
-    }
-    Ok(None)
 }

@@ -101,22 +101,29 @@ async fn claim(state: &AppState, mut loaded: Claimed) -> ApiResult<Claimed> {
         return Err(in_progress);
     }
     // User-provided instances and bindings that reuse a service key hold no broker credential
-    // of their own: nothing to unbind at the broker.
+    // of their own: nothing to unbind at the broker. Nor while another binding still uses the
+    // broker binding this one's credential comes from (decided in the writer, with the delete).
     if loaded.view.binding.service_key_guid.is_some() {
         loaded.catalog = None;
     }
-    let local_only = loaded.catalog.is_none();
+    let has_broker = loaded.catalog.is_some();
     let g = loaded.view.binding.guid.clone();
-    let changed = state
+    let root = loaded.view.binding.broker_binding_id().to_string();
+    let (changed, local_only) = state
         .db
         .write(move |conn| {
-            Ok(if local_only {
-                repo::bindings::delete(conn, &g)?
+            let shared =
+                has_broker && repo::bindings::count_sharing_credential(conn, &root, &g)? > 0;
+            Ok(if !has_broker || shared {
+                (repo::bindings::delete(conn, &g)?, true)
             } else {
-                repo::bindings::claim_for_delete(conn, &g)?
+                (repo::bindings::claim_for_delete(conn, &g)?, false)
             })
         })
         .await?;
+    if local_only {
+        loaded.catalog = None;
+    }
     match (changed, local_only) {
         (0, true) => Err(ApiError::ServiceBindingNotFound(
             loaded.view.binding.guid.clone(),
@@ -137,12 +144,16 @@ async fn unbind_claimed(
         return Ok(Deleted::Gone { warnings: vec![] });
     };
     let guid = claimed.view.binding.guid.clone();
+    // The last user of another binding's credential unbinds that broker binding, synchronously
+    // (its operation would be polled under another binding's id).
+    let reused = claimed.view.binding.credential_binding_guid.is_some();
+    let accepts_incomplete = accepts_incomplete && !reused;
     let outcome = state
         .broker
         .unbind(
             &catalog.target(),
             &claimed.instance.guid,
-            &guid,
+            claimed.view.binding.broker_binding_id(),
             &catalog.ids(),
             accepts_incomplete,
             ctx,

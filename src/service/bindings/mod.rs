@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod reserve;
 
 use std::collections::HashMap;
 
@@ -93,38 +94,54 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Sho
         })
 }
 
-/// `GET /v2/service_bindings/:guid/parameters`: from the broker when it supports fetching.
+/// `GET /v2/service_bindings/:guid/parameters`: from the broker when it supports fetching
+/// (CC's `ServiceBindingRead`): not while an operation on the binding is in progress, and only
+/// a JSON object is passed on.
 pub async fn parameters(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Value> {
     let shown = get(state, caller, guid).await?;
-    let si = shown.view.binding.service_instance_guid.clone();
-    let catalog = state
+    let binding = &shown.view.binding;
+    let (si, app) = (
+        binding.service_instance_guid.clone(),
+        binding.app_guid.clone(),
+    );
+    let (found, app) = state
         .db
-        .read(move |conn| Ok(repo::instances::find_with_catalog(conn, &si)?))
-        .await?
-        .and_then(|(_, c)| c)
-        .map(|(plan, service, broker)| Catalog {
-            plan,
-            service,
-            broker,
-        });
+        .read(move |conn| {
+            let found = repo::instances::find_with_catalog(conn, &si)?;
+            Ok((found, repo::apps::find(conn, &app)?))
+        })
+        .await?;
+    let Some((instance, catalog)) = found else {
+        return Err(ApiError::ServiceFetchBindingParametersNotSupported);
+    };
+    let catalog = catalog.map(|(plan, service, broker)| Catalog {
+        plan,
+        service,
+        broker,
+    });
     let Some(catalog) = catalog.filter(|c| c.service.bindings_retrievable) else {
         return Err(ApiError::ServiceFetchBindingParametersNotSupported);
     };
+    if binding.last_operation().in_progress() {
+        let app_name = app.map(|a| a.name).unwrap_or_default();
+        return Err(ApiError::AsyncServiceBindingOperationInProgress(
+            app_name,
+            instance.name,
+        ));
+    }
     let data = state
         .broker
         .fetch_binding(
             &catalog.target(),
-            &shown.view.binding.service_instance_guid,
+            &binding.service_instance_guid,
             guid,
             &catalog.ids(),
             &catalog.service.requires_list(),
             &caller.broker_ctx(),
         )
         .await?;
-    Ok(match data.parameters {
-        Some(v @ Value::Object(_)) => v,
-        _ => Value::Object(Map::new()),
-    })
+    // The broker client refused a `parameters` that is not an object.
+    Ok(data.parameters.unwrap_or_else(|| Value::Object(Map::new())))
 }
 
 /// A page of bindings, each with whether the caller may see its credentials.

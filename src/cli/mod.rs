@@ -9,6 +9,8 @@ use crate::config::{CommonArgs, Config, Secrets, ServeArgs};
 use crate::jobs::{JobRunner, RunnerConfig};
 use crate::service::Caller;
 
+mod registry;
+
 #[derive(Parser)]
 #[command(
     name = "tether",
@@ -44,7 +46,7 @@ enum Command {
     Bindings(BindingsArgs),
     /// Registry access secrets.
     #[command(subcommand)]
-    Registry(RegistryCommand),
+    Registry(registry::RegistryCommand),
     /// Make a new encryption key current and re-seal every stored credential with it.
     RotateKey(RotateKeyArgs),
 }
@@ -57,34 +59,6 @@ struct BindingsArgs {
     #[arg(long)]
     app: String,
     /// The app's space (name or guid), if the name is not unique.
-    #[arg(long)]
-    space: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum RegistryCommand {
-    /// Create a registry access secret in a space.
-    Create(RegistryCreateArgs),
-}
-
-#[derive(clap::Args)]
-struct RegistryCreateArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Name: lowercase alphanumerics, '.', '-'; starts and ends alphanumeric; at most 253.
-    #[arg(long)]
-    name: String,
-    /// Registry server, e.g. us.icr.io or https://index.docker.io/v1/.
-    #[arg(long)]
-    server: String,
-    #[arg(long)]
-    username: String,
-    /// The password or API key (or set TETHER_REGISTRY_PASSWORD).
-    #[arg(long, env = "TETHER_REGISTRY_PASSWORD", hide_env_values = true)]
-    password: String,
-    #[arg(long)]
-    email: Option<String>,
-    /// The space (name or guid); may be left out when there is only one.
     #[arg(long)]
     space: Option<String>,
 }
@@ -212,7 +186,7 @@ pub fn main() -> ExitCode {
         Command::User(UserCommand::Create(args)) => user_create(args),
         Command::Client(ClientCommand::Create(args)) => client_create(args),
         Command::Bindings(args) => bindings_table(args),
-        Command::Registry(RegistryCommand::Create(args)) => registry_create(args),
+        Command::Registry(command) => registry::run(command),
         Command::RotateKey(args) => rotate_key(args),
     };
     match result {
@@ -517,31 +491,6 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
         for c in &cells {
             println!("{}", line(c.iter().map(String::as_str).collect()));
         }
-        Ok(())
-    })
-}
-
-fn registry_create(args: RegistryCreateArgs) -> anyhow::Result<()> {
-    let config = config_from_common(&args.common)?;
-    actix_web::rt::System::new().block_on(async move {
-        let state = AppState::new(config)?;
-        let space = resolve_space(&state.db, args.space.as_deref())?;
-        println!("Creating image registry access secret '{}'...", args.name);
-        let secret = crate::service::registry::create(
-            &state,
-            &admin_caller(),
-            &space.guid,
-            crate::service::registry::RegistryInput {
-                name: Some(args.name.clone()),
-                server: Some(args.server.clone()),
-                username: Some(args.username.clone()),
-                password: Some(args.password.clone()),
-                email: args.email.clone(),
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("OK ({})", secret.guid);
         Ok(())
     })
 }

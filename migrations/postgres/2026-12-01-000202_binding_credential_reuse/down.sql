@@ -1,0 +1,2 @@
+DROP INDEX service_bindings_credential_idx;
+ALTER TABLE service_bindings DROP COLUMN credential_binding_guid;
