@@ -334,6 +334,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v2/spaces/{guid}"),
     ("get", "/v2/spaces/{guid}/apps"),
     ("get", "/v2/spaces/{guid}/service_instances"),
+    ("get", "/v2/spaces/{guid}/services"),
     ("get", "/v2/organizations"),
     ("get", "/v2/organizations/{guid}"),
     ("get", "/v2/organizations/{guid}/spaces"),

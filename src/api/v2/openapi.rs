@@ -81,6 +81,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::spaces::list,
         super::spaces::get,
         super::spaces::list_in_org,
+        super::brokers::list_space_services,
         super::orgs::list,
         super::orgs::get,
         super::jobs::get,
@@ -423,6 +424,14 @@ list_query!(
     /// The parameters of organization lists.
     OrgsQuery,
     repo::orgs::FILTERS,
+    by_name = true,
+    embeds = None
+);
+
+list_query!(
+    /// The parameters of service lists.
+    ServicesQuery,
+    repo::brokers::SERVICE_FILTERS,
     by_name = true,
     embeds = None
 );

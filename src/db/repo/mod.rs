@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod brokers;
 pub mod instances;
 pub mod keys;
+pub mod marketplace;
 pub mod orgs;
 pub mod registry;
 pub mod roles;
