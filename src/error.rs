@@ -105,6 +105,9 @@ pub enum ApiError {
     UserProvidedServiceInstanceNotFound(String),
     #[error("Please use the User Provided Services API to manage this resource.")]
     UserProvidedServiceInstanceHandlerNeeded,
+    /// The instance's name, and each association's error (tab-indented, blank-line separated).
+    #[error("Deletion of service instance {0} failed because one or more associated resources could not be deleted.\n\n{1}")]
+    ServiceInstanceRecursiveDeleteFailed(String, String),
 
     // --- service bindings --------------------------------------------------------------------
     #[error("The service binding is invalid: {0}")]
@@ -286,6 +289,9 @@ impl ApiError {
             }
             UserProvidedServiceInstanceHandlerNeeded => {
                 (400, 340002, "UserProvidedServiceInstanceHandlerNeeded")
+            }
+            ServiceInstanceRecursiveDeleteFailed(..) => {
+                (502, 60027, "ServiceInstanceRecursiveDeleteFailed")
             }
             ServiceBindingInvalid(_) => (400, 90001, "ServiceBindingInvalid"),
             ServiceBindingAppServiceTaken(_) => (400, 90003, "ServiceBindingAppServiceTaken"),

@@ -326,6 +326,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v2/service_instances"),
     ("post", "/v2/service_instances"),
     ("get", "/v2/service_instances/{guid}"),
+    ("delete", "/v2/service_instances/{guid}"),
     ("get", "/v2/user_provided_service_instances"),
     ("get", "/v2/user_provided_service_instances/{guid}"),
     ("get", "/v2/apps"),
@@ -404,7 +405,13 @@ async fn document_matches_the_server(backend: Backend) {
                     },
                     org: w.org.clone(),
                     space: w.space.clone(),
-                    instance: w.instance.clone(),
+                    // An instance's delete: one of its own (the shared one has bindings).
+                    instance: if template.as_str() == "/v2/service_instances/{guid}" {
+                        app.create_instance(&w.space, &w.plan, &format!("doomed-{n}"))
+                            .await
+                    } else {
+                        w.instance.clone()
+                    },
                     upsi: w.upsi.clone(),
                     job: w.job.clone(),
                     plan: w.plan.clone(),

@@ -72,6 +72,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::instances::list,
         super::instances::create,
         super::instances::get,
+        super::instances::delete,
         super::instances::list_in_space,
         super::instances::list_upsi,
         super::instances::get_upsi,

@@ -262,3 +262,34 @@ pub fn count_in_space(conn: &mut DbConnection, space: &str) -> QueryResult<i64> 
 pub fn delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
     diesel::delete(i::service_instances.filter(i::guid.eq(guid))).execute(conn)
 }
+
+/// The guids of an instance's bindings and of its service keys.
+pub fn associations(
+    conn: &mut DbConnection,
+    guid: &str,
+) -> QueryResult<(Vec<String>, Vec<String>)> {
+    use crate::db::schema::service_keys;
+    let bindings = service_bindings::table
+        .filter(service_bindings::service_instance_guid.eq(guid))
+        .order(service_bindings::id.asc())
+        .select(service_bindings::guid)
+        .load(conn)?;
+    let keys = service_keys::table
+        .filter(service_keys::service_instance_guid.eq(guid))
+        .order(service_keys::id.asc())
+        .select(service_keys::guid)
+        .load(conn)?;
+    Ok((bindings, keys))
+}
+
+/// Forgets an instance with its bindings and keys (no broker is told: CC's purge).
+pub fn purge(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
+    use crate::db::schema::service_keys;
+    diesel::delete(
+        service_bindings::table.filter(service_bindings::service_instance_guid.eq(guid)),
+    )
+    .execute(conn)?;
+    diesel::delete(service_keys::table.filter(service_keys::service_instance_guid.eq(guid)))
+        .execute(conn)?;
+    delete(conn, guid)
+}
