@@ -169,6 +169,10 @@ pub enum ApiError {
     #[error("{0}")]
     ServiceKeyNotSupported(String),
 
+    // --- feature flags ----------------------------------------------------------------------
+    #[error("The feature flag could not be found: {0}")]
+    FeatureFlagNotFound(String),
+
     // --- jobs ---------------------------------------------------------------------------------
     #[error("The job could not be found: {0}")]
     JobNotFound(String),
@@ -330,6 +334,7 @@ impl ApiError {
             ServiceKeyInvalid(_) => (400, 360002, "ServiceKeyInvalid"),
             ServiceKeyNotFound(_) => (404, 360003, "ServiceKeyNotFound"),
             ServiceKeyNotSupported(_) => (400, 360004, "ServiceKeyNotSupported"),
+            FeatureFlagNotFound(_) => (404, 330000, "FeatureFlagNotFound"),
             JobNotFound(_) => (404, 10000, "NotFound"),
             Broker(e) => (e.status(), 10001, e.error_name()),
             Busy => (503, 10015, "ServiceUnavailable"),

@@ -302,10 +302,12 @@ fn real_path(template: &str, w: &World, binding: &str) -> String {
         "spaces" => &w.space,
         "organizations" => &w.org,
         "jobs" => &w.job,
+        "config" => "set_roles_by_username",
         other => panic!("{template}: which guid does a path under /v2/{other} take? Add it here"),
     };
     let path = template
         .replace("{guid}", guid)
+        .replace("{name}", guid)
         .replace("{binding}", binding);
     assert!(
         !path.contains('{'),
@@ -340,6 +342,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v2/organizations/{guid}"),
     ("get", "/v2/organizations/{guid}/spaces"),
     ("get", "/v2/jobs/{guid}"),
+    ("get", "/v2/config/feature_flags/{name}"),
 ];
 
 /// The route table's answer to a request it has no route for.

@@ -38,7 +38,8 @@ pub fn org_role(path: &str) -> Option<&'static str> {
 }
 
 /// Adds (`add = true`) or removes a space role. Admins and the space's org managers and space
-/// managers may; the user must belong to the space's org (CC: SpaceUserNotInOrg).
+/// managers may; the user must belong to the space's org (CC: `InvalidRelation` naming the
+/// user, which the cf CLI shows as "user is not part of the org").
 pub async fn set_space_role(
     state: &AppState,
     caller: &Caller,
@@ -63,7 +64,7 @@ pub async fn set_space_role(
             if add {
                 repo::roles::ensure_user(conn, &user)?;
                 if !repo::roles::has_org_role(conn, &user, &sp.organization_guid, "user")? {
-                    return Err(ApiError::SpaceUserNotInOrg(user.clone()));
+                    return Err(ApiError::InvalidRelation(user.clone()));
                 }
                 repo::roles::add_space_role(conn, &sp.guid, &user, role)?;
             } else {

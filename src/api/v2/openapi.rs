@@ -86,6 +86,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::orgs::list,
         super::orgs::get,
         super::jobs::get,
+        super::summary::feature_flag,
     ),
     // `Metadata` is `Resource`'s default type argument, which the derive does not collect.
     components(schemas(CfError, crate::api::render::Metadata)),
@@ -97,6 +98,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         (name = "spaces", description = "Spaces"),
         (name = "organizations", description = "Organizations"),
         (name = "jobs", description = "Jobs of asynchronous operations"),
+        (name = "feature_flags", description = "CC's feature flags (fixed at their defaults)"),
     ),
 )]
 struct ApiDoc;

@@ -37,7 +37,7 @@ fn filtered<'a>(
     let mut q = o::organizations.into_boxed();
     for f in filters {
         q = match f.key.as_str() {
-            "name" => crate::filter_text!(q, o::name, f),
+            "name" => crate::filter_name!(q, o::name, f),
             "status" => crate::filter_text!(q, o::status, f),
             "guid" => crate::filter_text!(q, o::guid, f),
             _ => q,
