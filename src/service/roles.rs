@@ -2,7 +2,7 @@
 
 use super::{authz, Caller};
 use crate::app::AppState;
-use crate::db::models::User;
+use crate::db::models::{OrgStatus, User};
 use crate::db::repo;
 use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
@@ -56,8 +56,9 @@ pub async fn set_space_role(
             let sp = repo::spaces::find(conn, &space)?
                 .ok_or_else(|| ApiError::SpaceNotFound(space.clone()))?;
             if !actor.is_admin()
-                && !authz::is_org_manager(conn, &actor, &sp.organization_guid)?
-                && !authz::is_space_manager(conn, &actor, &sp.guid)?
+                && ((!authz::is_org_manager(conn, &actor, &sp.organization_guid)?
+                    && !authz::is_space_manager(conn, &actor, &sp.guid)?)
+                    || org_suspended(conn, &sp.organization_guid)?)
             {
                 return Err(ApiError::NotAuthorized);
             }
@@ -92,7 +93,9 @@ pub async fn set_org_role(
         .write(move |conn| {
             let o = repo::orgs::find(conn, &org)?
                 .ok_or_else(|| ApiError::OrganizationNotFound(org.clone()))?;
-            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &o.guid)? {
+            // CC: only admins change a suspended org.
+            let suspended = o.status == OrgStatus::Suspended.as_str();
+            if !actor.is_admin() && (suspended || !authz::is_org_manager(conn, &actor, &o.guid)?) {
                 return Err(ApiError::NotAuthorized);
             }
             if add {
@@ -111,6 +114,10 @@ pub async fn set_org_role(
             Ok(o)
         })
         .await
+}
+
+fn org_suspended(conn: &mut DbConnection, org: &str) -> ApiResult<bool> {
+    Ok(repo::orgs::find(conn, org)?.is_some_and(|o| o.status == OrgStatus::Suspended.as_str()))
 }
 
 /// `POST /v2/users` (admin): registers a UAA user id with CC.
