@@ -128,6 +128,8 @@ pub enum ApiError {
     ServicePlanInvalid(String),
     #[error("The service plan could not be found: {0}")]
     ServicePlanNotFound(String),
+    #[error("The service does not support changing plans.")]
+    ServicePlanNotUpdateable,
     #[error("The service could not be found: {0}")]
     ServiceNotFound(String),
     #[error("This combination of ServicePlan and Organization is already taken: {0}")]
@@ -309,6 +311,7 @@ impl ApiError {
             }
             ServicePlanInvalid(_) => (400, 110001, "ServicePlanInvalid"),
             ServicePlanNotFound(_) => (404, 110003, "ServicePlanNotFound"),
+            ServicePlanNotUpdateable => (400, 110004, "ServicePlanNotUpdateable"),
             ServiceNotFound(_) => (404, 120003, "ServiceNotFound"),
             ServicePlanVisibilityInvalid(_) => (400, 260001, "ServicePlanVisibilityInvalid"),
             ServicePlanVisibilityAlreadyExists(_) => {

@@ -329,6 +329,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/v2/service_instances"),
     ("get", "/v2/service_instances/{guid}"),
     ("delete", "/v2/service_instances/{guid}"),
+    ("put", "/v2/service_instances/{guid}"),
     ("get", "/v2/user_provided_service_instances"),
     ("get", "/v2/user_provided_service_instances/{guid}"),
     ("get", "/v2/apps"),
@@ -388,6 +389,17 @@ async fn document_matches_the_server(backend: Backend) {
                         "tags": ["sql"],
                     }),
                     other => panic!("{other}: give this test a body to create one with"),
+                };
+                let schema = op
+                    .pointer("/requestBody/content/application~1json/schema")
+                    .unwrap_or_else(|| panic!("{what}: no documented request body"));
+                doc.assert_valid(schema, &body, true, &format!("{what} request"));
+                (real_path(template, &w, &w.binding), Some(body))
+            }
+            "put" => {
+                let body = match template.as_str() {
+                    "/v2/service_instances/{guid}" => json!({"tags": ["renamed"]}),
+                    other => panic!("{other}: give this test a body to update one with"),
                 };
                 let schema = op
                     .pointer("/requestBody/content/application~1json/schema")

@@ -13,6 +13,9 @@ use tokio::sync::Semaphore;
 use super::error::{truncate_message, BrokerError, BrokerErrorKind, BrokerHttpInfo};
 use super::model::*;
 
+mod update;
+pub use update::{PreviousValues, UpdateOutcome, UpdateRequest};
+
 /// RFC 3986 unreserved characters stay, everything else is escaped (OSB A.3).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')

@@ -4,6 +4,8 @@ mod client;
 mod error;
 pub mod model;
 
-pub use client::{BrokerClient, BrokerClientConfig, CallContext};
+pub use client::{
+    BrokerClient, BrokerClientConfig, CallContext, PreviousValues, UpdateOutcome, UpdateRequest,
+};
 pub use error::{BrokerError, BrokerErrorKind, BrokerHttpInfo};
 pub use model::*;

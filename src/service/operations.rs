@@ -58,6 +58,10 @@ pub struct PollProgress {
     pub started_at_ms: Option<i64>,
     /// The plan's `maximum_polling_duration`, seconds.
     pub plan_max_secs: Option<i64>,
+    /// An update's new plan, applied when the broker says it succeeded (CC's
+    /// `proposed_changes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_plan_guid: Option<String>,
 }
 
 impl PollProgress {
@@ -67,6 +71,7 @@ impl PollProgress {
             started_at: now_ms.div_euclid(1000),
             started_at_ms: Some(now_ms),
             plan_max_secs: plan.maximum_polling_duration,
+            proposed_plan_guid: None,
         }
     }
 
@@ -127,6 +132,31 @@ pub async fn begin(
     plan: &ServicePlan,
 ) -> ApiResult<()> {
     let progress = PollProgress::starting(op, plan, state.clock.now_ms());
+    begin_polling(state, subject, guid, broker_operation, progress).await
+}
+
+/// [`begin`] for an instance update the broker accepted: on success the instance moves to
+/// `proposed_plan` (if the update changes its plan).
+pub async fn begin_update(
+    state: &AppState,
+    guid: &str,
+    broker_operation: Option<String>,
+    plan: &ServicePlan,
+    proposed_plan: Option<String>,
+) -> ApiResult<()> {
+    let mut progress = PollProgress::starting(OperationType::Update, plan, state.clock.now_ms());
+    progress.proposed_plan_guid = proposed_plan;
+    begin_polling(state, Subject::Instance, guid, broker_operation, progress).await
+}
+
+async fn begin_polling(
+    state: &AppState,
+    subject: Subject,
+    guid: &str,
+    broker_operation: Option<String>,
+    progress: PollProgress,
+) -> ApiResult<()> {
+    let op = progress.operation_type;
     let job = poll_job(subject, guid, progress);
     let g = guid.to_string();
     state
@@ -225,7 +255,8 @@ pub async fn poll(
             description,
             ..
         }) => {
-            settle_succeeded(state, &current, op, description).await?;
+            let proposed = progress.proposed_plan_guid.as_deref();
+            settle_succeeded(state, &current, op, description, proposed).await?;
             Ok(Polled::Settled)
         }
         Ok(LastOperationOutcome::State {
@@ -355,6 +386,7 @@ async fn settle_succeeded(
     current: &Current,
     op: OperationType,
     description: Option<String>,
+    proposed_plan: Option<&str>,
 ) -> ApiResult<()> {
     match (current.subject, op) {
         (subject, OperationType::Delete) => remove(state, subject, &current.guid).await,
@@ -364,10 +396,15 @@ async fn settle_succeeded(
         (subject, op) => {
             let g = current.guid.clone();
             let done = LastOperation::new(op, OperationState::Succeeded);
+            let plan = proposed_plan.filter(|_| subject == Subject::Instance);
+            let plan = plan.map(str::to_string);
             state
                 .db
                 .write(move |conn| {
                     set_operation(conn, subject, &g, done, description.as_deref(), None)?;
+                    if let Some(p) = &plan {
+                        repo::instances::set_plan(conn, &g, p)?;
+                    }
                     Ok(())
                 })
                 .await

@@ -73,6 +73,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::instances::create,
         super::instances::get,
         super::instances::delete,
+        super::instances::update,
         super::instances::list_in_space,
         super::instances::list_upsi,
         super::instances::get_upsi,
@@ -460,6 +461,19 @@ pub struct CreateServiceBinding {
     pub service_key_guid: Option<String>,
     /// As `service_key_guid`, by the key's name.
     pub service_key_name: Option<String>,
+}
+
+/// `PUT /v2/service_instances/:guid`: each field only when it changes.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a document, never built
+pub struct UpdateServiceInstance {
+    pub name: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// A plan of the same service (the service must allow plan changes).
+    pub service_plan_guid: Option<String>,
+    /// Passed to the broker's update as `parameters`.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<()>,
 }
 
 /// `POST /v2/service_instances`.

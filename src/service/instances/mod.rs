@@ -11,7 +11,7 @@ mod user_provided;
 pub use create::{create_managed, CreateInstance};
 pub use delete::{delete, InstanceDeleted};
 pub use purge::{delete_associations, purge};
-pub use update::update_managed;
+pub use update::{update_managed, UpdateInstance};
 pub use user_provided::{create_upsi, update_upsi, UpsiInput};
 
 use super::{authz, Caller};
