@@ -158,4 +158,54 @@ async fn writes_refused_reads_allowed(backend: Backend) {
         .assert_status(204);
 }
 
-backend_tests!(status_is_stored, writes_refused_reads_allowed);
+/// Org managers are locked out too (CC: "Org state is never bypassed by org managers").
+async fn managers_locked_out(backend: Backend) {
+    let t = TestApp::start(backend).await;
+    let w = t.world().await;
+    let manager = t.token_for("mgr", &["cloud_controller.read", "cloud_controller.write"]);
+    t.put(
+        &format!("/v2/organizations/{}/managers/mgr", w.org),
+        json!({}),
+    )
+    .await
+    .assert_status(201);
+    let new_space = json!({"name": "second", "organization_guid": w.org});
+    set_status(&t, &w.org, "suspended").await.assert_status(201);
+    let r = t
+        .as_user(
+            &manager,
+            Method::POST,
+            "/v2/spaces",
+            Some(new_space.clone()),
+        )
+        .await;
+    r.assert_error(403, "CF-NotAuthorized");
+    let r = t
+        .as_user(
+            &manager,
+            Method::PUT,
+            &format!("/v2/organizations/{}/auditors/someone", w.org),
+            None,
+        )
+        .await;
+    r.assert_error(403, "CF-NotAuthorized");
+    let r = t
+        .as_user(
+            &manager,
+            Method::PUT,
+            &format!("/v2/spaces/{}/developers/mgr", w.space),
+            None,
+        )
+        .await;
+    r.assert_error(403, "CF-NotAuthorized");
+    set_status(&t, &w.org, "active").await.assert_status(201);
+    t.as_user(&manager, Method::POST, "/v2/spaces", Some(new_space))
+        .await
+        .assert_status(201);
+}
+
+backend_tests!(
+    status_is_stored,
+    writes_refused_reads_allowed,
+    managers_locked_out
+);

@@ -140,6 +140,11 @@ pub fn space_write(conn: &mut DbConnection, actor: &Actor, space: &str) -> Query
     })
 }
 
+/// Whether an org is suspended (then only admins change anything in it).
+pub fn org_suspended(conn: &mut DbConnection, org: &str) -> QueryResult<bool> {
+    Ok(repo::orgs::find(conn, org)?.is_some_and(|o| o.status == OrgStatus::Suspended.as_str()))
+}
+
 /// Admin, or a space developer there (holding the write scope, in an org not suspended: CC's
 /// instance, key and app accesses say no, which is `NotAuthorized`).
 pub fn can_write_space(conn: &mut DbConnection, actor: &Actor, space: &str) -> QueryResult<bool> {

@@ -176,7 +176,10 @@ pub async fn create_space(
                     row.organization_guid
                 ))
             })?;
-            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &row.organization_guid)? {
+            if !actor.is_admin()
+                && (!authz::is_org_manager(conn, &actor, &row.organization_guid)?
+                    || authz::org_suspended(conn, &row.organization_guid)?)
+            {
                 return Err(ApiError::NotAuthorized);
             }
             on_unique(repo::spaces::insert(conn, &row), |v| {
@@ -260,8 +263,9 @@ pub async fn rename_space(
             let space =
                 repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
             if !actor.is_admin()
-                && !authz::is_org_manager(conn, &actor, &space.organization_guid)?
-                && !authz::is_space_manager(conn, &actor, &space.guid)?
+                && ((!authz::is_org_manager(conn, &actor, &space.organization_guid)?
+                    && !authz::is_space_manager(conn, &actor, &space.guid)?)
+                    || authz::org_suspended(conn, &space.organization_guid)?)
             {
                 return Err(ApiError::NotAuthorized);
             }

@@ -58,7 +58,7 @@ pub async fn set_space_role(
             if !actor.is_admin()
                 && ((!authz::is_org_manager(conn, &actor, &sp.organization_guid)?
                     && !authz::is_space_manager(conn, &actor, &sp.guid)?)
-                    || org_suspended(conn, &sp.organization_guid)?)
+                    || authz::org_suspended(conn, &sp.organization_guid)?)
             {
                 return Err(ApiError::NotAuthorized);
             }
@@ -114,10 +114,6 @@ pub async fn set_org_role(
             Ok(o)
         })
         .await
-}
-
-fn org_suspended(conn: &mut DbConnection, org: &str) -> ApiResult<bool> {
-    Ok(repo::orgs::find(conn, org)?.is_some_and(|o| o.status == OrgStatus::Suspended.as_str()))
 }
 
 /// `POST /v2/users` (admin): registers a UAA user id with CC.
