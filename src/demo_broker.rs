@@ -11,6 +11,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use serde_json::{json, Value};
 
+mod update;
+
 /// One request as the broker received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -82,7 +84,7 @@ struct Inner {
     ops: HashMap<String, AsyncOp>,
     requests: Vec<Recorded>,
     /// Scripted replies, consumed in order, per request kind (`bind`, `unbind`, `poll`, `fetch`,
-    /// `provision`, `deprovision`, `catalog`); when empty, the default for the kind is used.
+    /// `provision`, `update`, `deprovision`, `catalog`); when empty, the default for the kind is used.
     script: HashMap<&'static str, VecDeque<Reply>>,
     defaults: HashMap<&'static str, Reply>,
     /// Set by [`DemoBroker::set_recording`]`(false)`: a benchmark sends millions of requests.
@@ -392,6 +394,7 @@ fn classify(method: &str, segments: &[&str]) -> (&'static str, Option<String>) {
         ("GET", ["v2", "catalog"]) => ("catalog", None),
         ("PUT", ["v2", "service_instances", _]) => ("provision", None),
         ("DELETE", ["v2", "service_instances", _]) => ("deprovision", None),
+        ("PATCH", ["v2", "service_instances", _]) => ("update", None),
         ("GET", ["v2", "service_instances", id, "last_operation"]) => {
             ("poll", Some(format!("poll:{id}")))
         }
@@ -521,6 +524,12 @@ async fn handle(state: web::Data<BrokerState>, req: HttpRequest, body: web::Byte
         }
         ("DELETE", ["v2", "service_instances", id]) => {
             deprovision(&state, id, &query, accepts_incomplete).await
+        }
+        ("PATCH", ["v2", "service_instances", id]) => {
+            let Some(body) = parsed_body else {
+                return error(400, None, "body must be JSON");
+            };
+            update::update(&state, id, body, accepts_incomplete).await
         }
         ("GET", ["v2", "service_instances", id, "last_operation"]) => {
             poll(&state, id, &query).await

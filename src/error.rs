@@ -105,6 +105,9 @@ pub enum ApiError {
     UserProvidedServiceInstanceNotFound(String),
     #[error("Please use the User Provided Services API to manage this resource.")]
     UserProvidedServiceInstanceHandlerNeeded,
+    /// The instance's name, and each association's error (tab-indented, blank-line separated).
+    #[error("Deletion of service instance {0} failed because one or more associated resources could not be deleted.\n\n{1}")]
+    ServiceInstanceRecursiveDeleteFailed(String, String),
 
     // --- service bindings --------------------------------------------------------------------
     #[error("The service binding is invalid: {0}")]
@@ -125,6 +128,8 @@ pub enum ApiError {
     ServicePlanInvalid(String),
     #[error("The service plan could not be found: {0}")]
     ServicePlanNotFound(String),
+    #[error("The service does not support changing plans.")]
+    ServicePlanNotUpdateable,
     #[error("The service could not be found: {0}")]
     ServiceNotFound(String),
     #[error("This combination of ServicePlan and Organization is already taken: {0}")]
@@ -165,6 +170,10 @@ pub enum ApiError {
     ServiceKeyNotFound(String),
     #[error("{0}")]
     ServiceKeyNotSupported(String),
+
+    // --- feature flags ----------------------------------------------------------------------
+    #[error("The feature flag could not be found: {0}")]
+    FeatureFlagNotFound(String),
 
     // --- jobs ---------------------------------------------------------------------------------
     #[error("The job could not be found: {0}")]
@@ -287,6 +296,9 @@ impl ApiError {
             UserProvidedServiceInstanceHandlerNeeded => {
                 (400, 340002, "UserProvidedServiceInstanceHandlerNeeded")
             }
+            ServiceInstanceRecursiveDeleteFailed(..) => {
+                (502, 60027, "ServiceInstanceRecursiveDeleteFailed")
+            }
             ServiceBindingInvalid(_) => (400, 90001, "ServiceBindingInvalid"),
             ServiceBindingAppServiceTaken(_) => (400, 90003, "ServiceBindingAppServiceTaken"),
             ServiceBindingNotFound(_) => (404, 90004, "ServiceBindingNotFound"),
@@ -299,6 +311,7 @@ impl ApiError {
             }
             ServicePlanInvalid(_) => (400, 110001, "ServicePlanInvalid"),
             ServicePlanNotFound(_) => (404, 110003, "ServicePlanNotFound"),
+            ServicePlanNotUpdateable => (400, 110004, "ServicePlanNotUpdateable"),
             ServiceNotFound(_) => (404, 120003, "ServiceNotFound"),
             ServicePlanVisibilityInvalid(_) => (400, 260001, "ServicePlanVisibilityInvalid"),
             ServicePlanVisibilityAlreadyExists(_) => {
@@ -324,6 +337,7 @@ impl ApiError {
             ServiceKeyInvalid(_) => (400, 360002, "ServiceKeyInvalid"),
             ServiceKeyNotFound(_) => (404, 360003, "ServiceKeyNotFound"),
             ServiceKeyNotSupported(_) => (400, 360004, "ServiceKeyNotSupported"),
+            FeatureFlagNotFound(_) => (404, 330000, "FeatureFlagNotFound"),
             JobNotFound(_) => (404, 10000, "NotFound"),
             Broker(e) => (e.status(), 10001, e.error_name()),
             Busy => (503, 10015, "ServiceUnavailable"),

@@ -302,10 +302,12 @@ fn real_path(template: &str, w: &World, binding: &str) -> String {
         "spaces" => &w.space,
         "organizations" => &w.org,
         "jobs" => &w.job,
+        "config" => "set_roles_by_username",
         other => panic!("{template}: which guid does a path under /v2/{other} take? Add it here"),
     };
     let path = template
         .replace("{guid}", guid)
+        .replace("{name}", guid)
         .replace("{binding}", binding);
     assert!(
         !path.contains('{'),
@@ -327,6 +329,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v2/service_instances"),
     ("post", "/v2/service_instances"),
     ("get", "/v2/service_instances/{guid}"),
+    ("delete", "/v2/service_instances/{guid}"),
+    ("put", "/v2/service_instances/{guid}"),
     ("get", "/v2/user_provided_service_instances"),
     ("get", "/v2/user_provided_service_instances/{guid}"),
     ("get", "/v2/apps"),
@@ -335,10 +339,12 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v2/spaces/{guid}"),
     ("get", "/v2/spaces/{guid}/apps"),
     ("get", "/v2/spaces/{guid}/service_instances"),
+    ("get", "/v2/spaces/{guid}/services"),
     ("get", "/v2/organizations"),
     ("get", "/v2/organizations/{guid}"),
     ("get", "/v2/organizations/{guid}/spaces"),
     ("get", "/v2/jobs/{guid}"),
+    ("get", "/v2/config/feature_flags/{name}"),
 ];
 
 /// The route table's answer to a request it has no route for.
@@ -391,6 +397,17 @@ async fn document_matches_the_server(backend: Backend) {
                 doc.assert_valid(schema, &body, true, &format!("{what} request"));
                 (real_path(template, &w, &w.binding), Some(body))
             }
+            "put" => {
+                let body = match template.as_str() {
+                    "/v2/service_instances/{guid}" => json!({"tags": ["renamed"]}),
+                    other => panic!("{other}: give this test a body to update one with"),
+                };
+                let schema = op
+                    .pointer("/requestBody/content/application~1json/schema")
+                    .unwrap_or_else(|| panic!("{what}: no documented request body"));
+                doc.assert_valid(schema, &body, true, &format!("{what} request"));
+                (real_path(template, &w, &w.binding), Some(body))
+            }
             "delete" => {
                 let other = app.create_app(&w.space, &format!("doomed-{n}")).await;
                 let b = app.bind(&other, &w.instance, json!({})).await;
@@ -404,7 +421,13 @@ async fn document_matches_the_server(backend: Backend) {
                     },
                     org: w.org.clone(),
                     space: w.space.clone(),
-                    instance: w.instance.clone(),
+                    // An instance's delete: one of its own (the shared one has bindings).
+                    instance: if template.as_str() == "/v2/service_instances/{guid}" {
+                        app.create_instance(&w.space, &w.plan, &format!("doomed-{n}"))
+                            .await
+                    } else {
+                        w.instance.clone()
+                    },
                     upsi: w.upsi.clone(),
                     job: w.job.clone(),
                     plan: w.plan.clone(),

@@ -280,7 +280,7 @@ async fn role_matrix(backend: Backend) {
         json!({}),
     )
     .await
-    .assert_error(400, "CF-SpaceUserNotInOrg");
+    .assert_error(400, "CF-InvalidRelation");
     // Leaving the org drops space roles.
     t.delete(&format!("/v2/organizations/{}/users/developer", w.org))
         .await

@@ -12,7 +12,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/oauth/token", web::post().to(token))
         .route("/token_key", web::get().to(token_key))
         .route("/token_keys", web::get().to(token_keys))
-        .route("/login", web::get().to(login));
+        .route("/login", web::get().to(login))
+        .route("/Users", web::get().to(users));
 }
 
 fn oauth_error(e: &OauthError) -> HttpResponse {
@@ -191,5 +192,97 @@ async fn login(state: State, req: HttpRequest) -> HttpResponse {
             },
             "timestamp": chrono::Utc::now().to_rfc3339(),
         }),
+    )
+}
+
+/// UAA's error for a request without a usable token (its resource server's answer).
+fn unauthorized(e: &crate::error::ApiError) -> OauthError {
+    match e {
+        crate::error::ApiError::NotAuthenticated => OauthError::new(
+            401,
+            "unauthorized",
+            "Full authentication is required to access this resource",
+        ),
+        _ => OauthError::new(401, "invalid_token", "Invalid access token"),
+    }
+}
+
+/// `GET /Users`: SCIM user search, for the cf CLI's user lookup before it assigns a role.
+async fn users(state: State, req: HttpRequest) -> HttpResponse {
+    if !state.config.builtin_uaa {
+        return disabled();
+    }
+    let token = match crate::api::extract::bearer_token(&req) {
+        Ok(t) => t.to_string(),
+        Err(e) => return oauth_error(&unauthorized(&e)),
+    };
+    let actor = match state.verifier.verify(&token).await {
+        Ok(a) => a,
+        Err(e) => return oauth_error(&unauthorized(&e)),
+    };
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let param = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let filter = match crate::service::scim::parse_filter(param("filter")) {
+        Ok(f) => f,
+        Err(e) => return oauth_error(&e),
+    };
+    let found = match crate::service::scim::search(&state, &actor, filter).await {
+        Ok(found) => found,
+        Err(e) => return oauth_error(&e),
+    };
+    let attributes: Option<Vec<String>> = param("attributes").map(|a| {
+        a.split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect()
+    });
+    let resources: Vec<serde_json::Value> = found
+        .iter()
+        .map(|u| scim_user(u, attributes.as_deref()))
+        .collect();
+    crate::api::json(
+        StatusCode::OK,
+        &json!({
+            "resources": resources,
+            "startIndex": 1,
+            "itemsPerPage": 100,
+            "totalResults": resources.len(),
+            "schemas": ["urn:scim:schemas:core:1.0"],
+        }),
+    )
+}
+
+/// A user as UAA's SCIM shows one, cut down to `attributes` when asked (names compared
+/// case-insensitively, as UAA does).
+fn scim_user(u: &crate::db::models::User, attributes: Option<&[String]>) -> serde_json::Value {
+    let name = u.username.clone().unwrap_or_default();
+    let full = json!({
+        "id": u.guid,
+        "userName": name,
+        "origin": u.origin,
+        "active": u.active,
+        "verified": true,
+        "zoneId": "uaa",
+        "emails": [{"value": name, "primary": false}],
+        "meta": {
+            "version": 0,
+            "created": crate::api::render::Ts(u.created_at),
+            "lastModified": crate::api::render::Ts(u.updated_at),
+        },
+        "schemas": ["urn:scim:schemas:core:1.0"],
+    });
+    let (Some(wanted), serde_json::Value::Object(map)) = (attributes, full.clone()) else {
+        return full;
+    };
+    serde_json::Value::Object(
+        map.into_iter()
+            .filter(|(k, _)| wanted.contains(&k.to_ascii_lowercase()))
+            .collect(),
     )
 }

@@ -17,6 +17,9 @@ use super::response::{
     parse_operation, parse_retry_after, transport_error, RawResponse,
 };
 
+mod update;
+pub use update::{PreviousValues, UpdateOutcome, UpdateRequest};
+
 /// RFC 3986 unreserved characters stay, everything else is escaped (OSB A.3).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')

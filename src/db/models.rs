@@ -21,6 +21,30 @@ pub struct Organization {
     pub updated_at: NaiveDateTime,
 }
 
+/// An organization's status (CC's `OrgSpaceStatus`): in a suspended org only admins write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgStatus {
+    Active,
+    Suspended,
+}
+
+impl OrgStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgStatus::Active => "active",
+            OrgStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrgStatus> {
+        match s {
+            "active" => Some(OrgStatus::Active),
+            "suspended" => Some(OrgStatus::Suspended),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = spaces)]
 pub struct Space {

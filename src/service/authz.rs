@@ -4,6 +4,7 @@
 use diesel::QueryResult;
 
 use crate::auth::Actor;
+use crate::db::models::OrgStatus;
 use crate::db::{repo, DbConnection};
 use crate::error::ApiError;
 
@@ -110,17 +111,59 @@ pub fn is_space_manager(conn: &mut DbConnection, actor: &Actor, space: &str) -> 
     }
 }
 
-/// Admin, or a space developer there (and holding the write scope).
-pub fn can_write_space(conn: &mut DbConnection, actor: &Actor, space: &str) -> QueryResult<bool> {
+/// May the caller write in a space: admins always; a space developer holding the write scope
+/// unless the space's org is suspended (CC's `writable_space_state`: only admins write there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpaceWrite {
+    Allowed,
+    NotWriter,
+    OrgSuspended,
+}
+
+pub fn space_write(conn: &mut DbConnection, actor: &Actor, space: &str) -> QueryResult<SpaceWrite> {
     if actor.is_admin() {
-        return Ok(true);
+        return Ok(SpaceWrite::Allowed);
     }
-    if !actor.can_write() {
-        return Ok(false);
+    let developer = match actor.user_id.as_deref() {
+        Some(user) if actor.can_write() => {
+            repo::roles::has_space_role(conn, user, space, "developer")?
+        }
+        _ => false,
+    };
+    if !developer {
+        return Ok(SpaceWrite::NotWriter);
     }
-    match actor.user_id.as_deref() {
-        Some(user) => repo::roles::has_space_role(conn, user, space, "developer"),
-        None => Ok(false),
+    let suspended =
+        repo::orgs::status_of_space(conn, space)?.as_deref() == Some(OrgStatus::Suspended.as_str());
+    Ok(if suspended {
+        SpaceWrite::OrgSuspended
+    } else {
+        SpaceWrite::Allowed
+    })
+}
+
+/// Whether an org is suspended (then only admins change anything in it).
+pub fn org_suspended(conn: &mut DbConnection, org: &str) -> QueryResult<bool> {
+    Ok(repo::orgs::find(conn, org)?.is_some_and(|o| o.status == OrgStatus::Suspended.as_str()))
+}
+
+/// Admin, or a space developer there (holding the write scope, in an org not suspended: CC's
+/// instance, key and app accesses say no, which is `NotAuthorized`).
+pub fn can_write_space(conn: &mut DbConnection, actor: &Actor, space: &str) -> QueryResult<bool> {
+    Ok(space_write(conn, actor, space)? == SpaceWrite::Allowed)
+}
+
+/// A binding's create or delete: CC says `NotAuthorized` to a non-writer, then `OrgSuspended`
+/// to a writer in a suspended org (service_bindings_controller.rb).
+pub fn require_binding_writer(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    space: &str,
+) -> Result<(), ApiError> {
+    match space_write(conn, actor, space)? {
+        SpaceWrite::Allowed => Ok(()),
+        SpaceWrite::NotWriter => Err(ApiError::NotAuthorized),
+        SpaceWrite::OrgSuspended => Err(ApiError::OrgSuspended),
     }
 }
 

@@ -262,33 +262,41 @@ pub async fn list_services(
         .db
         .read(move |conn| {
             let loaded = repo::brokers::list_services(conn, &filters, &page)?;
-            let broker_guids: Vec<String> = loaded
-                .rows
-                .iter()
-                .map(|s| s.service_broker_guid.clone())
-                .collect();
-            let names = repo::brokers::broker_names(conn, &broker_guids)?;
-            let rows = loaded
-                .rows
-                .into_iter()
-                .map(|service| {
-                    let broker_name = names
-                        .iter()
-                        .find(|(g, _)| *g == service.service_broker_guid)
-                        .map(|(_, n)| n.clone())
-                        .unwrap_or_default();
-                    ServiceView {
-                        service,
-                        broker_name,
-                    }
-                })
-                .collect();
-            Ok(Loaded {
-                total: loaded.total,
-                rows,
-            })
+            with_broker_names(conn, loaded)
         })
         .await
+}
+
+/// Services with their brokers' names, for rendering.
+pub(crate) fn with_broker_names(
+    conn: &mut crate::db::DbConnection,
+    loaded: Loaded<Service>,
+) -> ApiResult<Loaded<ServiceView>> {
+    let broker_guids: Vec<String> = loaded
+        .rows
+        .iter()
+        .map(|s| s.service_broker_guid.clone())
+        .collect();
+    let names = repo::brokers::broker_names(conn, &broker_guids)?;
+    let rows = loaded
+        .rows
+        .into_iter()
+        .map(|service| {
+            let broker_name = names
+                .iter()
+                .find(|(g, _)| *g == service.service_broker_guid)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default();
+            ServiceView {
+                service,
+                broker_name,
+            }
+        })
+        .collect();
+    Ok(Loaded {
+        total: loaded.total,
+        rows,
+    })
 }
 
 pub async fn get_service(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceView> {
@@ -464,6 +472,50 @@ pub async fn delete_visibility(state: &AppState, caller: &Caller, guid: &str) ->
                 return Err(ApiError::ServicePlanVisibilityNotFound(g.clone()));
             }
             Ok(())
+        })
+        .await
+}
+
+/// `GET /v2/spaces/:guid/services`: the services that may be provisioned in a space the caller
+/// reads (CC: public or org-visible active plans, and, for the space's members, the services of
+/// brokers scoped to the space).
+pub async fn list_services_in_space(
+    state: &AppState,
+    caller: &Caller,
+    space: &str,
+    query: &ListQuery,
+) -> ApiResult<Loaded<ServiceView>> {
+    authz::require_read_scope(&caller.actor)?;
+    let (page, filters) = (query.page, query.filters.clone());
+    let (space, actor) = (space.to_string(), caller.actor.clone());
+    state
+        .db
+        .read(move |conn| {
+            let sp = repo::spaces::find(conn, &space)?
+                .ok_or_else(|| ApiError::SpaceNotFound(space.clone()))?;
+            let member = if actor.reads_everything() {
+                true
+            } else {
+                let roles = authz::load_roles(conn, &actor)?;
+                if !roles.can_read_space(&sp.guid) {
+                    return Err(ApiError::NotAuthorized);
+                }
+                [
+                    &roles.developer_spaces,
+                    &roles.manager_spaces,
+                    &roles.auditor_spaces,
+                ]
+                .iter()
+                .any(|spaces| spaces.contains(&sp.guid))
+            };
+            let guids = repo::marketplace::visible_service_guids(
+                conn,
+                &sp.guid,
+                &sp.organization_guid,
+                member,
+            )?;
+            let loaded = repo::marketplace::list_services_among(conn, &filters, &guids, &page)?;
+            with_broker_names(conn, loaded)
         })
         .await
 }

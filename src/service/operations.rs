@@ -17,6 +17,8 @@
 //! broker endpoint polled, what a successful binding create still needs (its credentials,
 //! fetched), and that a failed binding create may leave an orphan at the broker.
 
+mod sweep;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +48,8 @@ impl Subject {
     }
 }
 
+pub use sweep::sweep_abandoned;
+
 /// A poll in the job queue: which operation, since when, and for how long at most.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollProgress {
@@ -58,6 +62,10 @@ pub struct PollProgress {
     pub started_at_ms: Option<i64>,
     /// The plan's `maximum_polling_duration`, seconds.
     pub plan_max_secs: Option<i64>,
+    /// An update's new plan, applied when the broker says it succeeded (CC's
+    /// `proposed_changes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_plan_guid: Option<String>,
 }
 
 impl PollProgress {
@@ -67,6 +75,7 @@ impl PollProgress {
             started_at: now_ms.div_euclid(1000),
             started_at_ms: Some(now_ms),
             plan_max_secs: plan.maximum_polling_duration,
+            proposed_plan_guid: None,
         }
     }
 
@@ -127,6 +136,31 @@ pub async fn begin(
     plan: &ServicePlan,
 ) -> ApiResult<()> {
     let progress = PollProgress::starting(op, plan, state.clock.now_ms());
+    begin_polling(state, subject, guid, broker_operation, progress).await
+}
+
+/// [`begin`] for an instance update the broker accepted: on success the instance moves to
+/// `proposed_plan` (if the update changes its plan).
+pub async fn begin_update(
+    state: &AppState,
+    guid: &str,
+    broker_operation: Option<String>,
+    plan: &ServicePlan,
+    proposed_plan: Option<String>,
+) -> ApiResult<()> {
+    let mut progress = PollProgress::starting(OperationType::Update, plan, state.clock.now_ms());
+    progress.proposed_plan_guid = proposed_plan;
+    begin_polling(state, Subject::Instance, guid, broker_operation, progress).await
+}
+
+async fn begin_polling(
+    state: &AppState,
+    subject: Subject,
+    guid: &str,
+    broker_operation: Option<String>,
+    progress: PollProgress,
+) -> ApiResult<()> {
+    let op = progress.operation_type;
     let job = poll_job(subject, guid, progress);
     let g = guid.to_string();
     state
@@ -225,7 +259,8 @@ pub async fn poll(
             description,
             ..
         }) => {
-            settle_succeeded(state, &current, op, description).await?;
+            let proposed = progress.proposed_plan_guid.as_deref();
+            settle_succeeded(state, &current, op, description, proposed).await?;
             Ok(Polled::Settled)
         }
         Ok(LastOperationOutcome::State {
@@ -355,6 +390,7 @@ async fn settle_succeeded(
     current: &Current,
     op: OperationType,
     description: Option<String>,
+    proposed_plan: Option<&str>,
 ) -> ApiResult<()> {
     match (current.subject, op) {
         (subject, OperationType::Delete) => remove(state, subject, &current.guid).await,
@@ -364,10 +400,15 @@ async fn settle_succeeded(
         (subject, op) => {
             let g = current.guid.clone();
             let done = LastOperation::new(op, OperationState::Succeeded);
+            let plan = proposed_plan.filter(|_| subject == Subject::Instance);
+            let plan = plan.map(str::to_string);
             state
                 .db
                 .write(move |conn| {
                     set_operation(conn, subject, &g, done, description.as_deref(), None)?;
+                    if let Some(p) = &plan {
+                        repo::instances::set_plan(conn, &g, p)?;
+                    }
                     Ok(())
                 })
                 .await
@@ -468,95 +509,6 @@ async fn remove(state: &AppState, subject: Subject, guid: &str) -> ApiResult<()>
             Ok(())
         })
         .await
-}
-
-/// Settles operations left `in progress` by a request that died mid-call (no job behind them,
-/// older than any broker call can take): an abandoned create is removed and the broker told to
-/// unbind or deprovision (it may have acted), in one transaction; an abandoned update or delete
-/// is marked failed so the user can retry it. Also prunes settled jobs past `keep_settled`.
-pub async fn sweep_abandoned(
-    state: &AppState,
-    abandoned_after: Duration,
-    keep_settled: Duration,
-) -> ApiResult<()> {
-    let now = state.clock.now();
-    let cutoff =
-        now - chrono::Duration::from_std(abandoned_after).unwrap_or(chrono::Duration::hours(1));
-    let prune_before =
-        now - chrono::Duration::from_std(keep_settled).unwrap_or(chrono::Duration::days(1));
-    state
-        .db
-        .write(move |conn| {
-            crate::jobs::queue::prune(conn, prune_before)?;
-            for b in repo::bindings::stale_in_progress(conn, cutoff, 100)? {
-                let last = b.last_operation();
-                settle_abandoned(
-                    conn,
-                    Subject::Binding,
-                    &b.guid,
-                    &b.service_instance_guid,
-                    last,
-                )?;
-            }
-            for i in repo::instances::stale_in_progress(conn, cutoff, 100)? {
-                let last = i.last_operation();
-                settle_abandoned(conn, Subject::Instance, &i.guid, &i.guid, last)?;
-            }
-            Ok(())
-        })
-        .await
-}
-
-fn settle_abandoned(
-    conn: &mut DbConnection,
-    subject: Subject,
-    guid: &str,
-    instance_guid: &str,
-    last: LastOperation,
-) -> ApiResult<()> {
-    if crate::jobs::queue::has_pending(conn, guid)? {
-        return Ok(()); // a poll or cleanup is behind it
-    }
-    if last.op_type != OperationType::Create {
-        let failed = LastOperation::new(last.op_type, OperationState::Failed);
-        let why = "The operation was interrupted. Please try again.";
-        set_operation(conn, subject, guid, failed, Some(why), None)?;
-        return Ok(());
-    }
-    let catalog = repo::instances::find_with_catalog(conn, instance_guid)?
-        .and_then(|(_, c)| c)
-        .map(|(plan, service, broker)| Catalog {
-            plan,
-            service,
-            broker,
-        });
-    let removed = match subject {
-        Subject::Binding => repo::bindings::delete(conn, guid)?,
-        Subject::Instance => repo::instances::delete(conn, guid)?,
-    };
-    // Another process sweeping at the same time may have removed it first: then that process
-    // also queued the cleanup.
-    if removed == 0 {
-        return Ok(());
-    }
-    if let Some(c) = catalog {
-        let job = match subject {
-            Subject::Binding => Job::OrphanUnbind(crate::jobs::OrphanUnbind::new(
-                &c.broker.guid,
-                instance_guid,
-                guid,
-                &c.ids(),
-            )),
-            Subject::Instance => Job::OrphanDeprovision(crate::jobs::OrphanDeprovision::new(
-                &c.broker.guid,
-                guid,
-                &c.ids(),
-            )),
-        };
-        crate::jobs::enqueue(conn, &job)?;
-    }
-    tracing::warn!(%guid, subject = subject.noun(), "removed a resource whose create was abandoned; cleaning up at the broker");
-    Ok(())
 }
 
 /// Records an operation's state on its row.

@@ -3,7 +3,7 @@
 
 use super::{authz, new_guid, on_unique, Caller};
 use crate::app::AppState;
-use crate::db::models::{App, Organization, Space};
+use crate::db::models::{App, OrgStatus, Organization, Space};
 use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
 use crate::error::{ApiError, ApiResult};
@@ -95,22 +95,31 @@ pub async fn list_orgs(
         .await
 }
 
-pub async fn rename_org(
+/// `PUT /v2/organizations/:guid` (admins): a new name, a new status, or both.
+pub async fn update_org(
     state: &AppState,
     caller: &Caller,
     guid: &str,
-    name: String,
+    name: Option<String>,
+    status: Option<OrgStatus>,
 ) -> ApiResult<Organization> {
     authz::require_admin(&caller.actor)?;
-    check_name(&name, ApiError::OrganizationInvalid)?;
+    if let Some(n) = &name {
+        check_name(n, ApiError::OrganizationInvalid)?;
+    }
     let g = guid.to_string();
     state
         .db
         .write(move |conn| {
             repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
-            on_unique(repo::orgs::rename(conn, &g, &name), |_| {
-                Some(ApiError::OrganizationNameTaken(name.clone()))
-            })?;
+            if let Some(name) = &name {
+                on_unique(repo::orgs::rename(conn, &g, name), |_| {
+                    Some(ApiError::OrganizationNameTaken(name.clone()))
+                })?;
+            }
+            if let Some(status) = status {
+                repo::orgs::set_status(conn, &g, status.as_str())?;
+            }
             repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))
         })
         .await
@@ -167,7 +176,10 @@ pub async fn create_space(
                     row.organization_guid
                 ))
             })?;
-            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &row.organization_guid)? {
+            if !actor.is_admin()
+                && (!authz::is_org_manager(conn, &actor, &row.organization_guid)?
+                    || authz::org_suspended(conn, &row.organization_guid)?)
+            {
                 return Err(ApiError::NotAuthorized);
             }
             on_unique(repo::spaces::insert(conn, &row), |v| {
@@ -251,8 +263,9 @@ pub async fn rename_space(
             let space =
                 repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
             if !actor.is_admin()
-                && !authz::is_org_manager(conn, &actor, &space.organization_guid)?
-                && !authz::is_space_manager(conn, &actor, &space.guid)?
+                && ((!authz::is_org_manager(conn, &actor, &space.organization_guid)?
+                    && !authz::is_space_manager(conn, &actor, &space.guid)?)
+                    || authz::org_suspended(conn, &space.organization_guid)?)
             {
                 return Err(ApiError::NotAuthorized);
             }

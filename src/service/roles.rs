@@ -2,7 +2,7 @@
 
 use super::{authz, Caller};
 use crate::app::AppState;
-use crate::db::models::User;
+use crate::db::models::{OrgStatus, User};
 use crate::db::repo;
 use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
@@ -38,7 +38,8 @@ pub fn org_role(path: &str) -> Option<&'static str> {
 }
 
 /// Adds (`add = true`) or removes a space role. Admins and the space's org managers and space
-/// managers may; the user must belong to the space's org (CC: SpaceUserNotInOrg).
+/// managers may; the user must belong to the space's org (CC: `InvalidRelation` naming the
+/// user, which the cf CLI shows as "user is not part of the org").
 pub async fn set_space_role(
     state: &AppState,
     caller: &Caller,
@@ -55,15 +56,16 @@ pub async fn set_space_role(
             let sp = repo::spaces::find(conn, &space)?
                 .ok_or_else(|| ApiError::SpaceNotFound(space.clone()))?;
             if !actor.is_admin()
-                && !authz::is_org_manager(conn, &actor, &sp.organization_guid)?
-                && !authz::is_space_manager(conn, &actor, &sp.guid)?
+                && ((!authz::is_org_manager(conn, &actor, &sp.organization_guid)?
+                    && !authz::is_space_manager(conn, &actor, &sp.guid)?)
+                    || authz::org_suspended(conn, &sp.organization_guid)?)
             {
                 return Err(ApiError::NotAuthorized);
             }
             if add {
                 repo::roles::ensure_user(conn, &user)?;
                 if !repo::roles::has_org_role(conn, &user, &sp.organization_guid, "user")? {
-                    return Err(ApiError::SpaceUserNotInOrg(user.clone()));
+                    return Err(ApiError::InvalidRelation(user.clone()));
                 }
                 repo::roles::add_space_role(conn, &sp.guid, &user, role)?;
             } else {
@@ -91,7 +93,9 @@ pub async fn set_org_role(
         .write(move |conn| {
             let o = repo::orgs::find(conn, &org)?
                 .ok_or_else(|| ApiError::OrganizationNotFound(org.clone()))?;
-            if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &o.guid)? {
+            // CC: only admins change a suspended org.
+            let suspended = o.status == OrgStatus::Suspended.as_str();
+            if !actor.is_admin() && (suspended || !authz::is_org_manager(conn, &actor, &o.guid)?) {
                 return Err(ApiError::NotAuthorized);
             }
             if add {

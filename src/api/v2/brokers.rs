@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::openapi::CfError;
 use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, Metadata, Resource};
@@ -35,7 +36,7 @@ pub fn render_broker(b: &ServiceBroker) -> Resource<BrokerEntity> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ServiceEntity {
     pub label: String,
     pub provider: Option<String>,
@@ -49,7 +50,9 @@ pub struct ServiceEntity {
     pub unique_id: String,
     /// CC sends the catalog metadata as a JSON-encoded string (the cf CLI decodes it so).
     pub extra: Option<String>,
+    #[schema(value_type = Vec<String>)]
     pub tags: Box<RawValue>,
+    #[schema(value_type = Vec<String>)]
     pub requires: Box<RawValue>,
     pub documentation_url: Option<String>,
     pub service_broker_guid: String,
@@ -175,6 +178,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/services", web::get().to(list_services))
         .route("/v2/services/{guid}", web::get().to(get_service))
         .route(
+            "/v2/spaces/{guid}/services",
+            web::get().to(list_space_services),
+        )
+        .route(
             "/v2/services/{guid}/service_plans",
             web::get().to(list_service_plans),
         )
@@ -266,6 +273,42 @@ async fn list_services(state: State, caller: Caller, req: HttpRequest) -> ApiRes
     let loaded = brokers::list_services(&state, &caller, &params.query(true)?).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_service).collect();
     Ok(page(&params, "/v2/services", loaded.total, items, &[]))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v2/spaces/{guid}/services",
+    tag = "spaces",
+    operation_id = "listSpaceServices",
+    summary = "List the services that may be provisioned in a space (its marketplace)",
+    params(
+        ("guid" = String, Path, description = "The space's guid"),
+        super::openapi::ServicesQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of services", body = crate::api::render::PageDoc<Resource<ServiceEntity>>),
+        (status = 400, description = "A bad list parameter (`CF-BadQueryParameter`)", body = CfError),
+        (status = 403, description = "The caller may not read the space (`CF-NotAuthorized`)", body = CfError),
+        (status = 404, description = "No such space (`CF-SpaceNotFound`)", body = CfError),
+    )
+)]
+pub(super) async fn list_space_services(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let params = ListParams::parse(req.query_string(), repo::brokers::SERVICE_FILTERS)?;
+    let loaded =
+        brokers::list_services_in_space(&state, &caller, &path, &params.query(true)?).await?;
+    let items: Vec<_> = loaded.rows.iter().map(render_service).collect();
+    Ok(page(
+        &params,
+        &format!("/v2/spaces/{path}/services"),
+        loaded.total,
+        items,
+        &[],
+    ))
 }
 
 async fn get_service(

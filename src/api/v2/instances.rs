@@ -14,7 +14,9 @@ use crate::api::{flag, json, json_object, page, Fields};
 use crate::db::repo;
 use crate::db::repo::instances::Kind;
 use crate::error::{ApiError, ApiResult};
-use crate::service::instances::{self, CreateInstance, InstanceDeleted, InstanceView, UpsiInput};
+use crate::service::instances::{
+    self, CreateInstance, InstanceDeleted, InstanceView, UpdateInstance, UpsiInput,
+};
 use crate::service::Caller;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -357,40 +359,99 @@ async fn get(
     Ok(json(StatusCode::OK, &v))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v2/service_instances/{guid}",
+    tag = "service_instances",
+    operation_id = "updateServiceInstance",
+    summary = "Update a managed service instance (name, tags; plan and parameters through the broker)",
+    request_body(content = super::openapi::UpdateServiceInstance, content_type = "application/json"),
+    params(
+        ("guid" = String, Path, description = "The service instance's guid"),
+        ("accepts_incomplete" = Option<bool>, Query, description = "Whether the broker may update asynchronously (then the answer is 202)"),
+    ),
+    responses(
+        (status = 201, description = "Updated", body = Resource<InstanceEntity>),
+        (status = 202, description = "The broker is updating (`accepts_incomplete=true`)", body = Resource<InstanceEntity>, headers(("Location" = String, description = "The instance's path"))),
+        (status = 400, description = "Invalid request, plan not updateable (`CF-ServicePlanNotUpdateable`), a plan of another service (`CF-InvalidRelation`), or a user-provided instance (`CF-UserProvidedServiceInstanceHandlerNeeded`)", body = CfError),
+        (status = 403, description = "The caller may not update it (`CF-NotAuthorized`)", body = CfError),
+        (status = 404, description = "No such service instance (`CF-ServiceInstanceNotFound`)", body = CfError),
+        (status = 409, description = "An operation on the instance is in progress", body = CfError),
+        (status = 502, description = "The broker failed (with `http`)", body = CfError),
+    )
+)]
 async fn update(
     state: State,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
-    let name = f.opt_str("name")?.map(str::to_string);
-    let tags = f.opt_string_list("tags")?;
-    let wants_broker = f.opt_str("service_plan_guid")?.is_some()
-        || f.opt_object("parameters")?.is_some_and(|p| !p.is_empty());
-    let view = instances::update_managed(&state, &caller, &path, name, tags, wants_broker).await?;
+    let input = UpdateInstance {
+        name: f.opt_str("name")?.map(str::to_string),
+        tags: f.opt_string_list("tags")?,
+        service_plan_guid: f.opt_str("service_plan_guid")?.map(str::to_string),
+        parameters: f.opt_object("parameters")?.cloned(),
+        accepts_incomplete: flag(&req, "accepts_incomplete"),
+    };
+    let view = instances::update_managed(&state, &caller, &path, input).await?;
+    if view.instance.last_operation().in_progress() {
+        let mut resp = json(StatusCode::ACCEPTED, &render_instance(&view));
+        super::set_location(&mut resp, &format!("/v2/service_instances/{path}"));
+        return Ok(resp);
+    }
     Ok(json(StatusCode::CREATED, &render_instance(&view)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v2/service_instances/{guid}",
+    tag = "service_instances",
+    operation_id = "deleteServiceInstance",
+    summary = "Delete a service instance (managed or user-provided)",
+    params(
+        ("guid" = String, Path, description = "The service instance's guid"),
+        ("accepts_incomplete" = Option<bool>, Query, description = "Whether the broker may deprovision asynchronously (then the answer is 202 with the instance)"),
+        ("recursive" = Option<bool>, Query, description = "Delete the instance's bindings and service keys first, each through its broker"),
+        ("purge" = Option<bool>, Query, description = "Forget the instance, its bindings and keys without calling the broker (admin only)"),
+    ),
+    responses(
+        (status = 204, description = "Deleted (or purged)"),
+        (status = 202, description = "The broker is deprovisioning (`accepts_incomplete=true`)", body = Resource<InstanceEntity>),
+        (status = 400, description = "Bindings or keys remain (`CF-AssociationNotEmpty`)", body = CfError),
+        (status = 403, description = "The caller may not delete (or purge) it (`CF-NotAuthorized`)", body = CfError),
+        (status = 404, description = "No such service instance (`CF-ServiceInstanceNotFound`)", body = CfError),
+        (status = 409, description = "An operation on the instance is in progress", body = CfError),
+        (status = 502, description = "The broker failed (with `http`), or an association could not be deleted (`CF-ServiceInstanceRecursiveDeleteFailed`)", body = CfError),
+    )
+)]
 async fn delete(
     state: State,
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    match instances::delete(
-        &state,
-        &caller,
-        &path,
-        Kind::Managed,
-        flag(&req, "accepts_incomplete"),
-    )
-    .await?
-    {
+    // CC handles `purge` first, whatever else the query says.
+    if flag(&req, "purge") {
+        instances::purge(&state, &caller, &path).await?;
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    let accepts_incomplete = flag(&req, "accepts_incomplete");
+    if flag(&req, "recursive") {
+        instances::delete_associations(&state, &caller, &path, accepts_incomplete).await?;
+    }
+    // This route deletes either kind (the cf CLI deletes user-provided instances here too).
+    match instances::delete(&state, &caller, &path, Kind::Both, accepts_incomplete).await? {
         InstanceDeleted::Gone => Ok(HttpResponse::NoContent().finish()),
         InstanceDeleted::InProgress(view) => {
-            Ok(json(StatusCode::ACCEPTED, &render_instance(&view)))
+            let mut resp = json(StatusCode::ACCEPTED, &render_instance(&view));
+            super::set_location(
+                &mut resp,
+                &format!("/v2/service_instances/{}", view.instance.guid),
+            );
+            Ok(resp)
         }
     }
 }

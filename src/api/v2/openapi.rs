@@ -73,6 +73,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::instances::list,
         super::instances::create,
         super::instances::get,
+        super::instances::delete,
+        super::instances::update,
         super::instances::list_in_space,
         super::instances::list_upsi,
         super::instances::get_upsi,
@@ -82,9 +84,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
         super::spaces::list,
         super::spaces::get,
         super::spaces::list_in_org,
+        super::brokers::list_space_services,
         super::orgs::list,
         super::orgs::get,
         super::jobs::get,
+        super::summary::feature_flag,
     ),
     // `Metadata` is `Resource`'s default type argument, which the derive does not collect.
     components(schemas(CfError, crate::api::render::Metadata)),
@@ -96,6 +100,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         (name = "spaces", description = "Spaces"),
         (name = "organizations", description = "Organizations"),
         (name = "jobs", description = "Jobs of asynchronous operations"),
+        (name = "feature_flags", description = "CC's feature flags (fixed at their defaults)"),
     ),
 )]
 struct ApiDoc;
@@ -428,6 +433,14 @@ list_query!(
     embeds = None
 );
 
+list_query!(
+    /// The parameters of service lists.
+    ServicesQuery,
+    repo::brokers::SERVICE_FILTERS,
+    by_name = true,
+    embeds = None
+);
+
 // --- request bodies (the handlers read them field by field) --------------------------------
 
 /// `POST /v2/service_bindings`.
@@ -452,6 +465,19 @@ pub struct CreateServiceBinding {
     /// tether's Code Engine extension: use the credential of this other binding of the same
     /// instance ("existing secret"; no broker call; not with a service key).
     pub credential_binding_guid: Option<String>,
+}
+
+/// `PUT /v2/service_instances/:guid`: each field only when it changes.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a document, never built
+pub struct UpdateServiceInstance {
+    pub name: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// A plan of the same service (the service must allow plan changes).
+    pub service_plan_guid: Option<String>,
+    /// Passed to the broker's update as `parameters`.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<()>,
 }
 
 /// `POST /v2/service_instances`.

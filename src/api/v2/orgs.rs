@@ -9,9 +9,9 @@ use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{Metadata, Resource};
 use crate::api::{json, json_object, page, Fields};
-use crate::db::models::Organization;
+use crate::db::models::{OrgStatus, Organization};
 use crate::db::repo;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::service::{resources, Caller};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -113,9 +113,19 @@ async fn update(
 ) -> ApiResult<HttpResponse> {
     let obj = json_object(&body)?;
     let f = Fields(&obj);
-    let org = match f.opt_str("name")? {
-        Some(n) => resources::rename_org(&state, &caller, &path, n.to_string()).await?,
-        None => resources::get_org(&state, &caller, &path).await?,
+    let name = f.opt_str("name")?.map(str::to_string);
+    let status = match f.opt_str("status")? {
+        Some(s) => Some(OrgStatus::parse(s).ok_or_else(|| {
+            ApiError::OrganizationInvalid(
+                r#"status is not in range or set: ["active", "suspended"]"#.into(),
+            )
+        })?),
+        None => None,
+    };
+    let org = if name.is_none() && status.is_none() {
+        resources::get_org(&state, &caller, &path).await?
+    } else {
+        resources::update_org(&state, &caller, &path, name, status).await?
     };
     Ok(json(StatusCode::CREATED, &render_org(&org)))
 }

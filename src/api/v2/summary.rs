@@ -17,6 +17,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v2/spaces/{guid}/summary", web::get().to(space_summary))
         .route("/v2/config/feature_flags", web::get().to(feature_flags))
         .route(
+            "/v2/config/feature_flags/{name}",
+            web::get().to(feature_flag),
+        )
+        .route(
             "/v2/service_instances/{guid}/shared_to",
             web::get().to(shared_to),
         );
@@ -94,6 +98,7 @@ const FLAGS: &[(&str, bool)] = &[
     ("route_creation", true),
     ("service_instance_creation", true),
     ("diego_docker", false),
+    ("diego_cnb", false),
     ("set_roles_by_username", true),
     ("unset_roles_by_username", true),
     ("task_creation", true),
@@ -102,17 +107,49 @@ const FLAGS: &[(&str, bool)] = &[
     ("space_developer_env_var_visibility", true),
     ("service_instance_sharing", false),
     ("hide_marketplace_from_unauthenticated_users", false),
+    ("resource_matching", true),
+    ("route_sharing", false),
+    ("hash_based_routing", false),
 ];
+
+/// CC's `FeatureFlagPresenter`: a bare object, not a v2 resource.
+fn flag_doc(name: &str, enabled: bool) -> Value {
+    json!({ "name": name, "enabled": enabled, "error_message": null, "url": format!("/v2/config/feature_flags/{name}") })
+}
 
 async fn feature_flags(caller: Caller) -> ApiResult<HttpResponse> {
     authz::require_read_scope(&caller.actor)?;
     let flags: Vec<Value> = FLAGS
         .iter()
-        .map(|(name, enabled)| {
-            json!({ "name": name, "enabled": enabled, "error_message": null, "url": format!("/v2/config/feature_flags/{name}") })
-        })
+        .map(|(name, enabled)| flag_doc(name, *enabled))
         .collect();
     Ok(json(StatusCode::OK, &flags))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v2/config/feature_flags/{name}",
+    tag = "feature_flags",
+    operation_id = "getFeatureFlag",
+    summary = "Get a feature flag (the cf CLI reads `set_roles_by_username` before assigning roles)",
+    params(
+        ("name" = String, Path, description = "The flag's name"),
+    ),
+    responses(
+        (status = 200, description = "The flag: `{name, enabled, error_message, url}`", body = Object),
+        (status = 404, description = "No such flag (`CF-FeatureFlagNotFound`)", body = super::openapi::CfError),
+    )
+)]
+pub(super) async fn feature_flag(
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    authz::require_read_scope(&caller.actor)?;
+    let (name, enabled) = FLAGS
+        .iter()
+        .find(|(name, _)| *name == path.as_str())
+        .ok_or_else(|| ApiError::FeatureFlagNotFound(path.to_string()))?;
+    Ok(json(StatusCode::OK, &flag_doc(name, *enabled)))
 }
 
 /// Instances are never shared here: an empty list (for an instance that exists).

@@ -60,6 +60,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::put().to(put_space_role_by_name),
         )
         .route(
+            "/v2/spaces/{guid}/{role}",
+            web::delete().to(remove_space_role_by_name),
+        )
+        .route(
             "/v2/spaces/{guid}/{role}/remove",
             web::post().to(remove_space_role_by_name),
         )
@@ -78,6 +82,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/v2/organizations/{guid}/{role}",
             web::put().to(put_org_role_by_name),
+        )
+        .route(
+            "/v2/organizations/{guid}/{role}",
+            web::delete().to(remove_org_role_by_name),
         )
         .route(
             "/v2/organizations/{guid}/{role}/remove",
@@ -149,7 +157,7 @@ async fn user_guid_by_name(state: &State, body: &[u8]) -> ApiResult<String> {
     state
         .db
         .read(move |conn| {
-            repo::roles::find_user_by_name(conn, &username)?
+            repo::roles::find_user_by_name_ci(conn, &username)?
                 .map(|u| u.guid)
                 .ok_or(ApiError::UserNotFound(username))
         })
@@ -219,8 +227,9 @@ async fn remove_space_role_by_name(
     let (space, role) = path.into_inner();
     let role = space_role_or_404(&role)?;
     let user = user_guid_by_name(&state, &body).await?;
-    roles::set_space_role(&state, &caller, &space, role, &user, false).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let sp = roles::set_space_role(&state, &caller, &space, role, &user, false).await?;
+    // CC answers this one (unlike the removal by user id) with the space.
+    Ok(json(StatusCode::OK, &super::spaces::render_space(&sp)))
 }
 
 async fn delete_space_role(

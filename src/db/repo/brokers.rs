@@ -300,7 +300,7 @@ pub const SERVICE_FILTERS: &[&str] = &[
     "provider",
 ];
 
-fn services_filtered<'a>(
+pub(super) fn services_filtered<'a>(
     filters: &[Filter],
 ) -> crate::db::schema::services::BoxedQuery<'a, Backend> {
     let mut q = s::services.into_boxed();

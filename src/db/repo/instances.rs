@@ -262,3 +262,66 @@ pub fn count_in_space(conn: &mut DbConnection, space: &str) -> QueryResult<i64> 
 pub fn delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
     diesel::delete(i::service_instances.filter(i::guid.eq(guid))).execute(conn)
 }
+
+/// The guids of an instance's bindings and of its service keys.
+pub fn associations(
+    conn: &mut DbConnection,
+    guid: &str,
+) -> QueryResult<(Vec<String>, Vec<String>)> {
+    use crate::db::schema::service_keys;
+    let bindings = service_bindings::table
+        .filter(service_bindings::service_instance_guid.eq(guid))
+        .order(service_bindings::id.asc())
+        .select(service_bindings::guid)
+        .load(conn)?;
+    let keys = service_keys::table
+        .filter(service_keys::service_instance_guid.eq(guid))
+        .order(service_keys::id.asc())
+        .select(service_keys::guid)
+        .load(conn)?;
+    Ok((bindings, keys))
+}
+
+/// Forgets an instance with its bindings and keys (no broker is told: CC's purge).
+pub fn purge(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
+    use crate::db::schema::service_keys;
+    diesel::delete(
+        service_bindings::table.filter(service_bindings::service_instance_guid.eq(guid)),
+    )
+    .execute(conn)?;
+    diesel::delete(service_keys::table.filter(service_keys::service_instance_guid.eq(guid)))
+        .execute(conn)?;
+    delete(conn, guid)
+}
+
+/// Moves an instance to another plan (an update the broker made).
+pub fn set_plan(conn: &mut DbConnection, guid: &str, plan: &str) -> QueryResult<usize> {
+    diesel::update(i::service_instances.filter(i::guid.eq(guid)))
+        .set((
+            i::service_plan_guid.eq(plan),
+            i::updated_at.eq(crate::db::now()),
+        ))
+        .execute(conn)
+}
+
+/// Starts an update unless an operation is running. Returns rows changed (0: busy or gone).
+pub fn claim_for_update(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
+    use crate::operation::{OperationState, OperationType};
+    let now = crate::db::now();
+    diesel::update(
+        i::service_instances.filter(i::guid.eq(guid)).filter(
+            i::last_operation_state
+                .ne(OperationState::InProgress.as_str())
+                .or(i::last_operation_state.is_null()),
+        ),
+    )
+    .set((
+        i::last_operation_type.eq(OperationType::Update.as_str()),
+        i::last_operation_state.eq(OperationState::InProgress.as_str()),
+        i::last_operation_description.eq(None::<String>),
+        i::broker_operation.eq(None::<String>),
+        i::last_operation_updated_at.eq(now),
+        i::updated_at.eq(now),
+    ))
+    .execute(conn)
+}

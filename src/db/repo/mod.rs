@@ -5,12 +5,42 @@ pub mod bindings;
 pub mod brokers;
 pub mod instances;
 pub mod keys;
+pub mod marketplace;
 pub mod orgs;
 pub mod registry;
 pub mod roles;
 pub mod spaces;
 
 use diesel::QueryResult;
+
+diesel::define_sql_function! {
+    /// SQL `lower()`: CC's names of orgs and spaces compare case-insensitively.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Applies an equality filter (`:` or `IN`) to a name column case-insensitively, as CC's
+/// case-insensitive name columns compare; other operators as [`filter_text!`].
+#[macro_export]
+macro_rules! filter_name {
+    ($query:expr, $col:expr, $filter:expr) => {{
+        use diesel::prelude::*;
+        let f: &$crate::db::repo::Filter = $filter;
+        match f.op {
+            $crate::db::repo::FilterOp::Eq => {
+                $query.filter($crate::db::repo::lower($col).eq(f.first().to_lowercase()))
+            }
+            $crate::db::repo::FilterOp::In => $query.filter(
+                $crate::db::repo::lower($col).eq_any(
+                    f.values
+                        .iter()
+                        .map(|v| v.to_lowercase())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            _ => $crate::filter_text!($query, $col, f),
+        }
+    }};
+}
 
 pub use super::DbConnection;
 pub type Backend = super::MultiBackend;

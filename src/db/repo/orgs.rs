@@ -37,7 +37,7 @@ fn filtered<'a>(
     let mut q = o::organizations.into_boxed();
     for f in filters {
         q = match f.key.as_str() {
-            "name" => crate::filter_text!(q, o::name, f),
+            "name" => crate::filter_name!(q, o::name, f),
             "status" => crate::filter_text!(q, o::status, f),
             "guid" => crate::filter_text!(q, o::guid, f),
             _ => q,
@@ -71,4 +71,22 @@ pub fn rename(conn: &mut DbConnection, guid: &str, name: &str) -> QueryResult<us
 
 pub fn delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
     diesel::delete(o::organizations.filter(o::guid.eq(guid))).execute(conn)
+}
+
+pub fn set_status(conn: &mut DbConnection, guid: &str, status: &str) -> QueryResult<usize> {
+    diesel::update(o::organizations.filter(o::guid.eq(guid)))
+        .set((o::status.eq(status), o::updated_at.eq(crate::db::now())))
+        .execute(conn)
+}
+
+/// The status of the org a space is in (`None`: no such space).
+pub fn status_of_space(conn: &mut DbConnection, space: &str) -> QueryResult<Option<String>> {
+    use crate::db::schema::spaces;
+    optional(
+        o::organizations
+            .inner_join(spaces::table.on(spaces::organization_guid.eq(o::guid)))
+            .filter(spaces::guid.eq(space))
+            .select(o::status)
+            .first(conn),
+    )
 }

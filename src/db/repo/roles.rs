@@ -31,6 +31,27 @@ pub fn find_user_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Opt
     )
 }
 
+/// A user by name, ignoring case (UAA's user names do).
+pub fn find_user_by_name_ci(conn: &mut DbConnection, name: &str) -> QueryResult<Option<User>> {
+    optional(
+        u::users
+            .filter(super::lower(u::username.assume_not_null()).eq(name.to_lowercase()))
+            .order(u::id.asc())
+            .select(User::as_select())
+            .first(conn),
+    )
+}
+
+/// Users with a name (those the built-in issuer knows), oldest first.
+pub fn named_users(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<User>> {
+    u::users
+        .filter(u::username.is_not_null())
+        .order(u::id.asc())
+        .limit(limit)
+        .select(User::as_select())
+        .load(conn)
+}
+
 pub fn insert_user(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
     diesel::insert_into(u::users)
         .values(user)

@@ -52,7 +52,7 @@ fn filtered<'a>(
     let mut q = s::spaces.into_boxed();
     for f in filters {
         q = match f.key.as_str() {
-            "name" => crate::filter_text!(q, s::name, f),
+            "name" => crate::filter_name!(q, s::name, f),
             "organization_guid" => crate::filter_text!(q, s::organization_guid, f),
             "guid" => crate::filter_text!(q, s::guid, f),
             _ => q,

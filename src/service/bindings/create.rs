@@ -115,9 +115,7 @@ async fn load_target(
                 .ok_or_else(|| ApiError::AppNotFound(app_guid.clone()))?;
             let (instance, catalog) = repo::instances::find_with_catalog(conn, &si_guid)?
                 .ok_or_else(|| ApiError::ServiceInstanceNotFound(si_guid.clone()))?;
-            if !authz::can_write_space(conn, &actor, &app.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
+            authz::require_binding_writer(conn, &actor, &app.space_guid)?;
             let (space, org) = repo::spaces::find_with_org(conn, &app.space_guid)?
                 .ok_or_else(|| ApiError::internal("app without space"))?;
             let mut key = match &key_ref {

@@ -42,13 +42,10 @@ pub async fn delete(
     authz::require_write_scope(&caller.actor)?;
     let loaded = load(state, guid).await?;
     let (actor, space) = (caller.actor.clone(), loaded.view.space_guid.clone());
-    let may = state
+    state
         .db
-        .read(move |conn| Ok(authz::can_write_space(conn, &actor, &space)?))
+        .read(move |conn| authz::require_binding_writer(conn, &actor, &space))
         .await?;
-    if !may {
-        return Err(ApiError::NotAuthorized);
-    }
     let claimed = claim(state, loaded).await?;
     unbind_claimed(state, claimed, accepts_incomplete, &caller.broker_ctx()).await
 }
@@ -254,13 +251,10 @@ pub async fn delete_as_job(state: &AppState, caller: &Caller, guid: &str) -> Api
     authz::require_write_scope(&caller.actor)?;
     let loaded = load(state, guid).await?;
     let (actor, space) = (caller.actor.clone(), loaded.view.space_guid.clone());
-    let may = state
+    state
         .db
-        .read(move |conn| Ok(authz::can_write_space(conn, &actor, &space)?))
+        .read(move |conn| authz::require_binding_writer(conn, &actor, &space))
         .await?;
-    if !may {
-        return Err(ApiError::NotAuthorized);
-    }
     if loaded.view.binding.last_operation().in_progress() {
         return Err(ApiError::AsyncServiceBindingOperationInProgress(
             loaded.app.name,
@@ -311,9 +305,7 @@ pub async fn unbind_all(
         .read(move |conn| {
             let app =
                 repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
-            if !authz::can_write_space(conn, &actor, &app.space_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
+            authz::require_binding_writer(conn, &actor, &app.space_guid)?;
             Ok(repo::bindings::for_app(conn, &g)?)
         })
         .await?;

@@ -4,12 +4,14 @@
 
 mod create;
 mod delete;
+mod purge;
 mod update;
 mod user_provided;
 
 pub use create::{create_managed, CreateInstance};
 pub use delete::{delete, InstanceDeleted};
-pub use update::update_managed;
+pub use purge::{delete_associations, purge};
+pub use update::{update_managed, UpdateInstance};
 pub use user_provided::{create_upsi, update_upsi, UpsiInput};
 
 use super::{authz, Caller};

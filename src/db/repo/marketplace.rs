@@ -1,0 +1,75 @@
+//! The marketplace of a space: the services a space's users may provision (CC's
+//! `Service.space_or_org_visible_for_user`).
+
+use diesel::prelude::*;
+use diesel::QueryResult;
+
+use super::{DbConnection, Filter, Loaded, PageRequest};
+use crate::db::models::Service;
+use crate::db::schema::service_brokers::dsl as b;
+use crate::db::schema::service_plan_visibilities::dsl as v;
+use crate::db::schema::service_plans::dsl as p;
+use crate::db::schema::services::dsl as s;
+
+/// Guids of the services visible in `space` of `org`: those with an active plan that is public
+/// or made visible to the org (from a broker of the whole platform), and, when `member` (the
+/// caller belongs to the space or reads everything), every service of a broker scoped to the
+/// space.
+pub fn visible_service_guids(
+    conn: &mut DbConnection,
+    space: &str,
+    org: &str,
+    member: bool,
+) -> QueryResult<Vec<String>> {
+    let org_plans: Vec<String> = v::service_plan_visibilities
+        .filter(v::organization_guid.eq(org))
+        .select(v::service_plan_guid)
+        .load(conn)?;
+    let platform_brokers: Vec<String> = b::service_brokers
+        .filter(b::space_guid.is_null())
+        .select(b::guid)
+        .load(conn)?;
+    let platform_services: Vec<String> = s::services
+        .filter(s::service_broker_guid.eq_any(&platform_brokers))
+        .select(s::guid)
+        .load(conn)?;
+    let mut guids: Vec<String> = p::service_plans
+        .filter(p::active.eq(true))
+        .filter(p::service_guid.eq_any(&platform_services))
+        .filter(p::public.eq(true).or(p::guid.eq_any(&org_plans)))
+        .select(p::service_guid)
+        .distinct()
+        .load(conn)?;
+    if member {
+        let space_brokers: Vec<String> = b::service_brokers
+            .filter(b::space_guid.eq(space))
+            .select(b::guid)
+            .load(conn)?;
+        let scoped: Vec<String> = s::services
+            .filter(s::service_broker_guid.eq_any(&space_brokers))
+            .select(s::guid)
+            .load(conn)?;
+        guids.extend(scoped);
+    }
+    guids.sort();
+    guids.dedup();
+    Ok(guids)
+}
+
+/// A page of the services among `guids`, with the `/v2/services` filters.
+pub fn list_services_among(
+    conn: &mut DbConnection,
+    filters: &[Filter],
+    guids: &[String],
+    page: &PageRequest,
+) -> QueryResult<Loaded<Service>> {
+    let total = super::brokers::services_filtered(filters)
+        .filter(s::guid.eq_any(guids))
+        .count()
+        .get_result(conn)?;
+    let q = super::brokers::services_filtered(filters)
+        .filter(s::guid.eq_any(guids))
+        .select(Service::as_select());
+    let rows = crate::order_page!(q, page, s::id, s::label).load(conn)?;
+    Ok(Loaded { total, rows })
+}

@@ -1,0 +1,52 @@
+//! The demo broker's `PATCH /v2/service_instances/:id` (OSB update): checks what a platform
+//! must send (`service_id`, `previous_values`), then answers as scripted (`update`): 200 `{}`,
+//! asynchronously (202 and polls), or a fixed status.
+
+use serde_json::{json, Value};
+
+use super::{error, ok_json, raw, resolve, AsyncOp, BrokerState, Reply};
+
+pub(super) async fn update(
+    state: &BrokerState,
+    id: &str,
+    body: Value,
+    accepts_incomplete: bool,
+) -> actix_web::HttpResponse {
+    if body.get("service_id").and_then(Value::as_str).is_none() {
+        return error(400, None, "service_id is required");
+    }
+    if !body.get("previous_values").is_some_and(Value::is_object) {
+        return error(400, None, "previous_values is required");
+    }
+    match resolve(state, "update").await {
+        Reply::Status(code, reply) => raw(code, reply),
+        Reply::Async {
+            operation,
+            polls,
+            final_state,
+            retry_after,
+        } => {
+            if !accepts_incomplete {
+                return error(
+                    422,
+                    Some("AsyncRequired"),
+                    "This service plan requires client support for asynchronous service operations.",
+                );
+            }
+            state.lock().ops.insert(
+                id.to_string(),
+                AsyncOp {
+                    remaining: polls,
+                    final_state,
+                    retry_after,
+                    kind: "update",
+                },
+            );
+            ok_json(202, json!({"operation": operation}))
+        }
+        _ => {
+            state.lock().instances.insert(id.to_string(), body);
+            ok_json(200, json!({}))
+        }
+    }
+}
