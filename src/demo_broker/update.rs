@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::{error, ok_json, raw, resolve, AsyncOp, BrokerState, Reply};
+use super::handlers::{async_required, begin_async, error, ok_json, raw, resolve};
+use super::{AsyncOp, BrokerState, Reply};
 
 pub(super) async fn update(
     state: &BrokerState,
@@ -27,22 +28,15 @@ pub(super) async fn update(
             retry_after,
         } => {
             if !accepts_incomplete {
-                return error(
-                    422,
-                    Some("AsyncRequired"),
-                    "This service plan requires client support for asynchronous service operations.",
-                );
+                return async_required();
             }
-            state.lock().ops.insert(
-                id.to_string(),
-                AsyncOp {
-                    remaining: polls,
-                    final_state,
-                    retry_after,
-                    kind: "update",
-                },
-            );
-            ok_json(202, json!({"operation": operation}))
+            let op = AsyncOp {
+                remaining: polls,
+                final_state,
+                retry_after,
+                kind: "update",
+            };
+            begin_async(state, id, op, operation)
         }
         _ => {
             state.lock().instances.insert(id.to_string(), body);
