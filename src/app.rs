@@ -28,6 +28,8 @@ pub struct AppState {
     /// Keys for credentials at rest (shared with the broker client, which opens sealed broker
     /// passwords when it authenticates).
     pub crypto: Arc<crate::crypto::KeyRing>,
+    /// Serving or shutting down (readiness, the job runner).
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
             clock: crate::clock::Clock::system(),
             password_checks,
+            lifecycle: crate::lifecycle::Lifecycle::default(),
         })
     }
 

@@ -14,6 +14,7 @@ pub mod demo_broker;
 pub mod error;
 pub mod faults;
 pub mod jobs;
+pub mod lifecycle;
 pub mod operation;
 pub mod service;
 

@@ -4,6 +4,7 @@
 pub mod cors;
 pub mod dashboard;
 pub mod extract;
+pub mod health;
 pub mod middleware;
 pub mod query;
 pub mod render;
@@ -26,6 +27,7 @@ pub use crate::error::JSON_CONTENT_TYPE;
 /// Registers every route. Used by `main` and by the tests' `init_service`, so both exercise the
 /// same application.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    crate::api::health::configure(cfg);
     crate::api::uaa::configure(cfg);
     crate::api::v2::configure(cfg);
     crate::api::v3::configure(cfg);

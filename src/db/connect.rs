@@ -245,3 +245,15 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Whether every embedded migration of the connection's backend has been applied (readiness:
+/// a server must not serve a database an older binary left behind, or one being migrated).
+pub fn migrations_applied(conn: &mut DbConnection) -> Result<bool, super::DbError> {
+    let pending = match conn {
+        DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        DbConnection::Pg(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+    };
+    pending
+        .map(|p| !p)
+        .map_err(|e| super::DbError::Busy(format!("cannot read the migrations table: {e}")))
+}

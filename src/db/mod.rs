@@ -146,6 +146,16 @@ impl Db {
         self.backend
     }
 
+    /// Readiness: a connection answers and every migration is applied (`Ok(false)`: some are
+    /// pending).
+    pub async fn check_ready(&self) -> Result<bool, DbError> {
+        self.run(|conn| {
+            conn.batch_execute("SELECT 1")?;
+            connect::migrations_applied(conn)
+        })
+        .await
+    }
+
     /// At shutdown: SQLite's writer finishes its queue and closes its connection (see
     /// [`writer::SqliteWriter::shutdown`]). Writes after this fail.
     pub fn shutdown(&self) {
