@@ -16,6 +16,10 @@ use crate::service::Caller;
     about = "A Cloud Foundry compatible Cloud Controller (v2) for service bindings"
 )]
 struct Cli {
+    /// Log format: `text` (for people; colour only on a terminal) or `json` (one object per
+    /// line, for log shippers). Logs go to stderr; TETHER_LOG sets the level (e.g. debug).
+    #[arg(long, global = true, env = "TETHER_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -185,23 +189,9 @@ struct DemoBrokerArgs {
     password: String,
 }
 
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TETHER_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal: a log file or a collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    crate::logging::init_tracing(cli.log_format);
     crate::install_crypto_provider();
     let result = match cli.command {
         Command::Serve(args) => serve(*args),

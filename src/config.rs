@@ -77,6 +77,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub jobs: JobArgs,
 
+    #[command(flatten)]
+    pub ops: OpsArgs,
+
     /// An external UAA advertised to clients as login/token endpoint (default: the built-in one).
     #[arg(long, env = "TETHER_UAA_URL")]
     pub uaa_url: Option<String>,
@@ -148,6 +151,36 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+}
+
+/// What an operator switches and tunes: the access log, metrics, shutdown.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OpsArgs {
+    /// One log line per request (target `tether::access`, info level): on or off.
+    #[arg(long, env = "TETHER_ACCESS_LOG", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+
+    /// Prometheus metrics at `GET /metrics`: on or off.
+    #[arg(long, env = "TETHER_METRICS", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
+    /// Serve `GET /metrics` on this address only (e.g. 127.0.0.1:9464), not on the API's.
+    #[arg(long, env = "TETHER_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+
+    /// After SIGTERM/SIGINT: seconds in-flight requests and running jobs get to finish before
+    /// the process exits anyway (a second signal exits at once).
+    #[arg(long, env = "TETHER_SHUTDOWN_GRACE_SECS", default_value = "30", value_parser = parse_secs)]
+    pub shutdown_grace_secs: Duration,
+}
+
+/// `on`/`off` (also `true`/`false`, `1`/`0`).
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("'{s}' is neither on nor off")),
+    }
 }
 
 /// The job runner's pacing (durations in seconds; fractions allowed). Out-of-range values stop
@@ -260,6 +293,14 @@ pub struct Config {
     pub secrets_file: Option<PathBuf>,
     /// Origins whose browser apps may call the API (CORS); empty: none.
     pub cors_origins: Vec<String>,
+    /// Write the access log.
+    pub access_log: bool,
+    /// Collect and serve Prometheus metrics.
+    pub metrics: bool,
+    /// Serve metrics on this address instead of the API's.
+    pub metrics_bind: Option<String>,
+    /// How long in-flight requests and running jobs get after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -295,6 +336,10 @@ impl Config {
             encryption: crate::crypto::KeyRingConfig::generate(),
             secrets_file: None,
             cors_origins: Vec::new(),
+            access_log: true,
+            metrics: true,
+            metrics_bind: None,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 
@@ -348,6 +393,10 @@ impl Config {
             encryption: secrets.encryption_keys(),
             secrets_file: Some(args.common.secrets_file.clone()),
             cors_origins: parse_origins(&args.cors_origins)?,
+            access_log: args.ops.access_log,
+            metrics: args.ops.metrics,
+            metrics_bind: args.ops.metrics_bind.clone(),
+            shutdown_grace: args.ops.shutdown_grace_secs,
         })
     }
 }

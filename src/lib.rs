@@ -15,6 +15,7 @@ pub mod error;
 pub mod faults;
 pub mod jobs;
 pub mod lifecycle;
+pub mod logging;
 pub mod operation;
 pub mod service;
 

@@ -1,6 +1,7 @@
 //! HTTP layer: routing, request parsing, response envelopes. Handlers parse and authorize, then
 //! call `crate::service`.
 
+pub mod access_log;
 pub mod cors;
 pub mod dashboard;
 pub mod extract;
@@ -58,6 +59,10 @@ macro_rules! build_app {
             // Outermost, so that every response gets CORS headers, also those the inner
             // middleware makes up itself.
             .wrap(actix_web::middleware::from_fn($crate::api::cors::cors))
+            // Outside everything else: it logs the response the client gets.
+            .wrap(actix_web::middleware::from_fn(
+                $crate::api::access_log::access_log,
+            ))
             .configure($crate::api::configure)
             .default_service(actix_web::web::to($crate::api::v2::not_found))
     }};
