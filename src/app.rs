@@ -30,6 +30,8 @@ pub struct AppState {
     pub crypto: Arc<crate::crypto::KeyRing>,
     /// Serving or shutting down (readiness, the job runner).
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -86,7 +88,9 @@ impl AppState {
         let password_checks = Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_password_checks.max(1),
         ));
+        let metrics = crate::metrics::Metrics::new(db.stats(), broker.metrics());
         Ok(AppState {
+            metrics,
             verifier,
             issuer: TokenIssuer::new(signing_key, issuer, config.token_ttl.as_secs() as i64),
             broker,

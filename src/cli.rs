@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::app::AppState;
 use crate::auth::{Actor, SCOPE_ADMIN};
 use crate::config::{CommonArgs, Config, Secrets, ServeArgs};
-use crate::jobs::{JobRunner, RunnerConfig};
+use crate::jobs::RunnerConfig;
 use crate::service::Caller;
 
 #[derive(Parser)]
@@ -227,39 +227,12 @@ fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_serve_args(&args)?;
     let runner = RunnerConfig::from_args(&args.jobs, config.broker_timeout);
-    actix_web::rt::System::new().block_on(run_server(config, runner))
-}
-
-/// Runs the server until SIGINT/SIGTERM.
-pub async fn run_server(config: Config, runner_config: RunnerConfig) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let bind = config.bind.clone();
-    let workers = config.workers;
-    let state = actix_web::web::Data::new(AppState::new(config)?);
-    JobRunner::new(state.clone().into_inner(), runner_config).spawn();
-    let data = state.clone();
-    let mut server = actix_web::HttpServer::new(move || crate::build_app!(data))
-        .backlog(2048)
-        .bind(&bind)?;
-    if let Some(w) = workers {
-        server = server.workers(w.max(1));
-    }
-    let addrs = server.addrs();
-    let running = server.run();
-    tracing::info!(
-        addresses = ?addrs,
-        backend = ?state.db.backend(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "tether is listening"
-    );
-    running.await?;
-    state.db.shutdown();
-    Ok(())
+    actix_web::rt::System::new().block_on(crate::server::run_server(config, runner))
 }
 
 fn migrate(args: CommonArgs) -> anyhow::Result<()> {
     // Connecting runs the migrations (PostgreSQL: under an advisory lock).
-    crate::db::Db::connect(&crate::db::DbConfig::new(args.database_url.clone()))?;
+    crate::db::Db::connect(&crate::db::DbConfig::new(args.database_url.clone()))?.close();
     println!("migrations applied to {}", redact_url(&args.database_url));
     Ok(())
 }
@@ -305,6 +278,7 @@ fn seed_demo(args: SeedArgs) -> anyhow::Result<()> {
     let config = config_from_common(&args.common)?;
     actix_web::rt::System::new().block_on(async move {
         let state = AppState::new(config)?;
+        let _close = state.db.close_on_drop();
         let caller = admin_caller();
         let report = crate::service::demo::seed(
             &state,
@@ -344,6 +318,7 @@ fn open_db(common: &CommonArgs) -> anyhow::Result<crate::app::Store> {
 
 fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
     let db = open_db(&args.common)?;
+    let _close = db.close_on_drop();
     let mut scopes = args.scopes.clone();
     if args.admin && !scopes.iter().any(|s| s == SCOPE_ADMIN) {
         scopes.push(SCOPE_ADMIN.to_string());
@@ -369,6 +344,7 @@ fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
 
 fn client_create(args: ClientCreateArgs) -> anyhow::Result<()> {
     let db = open_db(&args.common)?;
+    let _close = db.close_on_drop();
     let (id, secret, scopes) = (args.id.clone(), args.secret.clone(), args.scopes.clone());
     db.write_blocking(move |conn| crate::service::uaa::create_client(conn, &id, &secret, &scopes))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -433,6 +409,7 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
     let config = config_from_common(&args.common)?;
     actix_web::rt::System::new().block_on(async move {
         let state = AppState::new(config)?;
+        let _close = state.db.close_on_drop();
         let space = match &args.space {
             Some(s) => Some(resolve_space(&state.db, Some(s))?.guid),
             None => None,
@@ -515,6 +492,7 @@ fn registry_create(args: RegistryCreateArgs) -> anyhow::Result<()> {
     let config = config_from_common(&args.common)?;
     actix_web::rt::System::new().block_on(async move {
         let state = AppState::new(config)?;
+        let _close = state.db.close_on_drop();
         let space = resolve_space(&state.db, args.space.as_deref())?;
         println!("Creating image registry access secret '{}'...", args.name);
         let secret = crate::service::registry::create(
@@ -550,6 +528,7 @@ fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
     println!("new current key {label}");
     let keyring = crate::crypto::KeyRing::new(&ring, None)?;
     let db = open_db(&args.common)?;
+    let _close = db.close_on_drop();
     let report =
         crate::service::rotation::reseal_all(&db, &keyring).map_err(|e| anyhow::anyhow!("{e}"))?;
     for (table, n) in &report.resealed {

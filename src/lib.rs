@@ -16,7 +16,9 @@ pub mod faults;
 pub mod jobs;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod operation;
+pub mod server;
 pub mod service;
 
 /// rustls needs one process-wide crypto provider; ring is the one we build.

@@ -3,7 +3,8 @@
 //! flag parameters; any other value is replaced, so that nothing a client put in a query can end
 //! up in a log), the status, the latency, the response size, the request id as sent back, the
 //! user id of a verified token (never the token), and the guid of the binding or instance the
-//! path names. Health probes are logged at debug level, everything else at info.
+//! path names. Health probes and metric scrapes are logged at debug level, everything else at info. The same
+//! middleware counts the request in the HTTP metrics.
 
 use std::time::{Duration, Instant};
 
@@ -31,10 +32,55 @@ const LOGGED_QUERY_KEYS: &[&str] = &[
     "purge",
 ];
 
-/// Whether this app writes the access log (`--access-log`; on when there is no state).
-fn enabled(req: &ServiceRequest) -> bool {
-    req.app_data::<actix_web::web::Data<crate::app::AppState>>()
-        .is_none_or(|state| state.config.access_log)
+/// What to do with a request: log it (`--access-log`), count it (`--metrics`).
+#[derive(Clone, Copy)]
+struct Observing {
+    log: bool,
+    count: bool,
+}
+
+fn observing(req: &ServiceRequest) -> Observing {
+    match req.app_data::<actix_web::web::Data<crate::app::AppState>>() {
+        Some(state) => Observing {
+            log: state.config.access_log,
+            count: state.config.metrics,
+        },
+        None => Observing {
+            log: true,
+            count: false,
+        },
+    }
+}
+
+/// The method as a metric label (a bounded set: any other method is `other`).
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn count<B>(res: &ServiceResponse<B>, latency: Duration) {
+    let req = res.request();
+    let Some(state) = req.app_data::<actix_web::web::Data<crate::app::AppState>>() else {
+        return;
+    };
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    state.metrics.http.observe(
+        route,
+        method_label(req.method()),
+        res.status().as_u16(),
+        latency,
+    );
 }
 
 /// The middleware: times the request and logs it when its response is ready. Outermost, so
@@ -43,7 +89,8 @@ pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if !enabled(&req) {
+    let observe = observing(&req);
+    if !observe.log && !observe.count {
         return next
             .call(req)
             .await
@@ -55,10 +102,16 @@ pub async fn access_log(
     let (method, uri) = (req.method().clone(), req.uri().clone());
     match next.call(req).await {
         Ok(res) => {
-            log_response(&res, started.elapsed());
+            let latency = started.elapsed();
+            if observe.count {
+                count(&res, latency);
+            }
+            if observe.log {
+                log_response(&res, latency);
+            }
             Ok(res.map_into_left_body())
         }
-        Err(e) => {
+        Err(e) if observe.log => {
             let status = e.as_response_error().status_code().as_u16();
             tracing::info!(
                 target: "tether::access",
@@ -70,6 +123,7 @@ pub async fn access_log(
             );
             Err(e)
         }
+        Err(e) => Err(e),
     }
 }
 
@@ -113,11 +167,16 @@ fn log_response<B: MessageBody>(res: &ServiceResponse<B>, latency: Duration) {
             )
         };
     }
-    if crate::api::health::is_health_path(req.path()) {
+    if is_probe(req.path()) {
         event!(tracing::Level::DEBUG);
     } else {
         event!(tracing::Level::INFO);
     }
+}
+
+/// Health probes and metric scrapes come every few seconds from machines: debug level.
+fn is_probe(path: &str) -> bool {
+    crate::api::health::is_health_path(path) || path == "/metrics"
 }
 
 /// The binding and the service instance the matched route names, if any.

@@ -6,6 +6,7 @@ pub mod cors;
 pub mod dashboard;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod query;
 pub mod render;
@@ -29,6 +30,7 @@ pub use crate::error::JSON_CONTENT_TYPE;
 /// same application.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     crate::api::health::configure(cfg);
+    crate::api::metrics::configure(cfg);
     crate::api::uaa::configure(cfg);
     crate::api::v2::configure(cfg);
     crate::api::v3::configure(cfg);

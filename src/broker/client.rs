@@ -13,6 +13,8 @@ use tokio::sync::Semaphore;
 use super::error::{truncate_message, BrokerError, BrokerErrorKind, BrokerHttpInfo};
 use super::model::*;
 
+mod observe;
+
 /// RFC 3986 unreserved characters stay, everything else is escaped (OSB A.3).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -62,6 +64,8 @@ pub struct BrokerClient {
     limiter: Option<Arc<Semaphore>>,
     /// Opens broker passwords sealed at rest.
     keyring: Option<Arc<crate::crypto::KeyRing>>,
+    /// Requests by broker, operation and outcome (recorded in `observe`).
+    metrics: crate::metrics::BrokerMetrics,
 }
 
 struct RawResponse {
@@ -260,6 +264,7 @@ impl BrokerClient {
             config: Arc::new(config),
             limiter,
             keyring: None,
+            metrics: crate::metrics::BrokerMetrics::default(),
         })
     }
 
@@ -269,11 +274,17 @@ impl BrokerClient {
         self
     }
 
+    /// Its request metrics (registered with the application's).
+    pub fn metrics(&self) -> &crate::metrics::BrokerMetrics {
+        &self.metrics
+    }
+
     pub fn timeout(&self) -> Duration {
         self.config.timeout
     }
 
-    async fn send(
+    /// Sends one request (see `observe::send`, which logs and counts it).
+    async fn send_unobserved(
         &self,
         target: &BrokerTarget,
         method: Method,
@@ -338,7 +349,6 @@ impl BrokerClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let started = std::time::Instant::now();
         let resp = req.send().await;
         let mut resp = match resp {
             Ok(r) => r,
@@ -378,7 +388,6 @@ impl BrokerClient {
                 }
             }
         }
-        tracing::debug!(%uri, %method, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "broker call");
         Ok(RawResponse {
             status,
             body,

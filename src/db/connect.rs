@@ -203,12 +203,14 @@ pub(super) fn build_pool(
     url: &DbUrl,
     size: u32,
     timeout: Duration,
+    threads: &super::close::PoolThreads,
 ) -> anyhow::Result<Pool<ConnectionManager>> {
     Ok(Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(timeout)
         .test_on_check_out(false)
+        .thread_pool(threads.pool.clone())
         .build(ConnectionManager { url: url.clone() })?)
 }
 

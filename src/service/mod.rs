@@ -16,6 +16,7 @@ pub mod registry;
 pub mod resources;
 pub mod roles;
 pub mod rotation;
+pub mod telemetry;
 pub mod uaa;
 
 use crate::auth::Actor;

@@ -13,6 +13,7 @@ use tether::config::Config;
 use tether::demo_broker::DemoBroker;
 use tether::jobs::{JobRunner, RunnerConfig};
 
+pub mod metrics;
 pub mod pg_server;
 pub mod process;
 

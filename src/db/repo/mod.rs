@@ -9,6 +9,7 @@ pub mod orgs;
 pub mod registry;
 pub mod roles;
 pub mod spaces;
+pub mod stats;
 
 use diesel::QueryResult;
 
