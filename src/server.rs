@@ -1,12 +1,12 @@
 //! `tether serve`: the API's listener, the job runner, the optional metrics listener, and the
 //! way they stop.
 //!
-//! Shutdown on SIGTERM or SIGINT (Ctrl-C): readiness turns 503 first, then the listeners stop
-//! accepting and the requests in flight get the grace period (`--shutdown-grace-secs`) to
-//! finish; the job runner stops taking jobs, gives its running jobs the same grace and then
-//! releases the leases of those still unfinished, so another instance takes them at once; the
-//! SQLite writer drains and the pools close before the process exits (0). A second signal exits
-//! at once (128 + the signal's number).
+//! Shutdown on SIGTERM or SIGINT (Ctrl-C): readiness turns 503 first and the listeners stop
+//! accepting; the job runner stops taking jobs, gives its running jobs the grace period
+//! (`--shutdown-grace-secs`) and then releases the leases of those still unfinished, so another
+//! instance takes them at once; then the HTTP workers stop, each after its requests in flight
+//! (again within the grace period); the SQLite writer drains and the pools close before the
+//! process exits (0). A second signal exits at once (128 + the signal's number).
 
 use std::time::{Duration, Instant};
 
@@ -56,15 +56,28 @@ pub async fn run_server(config: Config, runner_config: RunnerConfig) -> anyhow::
         startup_ms = started.elapsed().as_millis() as u64,
         "tether is listening"
     );
-    actix_web::rt::spawn(on_signals(state.lifecycle.clone(), handles));
-    running.await?;
+    actix_web::rt::spawn(on_signals(state.lifecycle.clone(), handles.clone()));
+    let mut serving = actix_web::rt::spawn(running);
+    let ended_early = tokio::select! {
+        result = &mut serving => Some(result),
+        _ = state.lifecycle.stopping() => None,
+    };
     // The runner has seen the shutdown too (or the server failed: then it is told here).
     state.lifecycle.begin_shutdown();
+    // The job runner finishes (or hands over) its jobs while the HTTP workers still run: a
+    // broker connection a job is using may belong to a worker's runtime, and goes with it.
     if tokio::time::timeout(grace + Duration::from_secs(10), runner)
         .await
         .is_err()
     {
         tracing::warn!("the job runner did not stop in time");
+    }
+    for server in handles {
+        server.stop(true).await;
+    }
+    match ended_early {
+        Some(result) => result??,
+        None => serving.await??,
     }
     if let Some(metrics) = metrics_server {
         let _ = metrics.await;
@@ -117,8 +130,10 @@ async fn on_signals(lifecycle: Lifecycle, servers: Vec<ServerHandle>) {
          period; a second signal exits at once"
     );
     lifecycle.begin_shutdown();
+    // No new connections from now on; the requests in flight finish, and the listeners close
+    // once the job runner has stopped (see `run_server`).
     for server in servers {
-        actix_web::rt::spawn(async move { server.stop(true).await });
+        server.pause().await;
     }
     let second = signals.next().await;
     tracing::warn!(signal = second, "second signal: exiting at once");
