@@ -26,6 +26,7 @@ pub async fn run_server(config: Config, runner_config: RunnerConfig) -> anyhow::
     let grace = config.shutdown_grace;
     let metrics_bind = config.metrics_bind.clone().filter(|_| config.metrics);
     let state = web::Data::new(AppState::new(config)?);
+    refuse_unknown_keys(&state)?;
     let data = state.clone();
     let mut server = HttpServer::new(move || crate::build_app!(data))
         .backlog(2048)
@@ -85,6 +86,29 @@ pub async fn run_server(config: Config, runner_config: RunnerConfig) -> anyhow::
     state.db.close();
     tracing::info!("tether stopped");
     Ok(())
+}
+
+/// Every instance on one database must have the same secrets: one whose keys cannot open
+/// what the others sealed stops here, naming the keys it lacks.
+fn refuse_unknown_keys(state: &AppState) -> anyhow::Result<()> {
+    let unknown =
+        crate::service::rotation::unknown_key_labels(&state.db, &state.crypto).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot check the stored credentials' keys: {}",
+                e.log_text()
+            )
+        })?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    state.db.close();
+    let names: Vec<&str> = unknown.iter().map(String::as_str).collect();
+    anyhow::bail!(
+        "the database holds credentials sealed with encryption keys this server does not have: \
+         {}. Every instance on one database needs the same secrets (--secrets-file / \
+         TETHER_SECRETS_FILE): use the secrets file of the instance that created the database",
+        names.join(", ")
+    )
 }
 
 /// A listener of its own for `GET /metrics` (one worker: a scrape is rare and cheap).

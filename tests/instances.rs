@@ -1,0 +1,105 @@
+//! Several instances on one database: one started with other secrets than the instance that
+//! sealed the stored credentials refuses to start and names the keys it lacks; one with the
+//! same secrets starts; a token another instance signed is refused with its reason in the
+//! debug log, never the token itself.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::process::{tether_command, ServerProcess};
+use common::{Backend, TestApp, TestDb};
+
+/// Runs `tether serve` on `db_url` with `secrets`, expecting it to stop by itself; its exit
+/// status and stderr.
+fn serve_expecting_exit(db_url: &str, secrets: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = tether_command()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            db_url,
+            "--secrets-file",
+        ])
+        .arg(secrets)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("tether serve started on a database sealed with keys it lacks");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn other_secrets_refuse_to_start_same_secrets_start(backend: Backend) {
+    let a = TestApp::start(backend).await;
+    a.world().await; // registers a broker: its password is sealed
+    let label = a.state.crypto.current_label();
+    let dir = tempfile::tempdir().unwrap();
+
+    let (code, stderr) = serve_expecting_exit(&a.db_url(), &dir.path().join("other.json"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&label),
+        "the missing key is not named: {stderr}"
+    );
+    assert!(stderr.contains("same secrets"), "{stderr}");
+
+    let same = dir.path().join("same.json");
+    let secrets = serde_json::json!({
+        "signing_key": a.state.config.signing_key_pem,
+        "encryption": a.state.config.encryption,
+    });
+    std::fs::write(&same, secrets.to_string()).unwrap();
+    let b = ServerProcess::start("tether-b", &a.db_url(), &same, &[]);
+    let r = reqwest::get(format!("{}/v2/info", b.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+async fn a_foreign_token_is_refused_with_its_reason_at_debug(backend: Backend) {
+    let a = TestApp::start(backend).await;
+    let db = TestDb::new(backend);
+    let dir = tempfile::tempdir().unwrap();
+    let b = ServerProcess::start(
+        "tether-b",
+        &db.url,
+        &dir.path().join("b.json"),
+        &[("TETHER_LOG", "info,tether::auth=debug")],
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v2/organizations", b.base))
+        .bearer_auth(&a.api.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.log_text().contains("rejected bearer token") {
+        assert!(
+            Instant::now() < deadline,
+            "no rejection logged:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = b.log_text();
+    assert!(log.contains("reason=\"unknown key id\""), "{log}");
+    assert!(!log.contains(&a.api.admin_token), "the token was logged");
+}
+
+backend_tests!(
+    other_secrets_refuse_to_start_same_secrets_start,
+    a_foreign_token_is_refused_with_its_reason_at_debug
+);
