@@ -33,8 +33,10 @@ enum Command {
     /// Print a bearer token signed with the server's key, for local use.
     Token(TokenArgs),
     /// Create a demo org, space, app, user-provided instance (the guids of the v2 docs'
-    /// example), and, with --broker-url, register that broker and create a managed instance.
-    SeedDemo(SeedArgs),
+    /// example), and, with --broker-url, register that broker and create a managed instance
+    /// and one of its async plan; prints `export` lines for the walk-through's variables
+    /// (`eval "$(tether seed-demo …)"`).
+    SeedDemo(crate::cli_seed::SeedArgs),
     /// Run the demo OSB broker on 127.0.0.1.
     DemoBroker(DemoBrokerArgs),
     /// Users of the built-in token issuer.
@@ -164,19 +166,10 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 43200)]
     ttl: i64,
-}
-
-#[derive(clap::Args)]
-struct SeedArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// A broker to register (e.g. the one `tether demo-broker` runs).
+    /// Create the secrets file if there is none (else a missing file is an error): for a
+    /// server that has not started yet and will use this file.
     #[arg(long)]
-    broker_url: Option<String>,
-    #[arg(long, default_value = "broker")]
-    broker_username: String,
-    #[arg(long, default_value = "broker-secret")]
-    broker_password: String,
+    create_secrets: bool,
 }
 
 #[derive(clap::Args)]
@@ -197,7 +190,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Migrate(args) => migrate(args),
         Command::Token(args) => token(args),
-        Command::SeedDemo(args) => seed_demo(args),
+        Command::SeedDemo(args) => crate::cli_seed::seed_demo(args),
         Command::DemoBroker(args) => demo_broker(args),
         Command::User(UserCommand::Create(args)) => user_create(args),
         Command::Client(ClientCommand::Create(args)) => client_create(args),
@@ -214,8 +207,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
-    let secrets = Secrets::load_or_create(&common.secrets_file)?;
+/// The configuration of a command working for an existing server: its secrets file and (for
+/// SQLite) its database must exist.
+pub(crate) fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
+    require_database(&common.database_url)?;
+    config_with_secrets(common, Secrets::load_existing(&common.secrets_file)?)
+}
+
+fn config_with_secrets(common: &CommonArgs, secrets: Secrets) -> anyhow::Result<Config> {
     let mut config = Config::for_database(common.database_url.clone(), secrets.signing_key.clone());
     config.encryption = secrets.encryption_keys();
     config.secrets_file = Some(common.secrets_file.clone());
@@ -247,8 +246,27 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// An SQLite database file must be there already (a typo in a path must not become a new,
+/// empty database); PostgreSQL URLs are the server's to check.
+fn require_database(url: &str) -> anyhow::Result<()> {
+    if let crate::db::DbUrl::Sqlite(path) = crate::db::DbUrl::parse(url)? {
+        if !path.starts_with(':') && !std::path::Path::new(&path).exists() {
+            anyhow::bail!(
+                "no database at {path}: start `tether serve` (or run `tether migrate`) first, or \
+                 name the server's database with --database-url (TETHER_DATABASE_URL)"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let config = config_from_common(&args.common)?;
+    let secrets = if args.create_secrets {
+        Secrets::load_or_create(&args.common.secrets_file)?
+    } else {
+        Secrets::load_existing(&args.common.secrets_file)?
+    };
+    let config = config_with_secrets(&args.common, secrets)?;
     let key = crate::auth::token::SigningKey::from_pem(&config.signing_key_pem)?;
     let issuer = crate::auth::TokenIssuer::new(key, args.address.token_issuer(), args.ttl);
     let (token, _) = issuer.user_token(
@@ -262,7 +280,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn admin_caller() -> Caller {
+pub(crate) fn admin_caller() -> Caller {
     Caller {
         actor: Actor {
             user_id: Some("admin".into()),
@@ -272,26 +290,6 @@ fn admin_caller() -> Caller {
         },
         request_id: uuid::Uuid::new_v4().to_string(),
     }
-}
-
-fn seed_demo(args: SeedArgs) -> anyhow::Result<()> {
-    let config = config_from_common(&args.common)?;
-    actix_web::rt::System::new().block_on(async move {
-        let state = AppState::new(config)?;
-        let _close = state.db.close_on_drop();
-        let caller = admin_caller();
-        let report = crate::service::demo::seed(
-            &state,
-            &caller,
-            args.broker_url.as_deref(),
-            &args.broker_username,
-            &args.broker_password,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        Ok(())
-    })
 }
 
 fn demo_broker(args: DemoBrokerArgs) -> anyhow::Result<()> {

@@ -418,6 +418,21 @@ impl Secrets {
             .unwrap_or_else(crate::crypto::KeyRingConfig::generate)
     }
 
+    /// The secrets of a server that has run before: a command that signs or seals for a
+    /// server (`token`, `seed-demo`, …) must not make up keys of its own, which the server would
+    /// not have.
+    pub fn load_existing(path: &Path) -> anyhow::Result<Secrets> {
+        if !path.exists() {
+            anyhow::bail!(
+                "no secrets file at {}: `tether serve` creates it when it first starts; run this \
+                 where the server runs, or name the server's file with --secrets-file \
+                 (TETHER_SECRETS_FILE)",
+                path.display()
+            );
+        }
+        Self::load_or_create(path)
+    }
+
     pub fn load_or_create(path: &Path) -> anyhow::Result<Secrets> {
         match std::fs::read(path) {
             Ok(bytes) => {

@@ -24,7 +24,8 @@ fn start(backend: Backend, env: &[(&str, &str)]) -> Logged {
     let secrets = dir.path().join("secrets.json");
     let db = TestDb::new(backend);
     let out = tether_command()
-        .args(["token", "--user-id", "user-7", "--external-url", EXTERNAL])
+        .args(["token", "--create-secrets", "--user-id", "user-7"])
+        .args(["--external-url", EXTERNAL])
         .arg("--secrets-file")
         .arg(&secrets)
         .output()

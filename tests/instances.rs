@@ -103,3 +103,50 @@ backend_tests!(
     other_secrets_refuse_to_start_same_secrets_start,
     a_foreign_token_is_refused_with_its_reason_at_debug
 );
+
+/// `tether token` and `seed-demo` where no server has run: they say what is missing and stop,
+/// creating nothing (a key of their own would be one no server has).
+#[test]
+fn token_and_seed_demo_create_no_secrets_or_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    let db = dir.path().join("tether.db");
+    let token = tether_command()
+        .arg("token")
+        .arg("--secrets-file")
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&token.stderr);
+    assert!(!token.status.success());
+    assert!(
+        stderr.contains("no secrets file") && stderr.contains("--secrets-file"),
+        "{stderr}"
+    );
+    let seed = tether_command()
+        .arg("seed-demo")
+        .arg("--secrets-file")
+        .arg(&secrets)
+        .arg("--database-url")
+        .arg(&db)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&seed.stderr);
+    assert!(!seed.status.success());
+    assert!(
+        stderr.contains("no database") && stderr.contains("--database-url"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "something was created"
+    );
+    let created = tether_command()
+        .args(["token", "--create-secrets", "--secrets-file"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    assert!(secrets.exists());
+}

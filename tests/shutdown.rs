@@ -28,7 +28,8 @@ impl Setup {
         tether::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let out = tether_command()
-            .args(["token", "--external-url", EXTERNAL, "--secrets-file"])
+            .args(["token", "--create-secrets", "--external-url", EXTERNAL])
+            .arg("--secrets-file")
             .arg(dir.path().join("secrets.json"))
             .output()
             .unwrap();
@@ -209,6 +210,12 @@ fn database_commands_exit_0_every_time_on_postgres() {
     let db = TestDb::new(Backend::Postgres);
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets.json");
+    let created = tether_command()
+        .args(["token", "--create-secrets", "--secrets-file"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert!(created.status.success());
     let runs: &[&[&str]] = &[
         &["migrate"],
         &["seed-demo"],
