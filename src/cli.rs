@@ -211,13 +211,13 @@ pub fn main() -> ExitCode {
 /// SQLite) its database must exist.
 pub(crate) fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
     require_database(&common.database_url)?;
-    config_with_secrets(common, Secrets::load_existing(&common.secrets_file)?)
+    config_with_secrets(common, common.load_secrets(false)?)
 }
 
 fn config_with_secrets(common: &CommonArgs, secrets: Secrets) -> anyhow::Result<Config> {
     let mut config = Config::for_database(common.database_url.clone(), secrets.signing_key.clone());
     config.encryption = secrets.encryption_keys();
-    config.secrets_file = Some(common.secrets_file.clone());
+    config.secrets_file = common.secrets_path();
     config.db_pool_size = common.db_pool_size;
     config.jwt_secret = common.jwt_secret.clone().map(String::into_bytes);
     Ok(config)
@@ -261,11 +261,7 @@ fn require_database(url: &str) -> anyhow::Result<()> {
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let secrets = if args.create_secrets {
-        Secrets::load_or_create(&args.common.secrets_file)?
-    } else {
-        Secrets::load_existing(&args.common.secrets_file)?
-    };
+    let secrets = args.common.load_secrets(args.create_secrets)?;
     let config = config_with_secrets(&args.common, secrets)?;
     let key = crate::auth::token::SigningKey::from_pem(&config.signing_key_pem)?;
     let issuer = crate::auth::TokenIssuer::new(key, args.address.token_issuer(), args.ttl);
@@ -513,8 +509,14 @@ fn registry_create(args: RegistryCreateArgs) -> anyhow::Result<()> {
 }
 
 fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
+    if args.common.secrets.is_some() {
+        anyhow::bail!(
+            "rotate-key writes a new key into the secrets file: it cannot with TETHER_SECRETS \
+             (rotate with the file, then hand its new content to every instance)"
+        );
+    }
     let path = &args.common.secrets_file;
-    let mut secrets = Secrets::load_or_create(path)?;
+    let mut secrets = Secrets::load_existing(path)?;
     let mut ring = secrets.encryption_keys();
     let label = crate::crypto::new_label();
     ring.keys

@@ -21,6 +21,11 @@ pub struct CommonArgs {
     )]
     pub secrets_file: PathBuf,
 
+    /// The secrets themselves, as the secrets file's JSON (from a secret store, or systemd's
+    /// credentials): then no secrets file is read or written. Prefer the variable to the flag.
+    #[arg(long, env = "TETHER_SECRETS", hide_env_values = true)]
+    pub secrets: Option<String>,
+
     /// Also accept HS256 bearer tokens signed with this shared key.
     #[arg(long, env = "TETHER_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -28,6 +33,23 @@ pub struct CommonArgs {
     /// Database connections (SQLite: readers; there is always one writer).
     #[arg(long, env = "TETHER_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+}
+
+impl CommonArgs {
+    /// The secrets: from `TETHER_SECRETS` when set, else from the file (made if missing when
+    /// `create`, else a missing file is an error).
+    pub fn load_secrets(&self, create: bool) -> anyhow::Result<Secrets> {
+        match &self.secrets {
+            Some(json) => Secrets::from_json(json),
+            None if create => Secrets::load_or_create(&self.secrets_file),
+            None => Secrets::load_existing(&self.secrets_file),
+        }
+    }
+
+    /// The file keys are reread from (none when the secrets come from the environment).
+    pub fn secrets_path(&self) -> Option<PathBuf> {
+        self.secrets.is_none().then(|| self.secrets_file.clone())
+    }
 }
 
 /// Where the server listens and is reached: also what the built-in token issuer puts in `iss`
@@ -350,7 +372,7 @@ impl Config {
     }
 
     pub fn from_serve_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let secrets = Secrets::load_or_create(&args.common.secrets_file)?;
+        let secrets = args.common.load_secrets(true)?;
         let mut uaa_public_key_pems = Vec::new();
         for path in &args.uaa_public_keys {
             uaa_public_key_pems.push(
@@ -391,7 +413,7 @@ impl Config {
                 .unwrap_or_else(default_password_checks)
                 .max(1),
             encryption: secrets.encryption_keys(),
-            secrets_file: Some(args.common.secrets_file.clone()),
+            secrets_file: args.common.secrets_path(),
             cors_origins: parse_origins(&args.cors_origins)?,
             access_log: args.ops.access_log,
             metrics: args.ops.metrics,
@@ -416,6 +438,16 @@ impl Secrets {
         self.encryption
             .clone()
             .unwrap_or_else(crate::crypto::KeyRingConfig::generate)
+    }
+
+    /// Secrets given as JSON (`TETHER_SECRETS`): complete, since nothing can be added to them.
+    pub fn from_json(json: &str) -> anyhow::Result<Secrets> {
+        let secrets: Secrets = serde_json::from_str(json)
+            .map_err(|e| anyhow::anyhow!("TETHER_SECRETS is not a valid secrets document: {e}"))?;
+        if secrets.encryption.is_none() {
+            anyhow::bail!("TETHER_SECRETS has no encryption keys (\"encryption\")");
+        }
+        Ok(secrets)
     }
 
     /// The secrets of a server that has run before: a command that signs or seals for a

@@ -150,3 +150,45 @@ fn token_and_seed_demo_create_no_secrets_or_database() {
     assert!(created.status.success());
     assert!(secrets.exists());
 }
+
+/// Secrets from the environment (`TETHER_SECRETS`, the file's JSON), as a secret store hands
+/// them over: the server uses them, writes no file, and accepts the tokens they sign.
+#[actix_web::test]
+async fn secrets_from_the_environment() {
+    tether::install_crypto_provider();
+    let db = TestDb::new(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("made.json");
+    let token = tether_command()
+        .args([
+            "token",
+            "--create-secrets",
+            "--external-url",
+            "http://t.test",
+        ])
+        .arg("--secrets-file")
+        .arg(&made)
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let json = std::fs::read_to_string(&made).unwrap();
+    let unused = dir.path().join("never-written.json");
+    let server = ServerProcess::start(
+        "tether",
+        &db.url,
+        &unused,
+        &[
+            ("TETHER_SECRETS", json.as_str()),
+            ("TETHER_EXTERNAL_URL", "http://t.test"),
+        ],
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v2/organizations", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!unused.exists(), "a secrets file was written");
+}
