@@ -192,3 +192,31 @@ async fn secrets_from_the_environment() {
     assert_eq!(resp.status(), 200);
     assert!(!unused.exists(), "a secrets file was written");
 }
+
+/// An address already in use: the error names it and the option to change it.
+#[test]
+fn a_taken_address_is_named_with_the_option_to_change_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let db = TestDb::new(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let out = tether_command()
+        .args([
+            "serve",
+            "--bind",
+            &addr,
+            "--database-url",
+            &db.url,
+            "--secrets-file",
+        ])
+        .arg(dir.path().join("s.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("already in use"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--bind"), "{stderr}");
+}
