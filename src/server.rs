@@ -42,7 +42,8 @@ pub async fn run_server(config: Config, runner_config: RunnerConfig) -> anyhow::
         Some(addr) => {
             let running = metrics_listener(&state, addr)?;
             handles.push(running.handle());
-            Some(running)
+            // A server serves only while it is polled.
+            Some(actix_web::rt::spawn(running))
         }
         None => None,
     };

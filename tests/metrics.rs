@@ -106,3 +106,45 @@ backend_tests!(
     requests_brokers_bindings_and_the_process,
     switched_off_there_are_none
 );
+
+/// `--metrics-bind`: the exposition on that address only (the API's `/metrics` is a 404), and
+/// SIGTERM stops both listeners.
+#[actix_web::test]
+async fn metrics_on_their_own_address() {
+    tether::install_crypto_provider();
+    let db = common::TestDb::new(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::process::free_port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let mut server = common::process::ServerProcess::start(
+        "tether",
+        &db.url,
+        &dir.path().join("s.json"),
+        &[("TETHER_METRICS_BIND", metrics_addr.as_str())],
+    );
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let get = |url: String| client.get(url).send();
+    let info = get(format!("{}/v2/info", server.base)).await.unwrap();
+    assert_eq!(info.status(), 200);
+    let api_side = get(format!("{}/metrics", server.base)).await.unwrap();
+    assert_eq!(api_side.status(), 404);
+    let text = get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let info = ["route=\"/v2/info\"", "status=\"200\""];
+    assert_eq!(
+        sample_sum(&text, "tether_http_requests_total", &info),
+        Some(1.0),
+        "{text}"
+    );
+    // Both listeners stop on SIGTERM.
+    server.signal("TERM");
+    let status = server.wait_for_exit(std::time::Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", server.log_text());
+}
