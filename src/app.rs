@@ -28,6 +28,10 @@ pub struct AppState {
     /// Keys for credentials at rest (shared with the broker client, which opens sealed broker
     /// passwords when it authenticates).
     pub crypto: Arc<crate::crypto::KeyRing>,
+    /// Serving or shutting down (readiness, the job runner).
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -84,7 +88,9 @@ impl AppState {
         let password_checks = Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_password_checks.max(1),
         ));
+        let metrics = crate::metrics::Metrics::new(db.stats(), broker.metrics());
         Ok(AppState {
+            metrics,
             verifier,
             issuer: TokenIssuer::new(signing_key, issuer, config.token_ttl.as_secs() as i64),
             broker,
@@ -94,6 +100,7 @@ impl AppState {
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
             clock: crate::clock::Clock::system(),
             password_checks,
+            lifecycle: crate::lifecycle::Lifecycle::default(),
         })
     }
 

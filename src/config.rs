@@ -21,6 +21,11 @@ pub struct CommonArgs {
     )]
     pub secrets_file: PathBuf,
 
+    /// The secrets themselves, as the secrets file's JSON (from a secret store, or systemd's
+    /// credentials): then no secrets file is read or written. Prefer the variable to the flag.
+    #[arg(long, env = "TETHER_SECRETS", hide_env_values = true)]
+    pub secrets: Option<String>,
+
     /// Also accept HS256 bearer tokens signed with this shared key.
     #[arg(long, env = "TETHER_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -28,6 +33,23 @@ pub struct CommonArgs {
     /// Database connections (SQLite: readers; there is always one writer).
     #[arg(long, env = "TETHER_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
+}
+
+impl CommonArgs {
+    /// The secrets: from `TETHER_SECRETS` when set, else from the file (made if missing when
+    /// `create`, else a missing file is an error).
+    pub fn load_secrets(&self, create: bool) -> anyhow::Result<Secrets> {
+        match &self.secrets {
+            Some(json) => Secrets::from_json(json),
+            None if create => Secrets::load_or_create(&self.secrets_file),
+            None => Secrets::load_existing(&self.secrets_file),
+        }
+    }
+
+    /// The file keys are reread from (none when the secrets come from the environment).
+    pub fn secrets_path(&self) -> Option<PathBuf> {
+        self.secrets.is_none().then(|| self.secrets_file.clone())
+    }
 }
 
 /// Where the server listens and is reached: also what the built-in token issuer puts in `iss`
@@ -76,6 +98,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub jobs: JobArgs,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
 
     /// An external UAA advertised to clients as login/token endpoint (default: the built-in one).
     #[arg(long, env = "TETHER_UAA_URL")]
@@ -148,6 +173,36 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+}
+
+/// What an operator switches and tunes: the access log, metrics, shutdown.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OpsArgs {
+    /// One log line per request (target `tether::access`, info level): on or off.
+    #[arg(long, env = "TETHER_ACCESS_LOG", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+
+    /// Prometheus metrics at `GET /metrics`: on or off.
+    #[arg(long, env = "TETHER_METRICS", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
+    /// Serve `GET /metrics` on this address only (e.g. 127.0.0.1:9464), not on the API's.
+    #[arg(long, env = "TETHER_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+
+    /// After SIGTERM/SIGINT: seconds in-flight requests and running jobs get to finish before
+    /// the process exits anyway (a second signal exits at once).
+    #[arg(long, env = "TETHER_SHUTDOWN_GRACE_SECS", default_value = "30", value_parser = parse_secs)]
+    pub shutdown_grace_secs: Duration,
+}
+
+/// `on`/`off` (also `true`/`false`, `1`/`0`).
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("'{s}' is neither on nor off")),
+    }
 }
 
 /// The job runner's pacing (durations in seconds; fractions allowed). Out-of-range values stop
@@ -260,6 +315,14 @@ pub struct Config {
     pub secrets_file: Option<PathBuf>,
     /// Origins whose browser apps may call the API (CORS); empty: none.
     pub cors_origins: Vec<String>,
+    /// Write the access log.
+    pub access_log: bool,
+    /// Collect and serve Prometheus metrics.
+    pub metrics: bool,
+    /// Serve metrics on this address instead of the API's.
+    pub metrics_bind: Option<String>,
+    /// How long in-flight requests and running jobs get after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -295,6 +358,10 @@ impl Config {
             encryption: crate::crypto::KeyRingConfig::generate(),
             secrets_file: None,
             cors_origins: Vec::new(),
+            access_log: true,
+            metrics: true,
+            metrics_bind: None,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 
@@ -305,7 +372,7 @@ impl Config {
     }
 
     pub fn from_serve_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let secrets = Secrets::load_or_create(&args.common.secrets_file)?;
+        let secrets = args.common.load_secrets(true)?;
         let mut uaa_public_key_pems = Vec::new();
         for path in &args.uaa_public_keys {
             uaa_public_key_pems.push(
@@ -346,8 +413,12 @@ impl Config {
                 .unwrap_or_else(default_password_checks)
                 .max(1),
             encryption: secrets.encryption_keys(),
-            secrets_file: Some(args.common.secrets_file.clone()),
+            secrets_file: args.common.secrets_path(),
             cors_origins: parse_origins(&args.cors_origins)?,
+            access_log: args.ops.access_log,
+            metrics: args.ops.metrics,
+            metrics_bind: args.ops.metrics_bind.clone(),
+            shutdown_grace: args.ops.shutdown_grace_secs,
         })
     }
 }
@@ -367,6 +438,31 @@ impl Secrets {
         self.encryption
             .clone()
             .unwrap_or_else(crate::crypto::KeyRingConfig::generate)
+    }
+
+    /// Secrets given as JSON (`TETHER_SECRETS`): complete, since nothing can be added to them.
+    pub fn from_json(json: &str) -> anyhow::Result<Secrets> {
+        let secrets: Secrets = serde_json::from_str(json)
+            .map_err(|e| anyhow::anyhow!("TETHER_SECRETS is not a valid secrets document: {e}"))?;
+        if secrets.encryption.is_none() {
+            anyhow::bail!("TETHER_SECRETS has no encryption keys (\"encryption\")");
+        }
+        Ok(secrets)
+    }
+
+    /// The secrets of a server that has run before: a command that signs or seals for a
+    /// server (`token`, `seed-demo`, …) must not make up keys of its own, which the server would
+    /// not have.
+    pub fn load_existing(path: &Path) -> anyhow::Result<Secrets> {
+        if !path.exists() {
+            anyhow::bail!(
+                "no secrets file at {}: `tether serve` creates it when it first starts; run this \
+                 where the server runs, or name the server's file with --secrets-file \
+                 (TETHER_SECRETS_FILE)",
+                path.display()
+            );
+        }
+        Self::load_or_create(path)
     }
 
     pub fn load_or_create(path: &Path) -> anyhow::Result<Secrets> {

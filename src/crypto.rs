@@ -118,6 +118,12 @@ impl KeyRing {
         })
     }
 
+    /// The labels of every key it holds.
+    pub fn labels(&self) -> Vec<String> {
+        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        loaded.ciphers.keys().cloned().collect()
+    }
+
     pub fn current_label(&self) -> String {
         self.loaded
             .read()

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+mod cli_seed;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -14,7 +15,11 @@ pub mod demo_broker;
 pub mod error;
 pub mod faults;
 pub mod jobs;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
 pub mod operation;
+pub mod server;
 pub mod service;
 
 /// rustls needs one process-wide crypto provider; ring is the one we build.

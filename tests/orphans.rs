@@ -159,7 +159,8 @@ async fn a_crash_between_discard_and_cleanup_loses_no_orphan(backend: Backend) {
     let broker = DemoBroker::start(0, BROKER_USER, BROKER_PASS).unwrap();
     let external = "http://tether.test";
     let token = tether_command()
-        .args(["token", "--external-url", external, "--secrets-file"])
+        .args(["token", "--create-secrets", "--external-url", external])
+        .arg("--secrets-file")
         .arg(&secrets)
         .output()
         .unwrap();

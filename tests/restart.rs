@@ -30,6 +30,7 @@ const EXTERNAL_URL: &str = "http://tether.test";
 fn admin_token(secrets: &Path) -> String {
     let out = tether_command()
         .arg("token")
+        .arg("--create-secrets")
         .arg("--secrets-file")
         .arg(secrets)
         .arg("--external-url")

@@ -61,9 +61,21 @@ impl FromRequest for Actor {
             .app_data::<actix_web::web::Data<crate::app::AppState>>()
             .cloned();
         let token = bearer_token(req).map(str::to_string);
+        let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            state.verifier.verify(&token?).await
+            let actor = state.verifier.verify(&token?).await?;
+            // For the access log: who, never the token.
+            let who = match (&actor.user_id, &actor.client_id) {
+                (Some(user), _) => Some(user.clone()),
+                (None, Some(client)) => Some(format!("client:{client}")),
+                (None, None) => None,
+            };
+            if let Some(who) = who {
+                req.extensions_mut()
+                    .insert(crate::api::access_log::AuthenticatedUser(who));
+            }
+            Ok(actor)
         })
     }
 }

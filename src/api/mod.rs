@@ -1,9 +1,12 @@
 //! HTTP layer: routing, request parsing, response envelopes. Handlers parse and authorize, then
 //! call `crate::service`.
 
+pub mod access_log;
 pub mod cors;
 pub mod dashboard;
 pub mod extract;
+pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod query;
 pub mod render;
@@ -26,6 +29,8 @@ pub use crate::error::JSON_CONTENT_TYPE;
 /// Registers every route. Used by `main` and by the tests' `init_service`, so both exercise the
 /// same application.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    crate::api::health::configure(cfg);
+    crate::api::metrics::configure(cfg);
     crate::api::uaa::configure(cfg);
     crate::api::v2::configure(cfg);
     crate::api::v3::configure(cfg);
@@ -56,6 +61,10 @@ macro_rules! build_app {
             // Outermost, so that every response gets CORS headers, also those the inner
             // middleware makes up itself.
             .wrap(actix_web::middleware::from_fn($crate::api::cors::cors))
+            // Outside everything else: it logs the response the client gets.
+            .wrap(actix_web::middleware::from_fn(
+                $crate::api::access_log::access_log,
+            ))
             .configure($crate::api::configure)
             .default_service(actix_web::web::to($crate::api::v2::not_found))
     }};

@@ -212,6 +212,7 @@ impl TokenVerifier {
                 Ok(hit.actor)
             } else {
                 self.forget(&digest);
+                tracing::debug!(reason = "expired", "rejected bearer token");
                 Err(ApiError::InvalidAuthToken)
             };
         }
@@ -245,7 +246,10 @@ impl TokenVerifier {
 
     /// The full check: signature, claims, audience (no cache).
     async fn verify_signature(&self, token: &str) -> Result<Verified, ApiError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidAuthToken)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            tracing::debug!(reason = "not a JWT", "rejected bearer token");
+            ApiError::InvalidAuthToken
+        })?;
         if let Some(result) = self.try_verify(token, &header) {
             return result;
         }
@@ -262,6 +266,13 @@ impl TokenVerifier {
                 }
             }
         }
+        // Typically a token of another issuer, or of an instance with other secrets.
+        tracing::debug!(
+            reason = "unknown key id",
+            kid = header.kid.as_deref().unwrap_or("-"),
+            alg = ?header.alg,
+            "rejected bearer token"
+        );
         Err(ApiError::InvalidAuthToken)
     }
 
@@ -320,12 +331,26 @@ impl TokenVerifier {
             None => validation.set_required_spec_claims(&["exp"]),
         }
         let data = decode::<Claims>(token, key, &validation).map_err(|e| {
-            tracing::debug!(error = %e, "rejected bearer token");
+            use jsonwebtoken::errors::ErrorKind;
+            let reason = match e.kind() {
+                ErrorKind::ExpiredSignature => "expired",
+                ErrorKind::ImmatureSignature => "not valid yet",
+                ErrorKind::InvalidSignature => "bad signature",
+                ErrorKind::InvalidIssuer => "wrong issuer",
+                ErrorKind::MissingRequiredClaim(_) => "missing claim",
+                _ => "invalid",
+            };
+            tracing::debug!(reason, error = %e, "rejected bearer token");
             ApiError::InvalidAuthToken
         })?;
         let (exp, nbf) = (data.claims.exp, data.claims.nbf);
         Ok(Verified {
-            actor: actor_from_claims(data.claims)?,
+            actor: actor_from_claims(data.claims).inspect_err(|_| {
+                tracing::debug!(
+                    reason = "not a token for the cloud controller (audience, scopes or subject)",
+                    "rejected bearer token"
+                )
+            })?,
             exp,
             nbf,
         })

@@ -20,6 +20,8 @@ use super::response::{
 mod update;
 pub use update::{PreviousValues, UpdateOutcome, UpdateRequest};
 
+mod observe;
+
 /// RFC 3986 unreserved characters stay, everything else is escaped (OSB A.3).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -69,6 +71,8 @@ pub struct BrokerClient {
     limiter: Option<Arc<Semaphore>>,
     /// Opens broker passwords sealed at rest.
     keyring: Option<Arc<crate::crypto::KeyRing>>,
+    /// Requests by broker, operation and outcome (recorded in `observe`).
+    metrics: crate::metrics::BrokerMetrics,
 }
 
 /// The broker's URL, the OSB path and the query.
@@ -142,6 +146,7 @@ impl BrokerClient {
             config: Arc::new(config),
             limiter,
             keyring: None,
+            metrics: crate::metrics::BrokerMetrics::default(),
         })
     }
 
@@ -151,13 +156,18 @@ impl BrokerClient {
         self
     }
 
+    /// Its request metrics (registered with the application's).
+    pub fn metrics(&self) -> &crate::metrics::BrokerMetrics {
+        &self.metrics
+    }
+
     pub fn timeout(&self) -> Duration {
         self.config.timeout
     }
 
     /// One OSB call: the URI, a slot under the concurrency limit, the broker's password, CC's
-    /// headers, and the answer read whole (bounded).
-    async fn send(
+    /// headers, and the answer read whole (bounded). `observe::send` wraps it to log and count.
+    async fn send_unobserved(
         &self,
         target: &BrokerTarget,
         method: Method,
@@ -175,14 +185,11 @@ impl BrokerClient {
         };
         let password = self.password(target, &uri, &method)?;
         let req = self.request(target, &password, method.clone(), &uri, body, ctx);
-        let started = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| {
             tracing::info!(%uri, %method, error = %e, "broker request failed");
             classify_transport(&e, &uri, &method)
         })?;
-        let raw = read_response(resp, &uri, method).await?;
-        tracing::debug!(%uri, method = %raw.method, status = raw.status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "broker call");
-        Ok(raw)
+        read_response(resp, &uri, method).await
     }
 
     /// The broker's password, opened if it is sealed at rest.

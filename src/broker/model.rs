@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 /// Where a broker lives and how we authenticate (OSB: basic auth on every request).
 #[derive(Clone)]
 pub struct BrokerTarget {
+    /// The broker's name (in logs and metrics).
+    pub name: String,
     pub url: String,
     pub username: String,
     pub password: String,
@@ -15,6 +17,7 @@ impl std::fmt::Debug for BrokerTarget {
     // Never print the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerTarget")
+            .field("name", &self.name)
             .field("url", &self.url)
             .field("username", &self.username)
             .finish_non_exhaustive()

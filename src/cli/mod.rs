@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::app::AppState;
 use crate::auth::{Actor, SCOPE_ADMIN};
 use crate::config::{CommonArgs, Config, Secrets, ServeArgs};
-use crate::jobs::{JobRunner, RunnerConfig};
+use crate::jobs::RunnerConfig;
 use crate::service::Caller;
 
 mod registry;
@@ -18,6 +18,10 @@ mod registry;
     about = "A Cloud Foundry compatible Cloud Controller (v2) for service bindings"
 )]
 struct Cli {
+    /// Log format: `text` (for people; colour only on a terminal) or `json` (one object per
+    /// line, for log shippers). Logs go to stderr; TETHER_LOG sets the level (e.g. debug).
+    #[arg(long, global = true, env = "TETHER_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,8 +35,10 @@ enum Command {
     /// Print a bearer token signed with the server's key, for local use.
     Token(TokenArgs),
     /// Create a demo org, space, app, user-provided instance (the guids of the v2 docs'
-    /// example), and, with --broker-url, register that broker and create a managed instance.
-    SeedDemo(SeedArgs),
+    /// example), and, with --broker-url, register that broker and create a managed instance
+    /// and one of its async plan; prints `export` lines for the walk-through's variables
+    /// (`eval "$(tether seed-demo …)"`).
+    SeedDemo(crate::cli_seed::SeedArgs),
     /// Run the demo OSB broker on 127.0.0.1.
     DemoBroker(DemoBrokerArgs),
     /// Users of the built-in token issuer.
@@ -134,19 +140,10 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 43200)]
     ttl: i64,
-}
-
-#[derive(clap::Args)]
-struct SeedArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// A broker to register (e.g. the one `tether demo-broker` runs).
+    /// Create the secrets file if there is none (else a missing file is an error): for a
+    /// server that has not started yet and will use this file.
     #[arg(long)]
-    broker_url: Option<String>,
-    #[arg(long, default_value = "broker")]
-    broker_username: String,
-    #[arg(long, default_value = "broker-secret")]
-    broker_password: String,
+    create_secrets: bool,
 }
 
 #[derive(clap::Args)]
@@ -159,29 +156,15 @@ struct DemoBrokerArgs {
     password: String,
 }
 
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TETHER_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal: a log file or a collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    crate::logging::init_tracing(cli.log_format);
     crate::install_crypto_provider();
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Migrate(args) => migrate(args),
         Command::Token(args) => token(args),
-        Command::SeedDemo(args) => seed_demo(args),
+        Command::SeedDemo(args) => crate::cli_seed::seed_demo(args),
         Command::DemoBroker(args) => demo_broker(args),
         Command::User(UserCommand::Create(args)) => user_create(args),
         Command::Client(ClientCommand::Create(args)) => client_create(args),
@@ -198,11 +181,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
-    let secrets = Secrets::load_or_create(&common.secrets_file)?;
+/// The configuration of a command working for an existing server: its secrets file and (for
+/// SQLite) its database must exist.
+pub(crate) fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
+    require_database(&common.database_url)?;
+    config_with_secrets(common, common.load_secrets(false)?)
+}
+
+fn config_with_secrets(common: &CommonArgs, secrets: Secrets) -> anyhow::Result<Config> {
     let mut config = Config::for_database(common.database_url.clone(), secrets.signing_key.clone());
     config.encryption = secrets.encryption_keys();
-    config.secrets_file = Some(common.secrets_file.clone());
+    config.secrets_file = common.secrets_path();
     config.db_pool_size = common.db_pool_size;
     config.jwt_secret = common.jwt_secret.clone().map(String::into_bytes);
     Ok(config)
@@ -211,39 +200,12 @@ fn config_from_common(common: &CommonArgs) -> anyhow::Result<Config> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_serve_args(&args)?;
     let runner = RunnerConfig::from_args(&args.jobs, config.broker_timeout);
-    actix_web::rt::System::new().block_on(run_server(config, runner))
-}
-
-/// Runs the server until SIGINT/SIGTERM.
-pub async fn run_server(config: Config, runner_config: RunnerConfig) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let bind = config.bind.clone();
-    let workers = config.workers;
-    let state = actix_web::web::Data::new(AppState::new(config)?);
-    JobRunner::new(state.clone().into_inner(), runner_config).spawn();
-    let data = state.clone();
-    let mut server = actix_web::HttpServer::new(move || crate::build_app!(data))
-        .backlog(2048)
-        .bind(&bind)?;
-    if let Some(w) = workers {
-        server = server.workers(w.max(1));
-    }
-    let addrs = server.addrs();
-    let running = server.run();
-    tracing::info!(
-        addresses = ?addrs,
-        backend = ?state.db.backend(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "tether is listening"
-    );
-    running.await?;
-    state.db.shutdown();
-    Ok(())
+    actix_web::rt::System::new().block_on(crate::server::run_server(config, runner))
 }
 
 fn migrate(args: CommonArgs) -> anyhow::Result<()> {
     // Connecting runs the migrations (PostgreSQL: under an advisory lock).
-    crate::db::Db::connect(&crate::db::DbConfig::new(args.database_url.clone()))?;
+    crate::db::Db::connect(&crate::db::DbConfig::new(args.database_url.clone()))?.close();
     println!("migrations applied to {}", redact_url(&args.database_url));
     Ok(())
 }
@@ -258,8 +220,23 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// An SQLite database file must be there already (a typo in a path must not become a new,
+/// empty database); PostgreSQL URLs are the server's to check.
+fn require_database(url: &str) -> anyhow::Result<()> {
+    if let crate::db::DbUrl::Sqlite(path) = crate::db::DbUrl::parse(url)? {
+        if !path.starts_with(':') && !std::path::Path::new(&path).exists() {
+            anyhow::bail!(
+                "no database at {path}: start `tether serve` (or run `tether migrate`) first, or \
+                 name the server's database with --database-url (TETHER_DATABASE_URL)"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let config = config_from_common(&args.common)?;
+    let secrets = args.common.load_secrets(args.create_secrets)?;
+    let config = config_with_secrets(&args.common, secrets)?;
     let key = crate::auth::token::SigningKey::from_pem(&config.signing_key_pem)?;
     let issuer = crate::auth::TokenIssuer::new(key, args.address.token_issuer(), args.ttl);
     let (token, _) = issuer.user_token(
@@ -273,7 +250,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn admin_caller() -> Caller {
+pub(crate) fn admin_caller() -> Caller {
     Caller {
         actor: Actor {
             user_id: Some("admin".into()),
@@ -283,25 +260,6 @@ fn admin_caller() -> Caller {
         },
         request_id: uuid::Uuid::new_v4().to_string(),
     }
-}
-
-fn seed_demo(args: SeedArgs) -> anyhow::Result<()> {
-    let config = config_from_common(&args.common)?;
-    actix_web::rt::System::new().block_on(async move {
-        let state = AppState::new(config)?;
-        let caller = admin_caller();
-        let report = crate::service::demo::seed(
-            &state,
-            &caller,
-            args.broker_url.as_deref(),
-            &args.broker_username,
-            &args.broker_password,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        Ok(())
-    })
 }
 
 fn demo_broker(args: DemoBrokerArgs) -> anyhow::Result<()> {
@@ -328,6 +286,7 @@ fn open_db(common: &CommonArgs) -> anyhow::Result<crate::app::Store> {
 
 fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
     let db = open_db(&args.common)?;
+    let _close = db.close_on_drop();
     let mut scopes = args.scopes.clone();
     if args.admin && !scopes.iter().any(|s| s == SCOPE_ADMIN) {
         scopes.push(SCOPE_ADMIN.to_string());
@@ -353,6 +312,7 @@ fn user_create(args: UserCreateArgs) -> anyhow::Result<()> {
 
 fn client_create(args: ClientCreateArgs) -> anyhow::Result<()> {
     let db = open_db(&args.common)?;
+    let _close = db.close_on_drop();
     let (id, secret, scopes) = (args.id.clone(), args.secret.clone(), args.scopes.clone());
     db.write_blocking(move |conn| crate::service::uaa::create_client(conn, &id, &secret, &scopes))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -417,6 +377,7 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
     let config = config_from_common(&args.common)?;
     actix_web::rt::System::new().block_on(async move {
         let state = AppState::new(config)?;
+        let _close = state.db.close_on_drop();
         let space = match &args.space {
             Some(s) => Some(resolve_space(&state.db, Some(s))?.guid),
             None => None,
@@ -496,8 +457,14 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
 }
 
 fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
+    if args.common.secrets.is_some() {
+        anyhow::bail!(
+            "rotate-key writes a new key into the secrets file: it cannot with TETHER_SECRETS \
+             (rotate with the file, then hand its new content to every instance)"
+        );
+    }
     let path = &args.common.secrets_file;
-    let mut secrets = Secrets::load_or_create(path)?;
+    let mut secrets = Secrets::load_existing(path)?;
     let mut ring = secrets.encryption_keys();
     let label = crate::crypto::new_label();
     ring.keys
@@ -509,6 +476,7 @@ fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
     println!("new current key {label}");
     let keyring = crate::crypto::KeyRing::new(&ring, None)?;
     let db = open_db(&args.common)?;
+    let _close = db.close_on_drop();
     let report =
         crate::service::rotation::reseal_all(&db, &keyring).map_err(|e| anyhow::anyhow!("{e}"))?;
     for (table, n) in &report.resealed {

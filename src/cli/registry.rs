@@ -91,6 +91,8 @@ pub fn run(command: RegistryCommand) -> anyhow::Result<()> {
     let config = config_from_common(common)?;
     actix_web::rt::System::new().block_on(async move {
         let state = AppState::new(config)?;
+        // Pools closed and their threads at rest before the process exits.
+        let _close = state.db.close_on_drop();
         match command {
             RegistryCommand::Create(a) => create(&state, a).await,
             RegistryCommand::List(a) => list(&state, a).await,

@@ -203,6 +203,7 @@ pub(super) fn build_pool(
     url: &DbUrl,
     size: u32,
     timeout: Duration,
+    threads: &super::close::PoolThreads,
 ) -> anyhow::Result<Pool<ConnectionManager>> {
     Ok(Pool::builder()
         .max_size(size)
@@ -213,6 +214,7 @@ pub(super) fn build_pool(
         .min_idle(Some(0))
         .connection_timeout(timeout)
         .test_on_check_out(false)
+        .thread_pool(threads.pool.clone())
         .build(ConnectionManager { url: url.clone() })?)
 }
 
@@ -248,4 +250,16 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether every embedded migration of the connection's backend has been applied (readiness:
+/// a server must not serve a database an older binary left behind, or one being migrated).
+pub fn migrations_applied(conn: &mut DbConnection) -> Result<bool, super::DbError> {
+    let pending = match conn {
+        DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        DbConnection::Pg(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+    };
+    pending
+        .map(|p| !p)
+        .map_err(|e| super::DbError::Busy(format!("cannot read the migrations table: {e}")))
 }

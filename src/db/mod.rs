@@ -15,6 +15,7 @@
 //! client gone) while the closure still runs on another thread, so it cannot borrow from the
 //! request. Errors are the caller's type `E` (anything a [`DbError`] converts into).
 
+mod close;
 mod connect;
 mod error;
 pub mod models;
@@ -91,8 +92,33 @@ impl DbConfig {
 
 /// A pool and the permits that bound how many blocking threads wait on it.
 struct Gate {
-    pool: Pool<ConnectionManager>,
+    /// `None` once closed.
+    pool: std::sync::RwLock<Option<Pool<ConnectionManager>>>,
     permits: Arc<Semaphore>,
+    /// The threads that open its connections (see [`close`]).
+    threads: close::PoolThreads,
+}
+
+impl Gate {
+    fn pool(&self) -> Result<Pool<ConnectionManager>, DbError> {
+        let pool = match self.pool.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        pool.ok_or_else(|| DbError::Busy("the database connections are closed".into()))
+    }
+
+    /// Closes every connection and waits until the pool's threads are idle.
+    fn close(&self) {
+        let pool = match self.pool.write() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(pool);
+        if !self.threads.wait_idle(Duration::from_secs(30)) {
+            tracing::warn!("the database pool's threads did not come to rest");
+        }
+    }
 }
 
 /// Where writes go.
@@ -110,6 +136,8 @@ pub struct Db {
     read: Arc<Gate>,
     writes: Arc<Writes>,
     acquire_timeout: Duration,
+    /// Waits, acquire timeouts and write batch sizes, for the metrics.
+    stats: crate::metrics::DbStats,
 }
 
 impl Db {
@@ -123,27 +151,72 @@ impl Db {
         let manager = ConnectionManager::new(url.clone());
         let mut first = manager.connect()?;
         run_migrations(&mut first)?;
+        let stats = crate::metrics::DbStats::default();
         let writes = match &url {
             // The migrated connection becomes the writer's.
             DbUrl::Sqlite(_) => Writes::Sqlite(Arc::new(writer::SqliteWriter::start(
                 first,
                 config.acquire_timeout,
+                stats.clone(),
             )?)),
             DbUrl::Postgres(_) => Writes::Pooled,
         };
         Ok(Db {
             backend: url.backend(),
-            read: Arc::new(Gate {
-                pool: connect::build_pool(&url, size, config.acquire_timeout)?,
-                permits: Arc::new(Semaphore::new(size as usize)),
+            read: Arc::new({
+                let threads = close::PoolThreads::new();
+                Gate {
+                    pool: std::sync::RwLock::new(Some(connect::build_pool(
+                        &url,
+                        size,
+                        config.acquire_timeout,
+                        &threads,
+                    )?)),
+                    permits: Arc::new(Semaphore::new(size as usize)),
+                    threads,
+                }
             }),
             writes: Arc::new(writes),
             acquire_timeout: config.acquire_timeout,
+            stats,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub fn stats(&self) -> &crate::metrics::DbStats {
+        &self.stats
+    }
+
+    /// The pool's connections now (PostgreSQL: all of them; SQLite: the readers).
+    pub fn pool_figures(&self) -> crate::metrics::PoolFigures {
+        match self.read.pool() {
+            Ok(pool) => {
+                let state = pool.state();
+                crate::metrics::PoolFigures {
+                    connections: state.connections,
+                    idle: state.idle_connections,
+                    max: pool.max_size(),
+                }
+            }
+            Err(_) => crate::metrics::PoolFigures {
+                connections: 0,
+                idle: 0,
+                max: 0,
+            },
+        }
+    }
+
+    /// Readiness: a connection answers and every migration is applied (`Ok(false)`: some are
+    /// pending).
+    pub async fn check_ready(&self) -> Result<bool, DbError> {
+        self.run(|conn| {
+            conn.batch_execute("SELECT 1")?;
+            connect::migrations_applied(conn)
+        })
+        .await
     }
 
     /// At shutdown: SQLite's writer finishes its queue and closes its connection (see
@@ -152,6 +225,19 @@ impl Db {
         if let Writes::Sqlite(writer) = &*self.writes {
             writer.shutdown();
         }
+    }
+
+    /// Before the process exits: the SQLite writer drains ([`Db::shutdown`]), every pooled
+    /// connection closes and the pool's threads are at rest (see [`close`]). Every use after
+    /// this fails.
+    pub fn close(&self) {
+        self.shutdown();
+        self.read.close();
+    }
+
+    /// Closes the database when the guard goes (a command's early error return included).
+    pub fn close_on_drop(&self) -> CloseOnDrop {
+        CloseOnDrop(self.clone())
     }
 
     /// Runs `f` on a pooled connection on the blocking pool, waiting at most the acquire
@@ -167,19 +253,29 @@ impl Db {
                 "no database connection came free in time".into(),
             ))
         };
-        let permit = tokio::time::timeout(
-            self.acquire_timeout,
-            self.read.permits.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| busy())?
-        .map_err(|_| busy())?;
-        let pool = self.read.pool.clone();
+        let permit = match self.read.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.stats.waits.inc();
+                let waited = tokio::time::timeout(
+                    self.acquire_timeout,
+                    self.read.permits.clone().acquire_owned(),
+                )
+                .await;
+                if waited.is_err() {
+                    self.stats.acquire_timeouts.inc();
+                }
+                waited.map_err(|_| busy())?.map_err(|_| busy())?
+            }
+        };
+        let pool = self.read.pool().map_err(E::from)?;
+        let timeouts = self.stats.acquire_timeouts.clone();
         actix_web::web::block(move || {
             let _permit = permit;
-            let mut conn = pool
-                .get()
-                .map_err(|e| E::from(DbError::Busy(format!("no database connection: {e}"))))?;
+            let mut conn = pool.get().map_err(|e| {
+                timeouts.inc();
+                E::from(DbError::Busy(format!("no database connection: {e}")))
+            })?;
             catch_unwind(AssertUnwindSafe(|| f(&mut conn)))
                 .unwrap_or_else(|panic| Err(E::from(DbError::panicked(panic))))
         })
@@ -237,7 +333,7 @@ impl Db {
             Writes::Sqlite(writer) => writer.write_blocking(f),
             Writes::Pooled => {
                 let mut conn =
-                    self.read.pool.get().map_err(|e| {
+                    self.read.pool()?.get().map_err(|e| {
                         E::from(DbError::Busy(format!("no database connection: {e}")))
                     })?;
                 pg_transaction(&mut conn, f)
@@ -253,10 +349,19 @@ impl Db {
     {
         let mut conn = self
             .read
-            .pool
+            .pool()?
             .get()
             .map_err(|e| E::from(DbError::Busy(format!("no database connection: {e}"))))?;
         f(&mut conn)
+    }
+}
+
+/// See [`Db::close_on_drop`].
+pub struct CloseOnDrop(Db);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

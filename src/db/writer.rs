@@ -114,11 +114,15 @@ enum Msg {
 impl SqliteWriter {
     /// Starts the writer thread on `conn`. It runs until [`SqliteWriter::shutdown`] (or the
     /// handle's drop).
-    pub fn start(conn: DbConnection, acquire_timeout: Duration) -> std::io::Result<SqliteWriter> {
+    pub fn start(
+        conn: DbConnection,
+        acquire_timeout: Duration,
+        stats: crate::metrics::DbStats,
+    ) -> std::io::Result<SqliteWriter> {
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("tether-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs))?;
+            .spawn(move || writer_loop(conn, jobs, stats))?;
         Ok(SqliteWriter {
             queue,
             thread: Mutex::new(Some(thread)),
@@ -203,7 +207,7 @@ impl Drop for SqliteWriter {
     }
 }
 
-fn writer_loop(mut conn: DbConnection, jobs: Receiver<Msg>) {
+fn writer_loop(mut conn: DbConnection, jobs: Receiver<Msg>, stats: crate::metrics::DbStats) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut ran: Vec<Box<dyn Completion>> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
@@ -222,7 +226,8 @@ fn writer_loop(mut conn: DbConnection, jobs: Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        let failure = run_batch(&mut conn, &mut batch, &mut ran).err();
+        stats.batch_sizes.observe(batch.len() as f64);
+        let failure = run_batch(&mut conn, &mut batch, &mut ran, &stats).err();
         if let Some(cause) = &failure {
             tracing::error!(error = %cause, writes = ran.len(), "SQLite write batch failed");
         }
@@ -237,6 +242,7 @@ fn run_batch(
     conn: &mut DbConnection,
     batch: &mut Vec<Box<dyn Job>>,
     ran: &mut Vec<Box<dyn Completion>>,
+    stats: &crate::metrics::DbStats,
 ) -> Result<(), String> {
     if let Err(e) = conn.batch_execute("BEGIN IMMEDIATE") {
         // Nothing ran; each caller is told so once the cause is known (below).
@@ -250,6 +256,7 @@ fn run_batch(
     for job in batch.drain(..) {
         if job.deadline() < now {
             // Its caller's acquire timeout passed while it queued: a 503, as on the read side.
+            stats.acquire_timeouts.inc();
             job.abandon(DbError::Busy(
                 "the SQLite writer did not get to this write in time".into(),
             ));
@@ -328,7 +335,12 @@ mod tests {
         conn.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
             .unwrap();
         let writer = std::sync::Arc::new(
-            SqliteWriter::start(DbConnection::Sqlite(conn), Duration::from_secs(5)).unwrap(),
+            SqliteWriter::start(
+                DbConnection::Sqlite(conn),
+                Duration::from_secs(5),
+                Default::default(),
+            )
+            .unwrap(),
         );
 
         let mut tasks = Vec::new();
@@ -397,7 +409,12 @@ mod tests {
         conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
             .unwrap();
         let writer = std::sync::Arc::new(
-            SqliteWriter::start(DbConnection::Sqlite(conn), Duration::from_millis(50)).unwrap(),
+            SqliteWriter::start(
+                DbConnection::Sqlite(conn),
+                Duration::from_millis(50),
+                Default::default(),
+            )
+            .unwrap(),
         );
         let w = writer.clone();
         let slow = tokio::spawn(async move {
@@ -421,8 +438,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        let writer =
-            SqliteWriter::start(DbConnection::Sqlite(conn), Duration::from_secs(5)).unwrap();
+        let writer = SqliteWriter::start(
+            DbConnection::Sqlite(conn),
+            Duration::from_secs(5),
+            Default::default(),
+        )
+        .unwrap();
         let r: ApiResult<()> = writer.write(|_| panic!("a bug")).await;
         match r {
             Err(ApiError::Internal(internal)) => {

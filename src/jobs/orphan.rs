@@ -342,6 +342,7 @@ async fn broker_target(state: &AppState, broker_guid: &str) -> ApiResult<Option<
         .read(move |conn| Ok(repo::brokers::find_broker(conn, &g)?))
         .await?;
     Ok(broker.map(|b| BrokerTarget {
+        name: b.name,
         url: b.broker_url,
         username: b.auth_username,
         password: b.auth_password,

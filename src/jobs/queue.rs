@@ -222,6 +222,17 @@ pub fn pending_count(conn: &mut DbConnection) -> QueryResult<i64> {
         .get_result(conn)
 }
 
+/// Jobs not yet settled, (queued, running).
+pub fn count_by_state(conn: &mut DbConnection) -> QueryResult<(i64, i64)> {
+    let rows: Vec<(String, i64)> = j::jobs
+        .filter(j::state.eq_any([QUEUED, RUNNING]))
+        .group_by(j::state)
+        .select((j::state, diesel::dsl::count_star()))
+        .load(conn)?;
+    let of = |state: &str| rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+    Ok((of(QUEUED), of(RUNNING)))
+}
+
 /// When the next queued job is due (tests drive the queue by this).
 pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
     j::jobs

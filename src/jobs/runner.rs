@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::queue::{self, Settlement};
 use super::{Job, JobContext, JobRow, JobState, Outcome};
 use crate::app::AppState;
 use crate::db::Backend;
+use crate::metrics::JobMetrics;
 use crate::service::operations::PollLimits;
 
 #[derive(Debug, Clone)]
@@ -117,7 +119,7 @@ impl JobRunner {
         }
     }
 
-    /// Runs forever on the current actix/tokio runtime.
+    /// Runs on the current actix/tokio runtime until shutdown begins (see [`JobRunner::stop`]).
     pub fn spawn(self) -> actix_web::rt::task::JoinHandle<()> {
         actix_web::rt::spawn(self.run())
     }
@@ -129,27 +131,76 @@ impl JobRunner {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let sweep_every = self.config.sweep_interval.min(self.config.abandoned_after);
         let mut last_sweep: Option<Instant> = None;
-        loop {
-            let claimed_all = self.start_due(&permits).await;
+        let mut running = JoinSet::new();
+        let stopping = self.state.lifecycle.clone();
+        while !stopping.is_stopping() {
+            let claimed_all = self.start_due(&permits, &mut running).await;
+            while running.try_join_next().is_some() {}
             if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
                 last_sweep = Some(Instant::now());
                 self.sweep().await;
             }
             if claimed_all {
                 // More may be due: wait only for a free slot.
-                let _ = permits.clone().acquire_owned().await;
+                tokio::select! {
+                    _ = permits.clone().acquire_owned() => {}
+                    _ = stopping.stopping() => {}
+                }
                 continue;
             }
             tokio::select! {
                 _ = self.state.jobs_wakeup.notified() => {}
                 _ = tokio::time::sleep(self.config.tick) => {}
+                _ = stopping.stopping() => {}
             }
         }
+        self.stop(running).await;
+    }
+
+    /// At shutdown: no new job is taken; the running ones get the grace period, then those
+    /// still running are stopped and their leases released, so that another instance takes
+    /// them at once instead of after the lease.
+    async fn stop(&self, mut running: JoinSet<()>) {
+        let grace = self.state.config.shutdown_grace;
+        if !running.is_empty() {
+            tracing::info!(
+                jobs = running.len(),
+                "job runner stopping: waiting for running jobs"
+            );
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::info!(
+                jobs = running.len(),
+                "jobs still running at the end of the grace period: stopped, to be resumed elsewhere"
+            );
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+        }
+        let worker = self.worker.clone();
+        match self
+            .state
+            .db
+            .write(move |conn| Ok(queue::release_leases_of(conn, &worker)?))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "released the leases of unfinished jobs"),
+            Err(e) => tracing::warn!(
+                error = %e.log_text(),
+                "could not release job leases: other instances take the jobs when they expire"
+            ),
+        }
+        tracing::info!("job runner stopped");
     }
 
     /// Claims as many due jobs as there are free slots and starts each. True if every slot was
     /// filled (more may be due).
-    async fn start_due(&self, permits: &Arc<Semaphore>) -> bool {
+    async fn start_due(&self, permits: &Arc<Semaphore>, running: &mut JoinSet<()>) -> bool {
         let free = permits.available_permits();
         if free == 0 {
             return false;
@@ -168,7 +219,7 @@ impl JobRunner {
             };
             let (state, config, worker) =
                 (self.state.clone(), self.config.clone(), self.worker.clone());
-            actix_web::rt::spawn(async move {
+            running.spawn_local(async move {
                 run_one(&state, &config, &worker, row).await;
                 drop(permit);
             });
@@ -250,18 +301,29 @@ async fn run_one(state: &AppState, config: &RunnerConfig, worker: &str, row: Job
         }
     };
     let ctx = JobContext { state, config };
+    let counters = &state.metrics.jobs;
+    JobMetrics::count(&counters.started, &row.kind);
     let outcome = with_heartbeat(state, config, worker, row.id, job.run(&ctx)).await;
     tracing::debug!(job = %row.guid, kind = %row.kind, ?outcome, "job ran");
     let settlement = match outcome {
-        Outcome::Done => finished(JobState::Finished, None),
-        Outcome::Reschedule(after, next) => Settlement {
-            state: JobState::Queued,
-            run_at: Some(state.clock.now() + chrono_dur(after)),
-            error: None,
-            payload: next.and_then(|j| serde_json::to_string(&j).ok()),
-        },
+        Outcome::Done => {
+            JobMetrics::count(&counters.succeeded, &row.kind);
+            finished(JobState::Finished, None)
+        }
+        Outcome::Reschedule(after, next) => {
+            JobMetrics::count(&counters.rescheduled, &row.kind);
+            Settlement {
+                state: JobState::Queued,
+                run_at: Some(state.clock.now() + chrono_dur(after)),
+                error: None,
+                payload: next.and_then(|j| serde_json::to_string(&j).ok()),
+            }
+        }
         Outcome::Retry(error) => retry(state, config, &row, &job, error),
-        Outcome::Fail(error) => finished(JobState::Failed, Some(error)),
+        Outcome::Fail(error) => {
+            JobMetrics::count(&counters.failed, &row.kind);
+            finished(JobState::Failed, Some(error))
+        }
     };
     settle(state, row.id, worker, settlement).await;
 }
@@ -291,10 +353,12 @@ fn retry(
         config.poll_interval.max(config.retry_base)
     } else if row.attempts >= config.max_attempts {
         tracing::warn!(job = %row.guid, kind = %row.kind, %error, "job failed for good");
+        JobMetrics::count(&state.metrics.jobs.failed, &row.kind);
         return finished(JobState::Failed, Some(error));
     } else {
         config.backoff(row.attempts.max(1) as u32)
     };
+    JobMetrics::count(&state.metrics.jobs.retried, &row.kind);
     Settlement {
         state: JobState::Queued,
         run_at: Some(state.clock.now() + chrono_dur(delay)),

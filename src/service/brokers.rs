@@ -108,6 +108,7 @@ pub async fn register(
         })
         .await?;
     let target = BrokerTarget {
+        name: name.clone(),
         url: broker_url.clone(),
         username: auth_username.clone(),
         password: auth_password.clone(),
@@ -169,6 +170,7 @@ pub async fn update(
         broker.auth_password = state.crypto_seal(&p);
     }
     let target = BrokerTarget {
+        name: broker.name.clone(),
         url: broker.broker_url.clone(),
         username: broker.auth_username.clone(),
         password: broker.auth_password.clone(),

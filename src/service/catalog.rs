@@ -24,6 +24,7 @@ impl Catalog {
 
     pub fn target(&self) -> BrokerTarget {
         BrokerTarget {
+            name: self.broker.name.clone(),
             url: self.broker.broker_url.clone(),
             username: self.broker.auth_username.clone(),
             password: self.broker.auth_password.clone(),

@@ -192,53 +192,70 @@ pub async fn seed(
             .ok_or_else(|| {
                 ApiError::ServiceBrokerCatalogInvalid("the broker offers no plans".into())
             })?;
-        let space_guid = space.guid.clone();
-        let existing = state
-            .db
-            .read(move |conn| {
-                Ok(repo::instances::list(
-                    conn,
-                    &[repo::Filter {
-                        key: "name".into(),
-                        op: repo::FilterOp::Eq,
-                        values: vec!["demo-db".into()],
-                    }],
-                    repo::instances::Kind::Managed,
-                    Some(&space_guid),
-                    None,
-                    &repo::PageRequest {
-                        page: 1,
-                        per_page: 1,
-                        descending: false,
-                        order: repo::OrderBy::Id,
-                    },
-                )?
-                .rows
-                .pop())
-            })
-            .await?;
-        let instance = match existing {
-            Some(i) => i,
-            None => {
-                super::instances::create_managed(
-                    state,
-                    caller,
-                    CreateInstance {
-                        name: Some("demo-db".into()),
-                        space_guid: Some(space.guid.clone()),
-                        service_plan_guid: Some(small.guid.clone()),
-                        parameters: None,
-                        tags: None,
-                        accepts_incomplete: false,
-                    },
-                )
-                .await?
-                .instance
-            }
-        };
+        let instance = managed_instance(state, caller, &space.guid, &small.guid, "demo-db").await?;
+        report["service_instance_guid"] = json!(instance.guid);
+        let async_plan = plans
+            .iter()
+            .find(|p| p.unique_id == crate::demo_broker::PLAN_ASYNC_ID);
+        if let Some(plan) = async_plan {
+            let instance =
+                managed_instance(state, caller, &space.guid, &plan.guid, "demo-async-db").await?;
+            report["async_service_instance_guid"] = json!(instance.guid);
+        }
         report["service_broker_guid"] = json!(broker.guid);
         report["service_plan_guid"] = json!(small.guid);
-        report["service_instance_guid"] = json!(instance.guid);
     }
     Ok(report)
+}
+
+/// The managed instance of this name in the space, created on `plan` if there is none.
+async fn managed_instance(
+    state: &AppState,
+    caller: &Caller,
+    space_guid: &str,
+    plan_guid: &str,
+    name: &'static str,
+) -> ApiResult<crate::db::models::ServiceInstance> {
+    let space = space_guid.to_string();
+    let existing = state
+        .db
+        .read(move |conn| {
+            Ok(repo::instances::list(
+                conn,
+                &[repo::Filter {
+                    key: "name".into(),
+                    op: repo::FilterOp::Eq,
+                    values: vec![name.into()],
+                }],
+                repo::instances::Kind::Managed,
+                Some(&space),
+                None,
+                &repo::PageRequest {
+                    page: 1,
+                    per_page: 1,
+                    descending: false,
+                    order: repo::OrderBy::Id,
+                },
+            )?
+            .rows
+            .pop())
+        })
+        .await?;
+    if let Some(instance) = existing {
+        return Ok(instance);
+    }
+    Ok(super::instances::create_managed(
+        state,
+        caller,
+        CreateInstance {
+            name: Some(name.into()),
+            space_guid: Some(space_guid.to_string()),
+            service_plan_guid: Some(plan_guid.to_string()),
+            parameters: None,
+            tags: None,
+            accepts_incomplete: false,
+        },
+    )
+    .await?
+    .instance)
 }

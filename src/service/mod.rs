@@ -17,6 +17,7 @@ pub mod resources;
 pub mod roles;
 pub mod rotation;
 pub mod scim;
+pub mod telemetry;
 pub mod uaa;
 
 use crate::auth::Actor;

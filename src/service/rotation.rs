@@ -97,3 +97,46 @@ pub fn reseal_all(db: &crate::app::Store, keyring: &KeyRing) -> ApiResult<Report
         labels_in_use,
     })
 }
+
+/// Key labels of sealed values in the database that `keyring` cannot open (at most a sample
+/// of the values is read: those sealed with a label it does not have). Checked when `tether
+/// serve` starts, so that an instance given other secrets than its peers refuses to start
+/// instead of failing request after request.
+pub fn unknown_key_labels(
+    db: &crate::app::Store,
+    keyring: &KeyRing,
+) -> ApiResult<BTreeSet<String>> {
+    let known = keyring.labels();
+    // Labels are inlined into the query (diesel's `sql_query` takes a fixed number of binds):
+    // only plain ones, with LIKE's wildcards escaped.
+    if !known.iter().all(|l| {
+        l.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    }) {
+        tracing::warn!(
+            "encryption key labels with unusual characters: the start-up key check is skipped"
+        );
+        return Ok(BTreeSet::new());
+    }
+    let excluded: String = known
+        .iter()
+        .map(|l| {
+            let escaped = l.replace('_', "\\_");
+            format!(" AND {{column}} NOT LIKE 'enc:v1:{escaped}:%' ESCAPE '\\'")
+        })
+        .collect();
+    let mut unknown = BTreeSet::new();
+    for (table, column) in SEALED_COLUMNS {
+        let sql = format!(
+            "SELECT id, {column} AS value FROM {table} WHERE {column} LIKE 'enc:v1:%'{} LIMIT 50",
+            excluded.replace("{column}", column)
+        );
+        let rows: Vec<Row> = db.read_blocking(|conn| Ok(diesel::sql_query(sql).load(conn)?))?;
+        unknown.extend(
+            rows.iter()
+                .filter_map(|r| r.value.as_deref().and_then(KeyRing::label_of))
+                .map(str::to_string),
+        );
+    }
+    Ok(unknown)
+}

@@ -14,6 +14,7 @@ use tether::demo_broker::DemoBroker;
 use tether::jobs::{JobRunner, RunnerConfig};
 
 pub mod jobs;
+pub mod metrics;
 pub mod osb;
 pub mod pg_server;
 pub mod process;

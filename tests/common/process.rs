@@ -103,6 +103,17 @@ impl ServerProcess {
         }
     }
 
+    /// Sends a signal by name (`TERM`, `INT`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("a running child");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// SIGKILL (what `Child::kill` sends on Unix), then reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -10,6 +10,7 @@ pub mod orgs;
 pub mod registry;
 pub mod roles;
 pub mod spaces;
+pub mod stats;
 
 use diesel::QueryResult;
 
