@@ -79,7 +79,10 @@ async fn one_text_line_per_request_without_the_token(backend: Backend) {
     assert_eq!(resp.status(), 200);
     // The id as answered (CC's: the client's, sanitised, `::` and a fresh UUID) is the one
     // logged.
-    let answered = resp.headers()["x-vcap-request-id"].to_str().unwrap().to_string();
+    let answered = resp.headers()["x-vcap-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(answered.starts_with("req-abc-123::"), "{answered}");
     let line = line_with(&logged.server, &answered).await;
     for part in [
@@ -119,7 +122,10 @@ async fn json_lines_and_the_switch(backend: Backend) {
     let logged = start(backend, &[("TETHER_LOG_FORMAT", "json")]);
     let resp = get(&logged, "/v2/info", "req-json-1").await;
     assert_eq!(resp.status(), 200);
-    let answered = resp.headers()["x-vcap-request-id"].to_str().unwrap().to_string();
+    let answered = resp.headers()["x-vcap-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let line = line_with(&logged.server, "req-json-1").await;
     let event: Value = serde_json::from_str(&line).expect("a JSON log line");
     assert_eq!(event["target"], "tether::access");
