@@ -537,6 +537,11 @@ async fn two_servers_share_the_queue_on_postgres() {
         "{by_worker:?}"
     );
     assert_eq!(by_worker.iter().map(|w| w.n).sum::<i64>(), 40);
+    // A settled job keeps who ran it last (for diagnostics).
+    assert!(
+        by_worker.iter().all(|w| w.locked_by.is_some()),
+        "{by_worker:?}"
+    );
     // Both servers ran polls (of the 200 runs; which one ran a job's last poll, the holder the
     // job row keeps, depends on timing and says nothing).
     for api in [&api_a, &api_b] {

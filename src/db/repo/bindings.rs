@@ -65,6 +65,21 @@ pub fn insert_unless_taken(conn: &mut DbConnection, binding: &ServiceBinding) ->
     .map(|inserted| inserted == 1)
 }
 
+/// Which of `candidates` the app's bindings already use as env-var prefixes (one probe of the
+/// (app_guid, prefix) index for all of them).
+pub fn taken_prefixes(
+    conn: &mut DbConnection,
+    app: &str,
+    candidates: &[String],
+) -> QueryResult<Vec<String>> {
+    let taken: Vec<Option<String>> = crate::db::native!(conn, |c| sb::service_bindings
+        .filter(sb::app_guid.eq(app))
+        .filter(sb::prefix.eq_any(candidates))
+        .select(sb::prefix)
+        .load(c))?;
+    Ok(taken.into_iter().flatten().collect())
+}
+
 pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<ServiceBinding>> {
     optional(crate::db::native!(conn, |c| sb::service_bindings
         .filter(sb::guid.eq(guid))

@@ -61,12 +61,21 @@ pub(super) fn insert_reserved(
         return Ok(p.clone());
     }
     let fallback = format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase());
-    // Most creates take the first candidate: try it in one statement. Refused (a prefix, the
-    // app and instance, or the name taken), the careful loop below finds out which.
+    // Most creates take the first candidate: try it in one statement. Refused, the first
+    // candidate the app does not use yet (one probe for all of them), again in one statement;
+    // refused again (the app and instance, or the name, taken; or a parallel create), the
+    // careful loop below finds out which rule refused it.
     if let Some(first) = prefixes.candidates.first() {
         row.prefix = Some(first.clone());
         if repo::bindings::insert_unless_taken(conn, &row)? {
             return Ok(first.clone());
+        }
+        let taken = repo::bindings::taken_prefixes(conn, &row.app_guid, &prefixes.candidates)?;
+        if let Some(free) = prefixes.candidates.iter().find(|c| !taken.contains(c)) {
+            row.prefix = Some(free.clone());
+            if repo::bindings::insert_unless_taken(conn, &row)? {
+                return Ok(free.clone());
+            }
         }
     }
     for candidate in prefixes.candidates.iter().chain(std::iter::once(&fallback)) {
