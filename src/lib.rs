@@ -6,7 +6,6 @@ pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod cli;
-mod cli_seed;
 pub mod clock;
 pub mod config;
 pub mod crypto;

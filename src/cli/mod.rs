@@ -10,6 +10,7 @@ use crate::jobs::RunnerConfig;
 use crate::service::Caller;
 
 mod registry;
+mod seed;
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +39,7 @@ enum Command {
     /// example), and, with --broker-url, register that broker and create a managed instance
     /// and one of its async plan; prints `export` lines for the walk-through's variables
     /// (`eval "$(tether seed-demo …)"`).
-    SeedDemo(crate::cli_seed::SeedArgs),
+    SeedDemo(seed::SeedArgs),
     /// Run the demo OSB broker on 127.0.0.1.
     DemoBroker(DemoBrokerArgs),
     /// Users of the built-in token issuer.
@@ -164,7 +165,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Migrate(args) => migrate(args),
         Command::Token(args) => token(args),
-        Command::SeedDemo(args) => crate::cli_seed::seed_demo(args),
+        Command::SeedDemo(args) => seed::seed_demo(args),
         Command::DemoBroker(args) => demo_broker(args),
         Command::User(UserCommand::Create(args)) => user_create(args),
         Command::Client(ClientCommand::Create(args)) => client_create(args),

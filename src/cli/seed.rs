@@ -21,7 +21,7 @@ pub struct SeedArgs {
 }
 
 pub fn seed_demo(args: SeedArgs) -> anyhow::Result<()> {
-    let config = crate::cli::config_from_common(&args.common)?;
+    let config = super::config_from_common(&args.common)?;
     let api = args
         .address
         .external_url()
@@ -30,7 +30,7 @@ pub fn seed_demo(args: SeedArgs) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let state = AppState::new(config)?;
         let _close = state.db.close_on_drop();
-        let caller = crate::cli::admin_caller();
+        let caller = super::admin_caller();
         let report = crate::service::demo::seed(
             &state,
             &caller,
