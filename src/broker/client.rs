@@ -22,6 +22,15 @@ pub use update::{PreviousValues, UpdateOutcome, UpdateRequest};
 
 mod observe;
 
+/// The query of a request that may be answered asynchronously (OSB `accepts_incomplete`).
+fn incomplete_query(accepts_incomplete: bool) -> &'static [(&'static str, &'static str)] {
+    if accepts_incomplete {
+        &[("accepts_incomplete", "true")]
+    } else {
+        &[]
+    }
+}
+
 /// RFC 3986 unreserved characters stay, everything else is escaped (OSB A.3).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -283,11 +292,7 @@ impl BrokerClient {
             enc(instance_id),
             enc(binding_id)
         );
-        let query: &[(&str, &str)] = if accepts_incomplete {
-            &[("accepts_incomplete", "true")]
-        } else {
-            &[]
-        };
+        let query = incomplete_query(accepts_incomplete);
         let body = serde_json::to_vec(request).map_err(|_| {
             transport_error(BrokerErrorKind::BadResponse, &path, &Method::PUT, false)
         })?;
@@ -489,11 +494,7 @@ impl BrokerClient {
         ctx: &CallContext,
     ) -> Result<ProvisionOutcome, BrokerError> {
         let path = format!("/v2/service_instances/{}", enc(instance_id));
-        let query: &[(&str, &str)] = if accepts_incomplete {
-            &[("accepts_incomplete", "true")]
-        } else {
-            &[]
-        };
+        let query = incomplete_query(accepts_incomplete);
         let body = serde_json::to_vec(request).unwrap_or_default();
         let raw = self
             .send(target, Method::PUT, &path, query, Some(body), ctx)

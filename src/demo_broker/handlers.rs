@@ -386,18 +386,25 @@ pub(super) fn begin_async(
     ok_json(202, Value::Object(out))
 }
 
+/// OSB: unbind, deprovision and polls name the service and plan in their query.
+fn missing_catalog_ids(query: &HashMap<String, String>) -> Option<HttpResponse> {
+    (!query.contains_key("service_id") || !query.contains_key("plan_id")).then(|| {
+        error(
+            400,
+            None,
+            "service_id and plan_id are required query parameters",
+        )
+    })
+}
+
 async fn unbind(
     state: &BrokerState,
     id: &str,
     query: &HashMap<String, String>,
     accepts_incomplete: bool,
 ) -> HttpResponse {
-    if !query.contains_key("service_id") || !query.contains_key("plan_id") {
-        return error(
-            400,
-            None,
-            "service_id and plan_id are required query parameters",
-        );
+    if let Some(refused) = missing_catalog_ids(query) {
+        return refused;
     }
     match resolve(state, "unbind").await {
         Reply::Status(code, body) => raw(code, body),
@@ -437,12 +444,8 @@ async fn unbind(
 }
 
 async fn poll(state: &BrokerState, id: &str, query: &HashMap<String, String>) -> HttpResponse {
-    if !query.contains_key("service_id") || !query.contains_key("plan_id") {
-        return error(
-            400,
-            None,
-            "service_id and plan_id are required query parameters",
-        );
+    if let Some(refused) = missing_catalog_ids(query) {
+        return refused;
     }
     if let Reply::Status(code, body) = resolve(state, "poll").await {
         return raw(code, body);
@@ -562,12 +565,8 @@ async fn deprovision(
     query: &HashMap<String, String>,
     accepts_incomplete: bool,
 ) -> HttpResponse {
-    if !query.contains_key("service_id") || !query.contains_key("plan_id") {
-        return error(
-            400,
-            None,
-            "service_id and plan_id are required query parameters",
-        );
+    if let Some(refused) = missing_catalog_ids(query) {
+        return refused;
     }
     match resolve(state, "deprovision").await {
         Reply::Status(code, body) => raw(code, body),

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{enc, parse_async, BrokerClient, BrokerError, CallContext};
+use super::{enc, incomplete_query, parse_async, BrokerClient, BrokerError, CallContext};
 use crate::broker::{BrokerTarget, CfContext};
 
 /// What the instance was before the update (OSB `previous_values`).
@@ -48,11 +48,7 @@ impl BrokerClient {
         ctx: &CallContext,
     ) -> Result<UpdateOutcome, BrokerError> {
         let path = format!("/v2/service_instances/{}", enc(instance_id));
-        let query: &[(&str, &str)] = if accepts_incomplete {
-            &[("accepts_incomplete", "true")]
-        } else {
-            &[]
-        };
+        let query = incomplete_query(accepts_incomplete);
         let body = serde_json::to_vec(request).unwrap_or_default();
         let raw = self
             .send(target, Method::PATCH, &path, query, Some(body), ctx)
