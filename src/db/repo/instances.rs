@@ -176,9 +176,14 @@ pub fn set_operation(
         .execute(conn)
 }
 
-/// Starts a delete unless an operation is running. Returns rows changed (0: busy or gone).
-pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
-    use crate::operation::{OperationState, OperationType};
+/// Starts an operation (an update or a delete) unless one is running. Returns rows changed (0:
+/// busy or gone).
+pub fn claim_for(
+    conn: &mut DbConnection,
+    guid: &str,
+    operation: crate::operation::OperationType,
+) -> QueryResult<usize> {
+    use crate::operation::OperationState;
     let now = crate::db::now();
     diesel::update(
         i::service_instances.filter(i::guid.eq(guid)).filter(
@@ -188,7 +193,7 @@ pub fn claim_for_delete(conn: &mut DbConnection, guid: &str) -> QueryResult<usiz
         ),
     )
     .set((
-        i::last_operation_type.eq(OperationType::Delete.as_str()),
+        i::last_operation_type.eq(operation.as_str()),
         i::last_operation_state.eq(OperationState::InProgress.as_str()),
         i::last_operation_description.eq(None::<String>),
         i::broker_operation.eq(None::<String>),
@@ -302,26 +307,4 @@ pub fn set_plan(conn: &mut DbConnection, guid: &str, plan: &str) -> QueryResult<
             i::updated_at.eq(crate::db::now()),
         ))
         .execute(conn)
-}
-
-/// Starts an update unless an operation is running. Returns rows changed (0: busy or gone).
-pub fn claim_for_update(conn: &mut DbConnection, guid: &str) -> QueryResult<usize> {
-    use crate::operation::{OperationState, OperationType};
-    let now = crate::db::now();
-    diesel::update(
-        i::service_instances.filter(i::guid.eq(guid)).filter(
-            i::last_operation_state
-                .ne(OperationState::InProgress.as_str())
-                .or(i::last_operation_state.is_null()),
-        ),
-    )
-    .set((
-        i::last_operation_type.eq(OperationType::Update.as_str()),
-        i::last_operation_state.eq(OperationState::InProgress.as_str()),
-        i::last_operation_description.eq(None::<String>),
-        i::broker_operation.eq(None::<String>),
-        i::last_operation_updated_at.eq(now),
-        i::updated_at.eq(now),
-    ))
-    .execute(conn)
 }

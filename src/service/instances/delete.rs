@@ -138,7 +138,7 @@ async fn claim(state: &AppState, instance: &ServiceInstance, brokered: bool) -> 
                 ));
             }
             let changed = if brokered {
-                repo::instances::claim_for_delete(conn, &g)?
+                repo::instances::claim_for(conn, &g, OperationType::Delete)?
             } else {
                 repo::instances::delete(conn, &g)?
             };

@@ -158,7 +158,9 @@ async fn save_cc_fields(
             if instance.last_operation().in_progress() {
                 return Err(busy());
             }
-            if to_broker && repo::instances::claim_for_update(conn, &instance.guid)? == 0 {
+            if to_broker
+                && repo::instances::claim_for(conn, &instance.guid, OperationType::Update)? == 0
+            {
                 return Err(busy());
             }
             let n = instance.name.clone();
