@@ -252,6 +252,9 @@ async fn async_update_fails(backend: Backend) {
         )
         .await;
     r.assert_status(202);
+    // The 202 shows the operation as it began, even when the first poll (woken at once) has
+    // already settled it by the time the answer is written.
+    assert_eq!(r.body["entity"]["last_operation"]["state"], "in progress");
     let path = format!("/v2/service_instances/{}", w.instance);
     let done = t
         .wait_for(&path, |r| {

@@ -136,34 +136,47 @@ pub async fn begin(
     plan: &ServicePlan,
 ) -> ApiResult<()> {
     let progress = PollProgress::starting(op, plan, state.clock.now_ms());
-    begin_polling(state, subject, guid, broker_operation, progress).await
+    begin_polling(state, subject, guid, broker_operation, progress, |_| Ok(())).await
 }
 
 /// [`begin`] for an instance update the broker accepted: on success the instance moves to
-/// `proposed_plan` (if the update changes its plan).
+/// `proposed_plan` (if the update changes its plan). Returns the instance as it stood when the
+/// operation began (what CC answers with its 202), not as the first poll may already have left it.
 pub async fn begin_update(
     state: &AppState,
     guid: &str,
     broker_operation: Option<String>,
     plan: &ServicePlan,
     proposed_plan: Option<String>,
-) -> ApiResult<()> {
+) -> ApiResult<crate::db::models::ServiceInstance> {
     let mut progress = PollProgress::starting(OperationType::Update, plan, state.clock.now_ms());
     progress.proposed_plan_guid = proposed_plan;
-    begin_polling(state, Subject::Instance, guid, broker_operation, progress).await
+    let g = guid.to_string();
+    begin_polling(
+        state,
+        Subject::Instance,
+        guid,
+        broker_operation,
+        progress,
+        move |conn| repo::instances::find(conn, &g)?.ok_or(ApiError::ServiceInstanceNotFound(g)),
+    )
+    .await
 }
 
-async fn begin_polling(
+/// Marks the row in progress and queues its poll in one transaction, then reads what the caller
+/// answers with (`then`) in that same transaction.
+async fn begin_polling<T: Send + 'static>(
     state: &AppState,
     subject: Subject,
     guid: &str,
     broker_operation: Option<String>,
     progress: PollProgress,
-) -> ApiResult<()> {
+    then: impl FnOnce(&mut DbConnection) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
     let op = progress.operation_type;
     let job = poll_job(subject, guid, progress);
     let g = guid.to_string();
-    state
+    let shown = state
         .db
         .write(move |conn| {
             let running = LastOperation::new(op, OperationState::InProgress);
@@ -176,11 +189,11 @@ async fn begin_polling(
                 broker_operation.as_deref(),
             )?;
             crate::jobs::enqueue(conn, &job)?;
-            Ok(())
+            then(conn)
         })
         .await?;
     state.jobs_wakeup.notify_one();
-    Ok(())
+    Ok(shown)
 }
 
 fn poll_job(subject: Subject, guid: &str, progress: PollProgress) -> Job {

@@ -46,17 +46,21 @@ pub async fn update_managed(
     let loaded = load(state, caller, guid, input.service_plan_guid.as_deref()).await?;
     let to_broker = input.parameters.is_some() || loaded.new_plan.is_some();
     save_cc_fields(state, &loaded.before, input.name, input.tags, to_broker).await?;
-    if to_broker {
-        update_at_broker(
-            state,
-            caller,
-            &loaded,
-            input.parameters,
-            input.accepts_incomplete,
-        )
-        .await?;
-    }
-    view(state, guid, &loaded.catalog).await
+    let began = if to_broker {
+        let accepts_incomplete = input.accepts_incomplete;
+        update_at_broker(state, caller, &loaded, input.parameters, accepts_incomplete).await?
+    } else {
+        None
+    };
+    let instance = match began {
+        Some(in_progress) => in_progress,
+        None => find(state, guid).await?,
+    };
+    Ok(InstanceView {
+        instance,
+        service_guid: Some(loaded.catalog.service.guid.clone()),
+        show_credentials: true,
+    })
 }
 
 /// Reads and checks, in CC's order: the instance (user-provided ones have their own API), who
@@ -173,14 +177,15 @@ async fn save_cc_fields(
 }
 
 /// The broker's part, with no connection held; then the outcome recorded: done, polled, or
-/// failed (CC puts the name and tags back and keeps the broker's error).
+/// failed (CC puts the name and tags back and keeps the broker's error). When the broker goes
+/// asynchronous, the instance as the operation began (what the 202 shows).
 async fn update_at_broker(
     state: &AppState,
     caller: &Caller,
     loaded: &Loaded,
     parameters: Option<Map<String, Value>>,
     accepts_incomplete: bool,
-) -> ApiResult<()> {
+) -> ApiResult<Option<ServiceInstance>> {
     let request = update_request(loaded, parameters);
     let outcome = state
         .broker
@@ -196,11 +201,13 @@ async fn update_at_broker(
     let guid = loaded.before.guid.as_str();
     match outcome {
         Ok(UpdateOutcome::Updated { dashboard_url }) => {
-            settle_sync(state, guid, new_plan, dashboard_url).await
+            settle_sync(state, guid, new_plan, dashboard_url).await?;
+            Ok(None)
         }
         Ok(UpdateOutcome::Async { operation }) if accepts_incomplete => {
             let plan = &loaded.catalog.plan;
-            operations::begin_update(state, guid, operation, plan, new_plan).await
+            let shown = operations::begin_update(state, guid, operation, plan, new_plan).await?;
+            Ok(Some(shown))
         }
         Ok(UpdateOutcome::Async { .. }) => {
             let e = ApiError::ServiceBrokerRespondedAsyncWhenNotAllowed;
@@ -276,17 +283,12 @@ async fn fail(state: &AppState, before: &ServiceInstance, why: String) -> ApiRes
         .await
 }
 
-async fn view(state: &AppState, guid: &str, catalog: &Catalog) -> ApiResult<InstanceView> {
-    let (g, service_guid) = (guid.to_string(), catalog.service.guid.clone());
-    let instance = state
+async fn find(state: &AppState, guid: &str) -> ApiResult<ServiceInstance> {
+    let g = guid.to_string();
+    state
         .db
         .read(move |conn| {
             repo::instances::find(conn, &g)?.ok_or_else(|| ApiError::ServiceInstanceNotFound(g))
         })
-        .await?;
-    Ok(InstanceView {
-        instance,
-        service_guid: Some(service_guid),
-        show_credentials: true,
-    })
+        .await
 }
