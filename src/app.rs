@@ -41,6 +41,7 @@ impl AppState {
             url: config.database_url.clone(),
             pool_size: config.db_pool_size,
             acquire_timeout: config.db_acquire_timeout,
+            pg_writers: config.pg_writers,
         })?;
         // Keys rotated by `tether rotate-key` are picked up by rereading the secrets file.
         let reload = config

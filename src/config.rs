@@ -142,6 +142,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// PostgreSQL: group-commit writer threads, each committing the writes queued while the
+    /// previous batch ran in one transaction (0: every write its own transaction).
+    #[arg(long, env = "TETHER_PG_WRITERS", default_value_t = 0)]
+    pub pg_writers: usize,
+
     /// Seconds a client has to send a request's whole body (after its headers) before it gets
     /// a 408 and the connection is closed (nginx in front of CC: 60 s between reads).
     #[arg(long, env = "TETHER_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
@@ -284,6 +289,8 @@ pub struct Config {
     pub database_url: String,
     pub db_pool_size: u32,
     pub db_acquire_timeout: Duration,
+    /// See [`crate::db::DbConfig::pg_writers`].
+    pub pg_writers: usize,
     pub bind: String,
     /// How long a client may take to send a request body.
     pub request_body_timeout: Duration,
@@ -337,6 +344,7 @@ impl Config {
             database_url: database_url.into(),
             db_pool_size: 4,
             db_acquire_timeout: Duration::from_secs(5),
+            pg_writers: crate::db::DbConfig::new("").pg_writers,
             bind: "127.0.0.1:0".into(),
             request_body_timeout: Duration::from_secs(30),
             external_url: None,
@@ -384,6 +392,7 @@ impl Config {
             database_url: args.common.database_url.clone(),
             db_pool_size: args.common.db_pool_size,
             db_acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
+            pg_writers: args.pg_writers,
             bind: args.address.bind.clone(),
             request_body_timeout: Duration::from_secs(args.request_body_timeout_secs.max(1)),
             external_url: args.address.external_url(),

@@ -78,6 +78,8 @@ pub struct DbConfig {
     /// How long a request may wait for a connection (or, on SQLite, for the writer) before it
     /// gets a 503.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: group-commit writer threads (0: each write a transaction of its own).
+    pub pg_writers: usize,
 }
 
 impl DbConfig {
@@ -86,6 +88,10 @@ impl DbConfig {
             url: url.into(),
             pool_size: 8,
             acquire_timeout: Duration::from_secs(5),
+            pg_writers: std::env::var("TETHER_PG_WRITERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         }
     }
 }
@@ -123,9 +129,9 @@ impl Gate {
 
 /// Where writes go.
 enum Writes {
-    /// SQLite: the group-commit writer thread.
-    Sqlite(Arc<writer::SqliteWriter>),
-    /// PostgreSQL: a transaction on a connection of the (shared) pool.
+    /// The group-commit writers (SQLite: one thread; PostgreSQL: a few, on pooled connections).
+    Batched(Arc<writer::Writer>),
+    /// PostgreSQL: a transaction of its own on a connection of the (shared) pool.
     Pooled,
 }
 
@@ -152,29 +158,36 @@ impl Db {
         let mut first = manager.connect()?;
         run_migrations(&mut first)?;
         let stats = crate::metrics::DbStats::default();
-        let writes = match &url {
+        let threads = close::PoolThreads::new();
+        let pool = connect::build_pool(&url, size, config.acquire_timeout, &threads)?;
+        let connections = match &url {
             // The migrated connection becomes the writer's.
-            DbUrl::Sqlite(_) => Writes::Sqlite(Arc::new(writer::SqliteWriter::start(
-                first,
+            DbUrl::Sqlite(_) => Some(writer::WriteConnections::Owned(first)),
+            // PostgreSQL's writer threads have a pool of their own (one connection each), so
+            // that readers never wait behind them nor they behind readers.
+            DbUrl::Postgres(_) if config.pg_writers > 0 => {
+                let n = config.pg_writers;
+                Some(writer::WriteConnections::Pooled {
+                    pool: connect::build_pool(&url, n as u32, config.acquire_timeout, &threads)?,
+                    threads: n,
+                })
+            }
+            DbUrl::Postgres(_) => None,
+        };
+        let writes = match connections {
+            Some(c) => Writes::Batched(Arc::new(writer::Writer::start(
+                c,
                 config.acquire_timeout,
                 stats.clone(),
             )?)),
-            DbUrl::Postgres(_) => Writes::Pooled,
+            None => Writes::Pooled,
         };
         Ok(Db {
             backend: url.backend(),
-            read: Arc::new({
-                let threads = close::PoolThreads::new();
-                Gate {
-                    pool: std::sync::RwLock::new(Some(connect::build_pool(
-                        &url,
-                        size,
-                        config.acquire_timeout,
-                        &threads,
-                    )?)),
-                    permits: Arc::new(Semaphore::new(size as usize)),
-                    threads,
-                }
+            read: Arc::new(Gate {
+                pool: std::sync::RwLock::new(Some(pool)),
+                permits: Arc::new(Semaphore::new(size as usize)),
+                threads,
             }),
             writes: Arc::new(writes),
             acquire_timeout: config.acquire_timeout,
@@ -220,9 +233,9 @@ impl Db {
     }
 
     /// At shutdown: SQLite's writer finishes its queue and closes its connection (see
-    /// [`writer::SqliteWriter::shutdown`]). Writes after this fail.
+    /// [`writer::Writer::shutdown`]). Writes after this fail.
     pub fn shutdown(&self) {
-        if let Writes::Sqlite(writer) = &*self.writes {
+        if let Writes::Batched(writer) = &*self.writes {
             writer.shutdown();
         }
     }
@@ -317,7 +330,7 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         match &*self.writes {
-            Writes::Sqlite(writer) => writer.write(f).await,
+            Writes::Batched(writer) => writer.write(f).await,
             Writes::Pooled => self.run(move |conn| pg_transaction(conn, f)).await,
         }
     }
@@ -330,7 +343,7 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         match &*self.writes {
-            Writes::Sqlite(writer) => writer.write_blocking(f),
+            Writes::Batched(writer) => writer.write_blocking(f),
             Writes::Pooled => {
                 let mut conn =
                     self.read.pool()?.get().map_err(|e| {

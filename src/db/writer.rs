@@ -1,11 +1,17 @@
-//! SQLite group commit: one writer thread owns the write connection and runs queued write
-//! closures in batches, each closure in its own savepoint, the batch in one transaction.
+//! Group commit: writer threads run queued write closures in batches, each closure in its own
+//! savepoint, the batch in one transaction. On SQLite one thread owns the write connection; on
+//! PostgreSQL a few threads share the queue, each taking a pooled connection per batch.
 //!
 //! Why: SQLite admits one writer at a time, so writes were already serialized on a single
 //! connection; what each one paid on top of its own statements was a thread hand-off, `BEGIN
 //! IMMEDIATE`, and a `COMMIT` that appends to the WAL (and now and then checkpoints). Under
 //! load those dominated a binding create (two write transactions per create). With a batch, the
 //! writer wakes once for whatever has queued up and commits once for all of it.
+//!
+//! PostgreSQL takes concurrent writers, but each transaction still costs its `BEGIN` and
+//! `COMMIT` round trips and a WAL flush that its caller waits for; measured, those (not the
+//! statements) were most of a create's database time. A handful of threads, each committing
+//! whatever queued while the previous batch ran, keep the flushes few and the server busy.
 //!
 //! Semantics are those of one transaction per closure: a closure that returns an error (or
 //! panics) is rolled back to its savepoint and the others are unaffected; a caller hears its
@@ -15,7 +21,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use diesel::connection::SimpleConnection;
@@ -23,6 +29,7 @@ use tokio::sync::oneshot;
 
 use std::time::{Duration, Instant};
 
+use super::connect::ConnectionManager;
 use super::{DbConnection, DbError};
 
 /// Most closures one transaction takes; bounds how long the first in a batch waits for the rest.
@@ -97,58 +104,90 @@ impl<T: Send, E: From<DbError> + Send> Completion for Ran<T, E> {
     }
 }
 
-/// Handle to the writer thread; cloning is not needed (the `Db` shares it in an `Arc`).
-pub struct SqliteWriter {
+/// Where the writer threads get their connection.
+pub enum WriteConnections {
+    /// SQLite: the one write connection, owned by the one writer thread.
+    Owned(DbConnection),
+    /// PostgreSQL: `threads` writers, each taking a connection of the pool for a batch (so a
+    /// connection lost to a server restart is replaced the way the pool replaces any).
+    Pooled {
+        pool: diesel::r2d2::Pool<ConnectionManager>,
+        threads: usize,
+    },
+}
+
+/// Handle to the writer threads; cloning is not needed (the `Db` shares it in an `Arc`).
+pub struct Writer {
     queue: SyncSender<Msg>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// How long a write may wait for the writer to start on it (the pool's acquire timeout).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// How long a write may wait for a writer to start on it (the pool's acquire timeout).
     acquire_timeout: Duration,
 }
 
 enum Msg {
     Write(Box<dyn Job>),
-    /// Finish what is queued before this, close the connection, end the thread.
+    /// Finish what is queued before this, close the connection, end the thread (one per thread).
     Stop,
 }
 
-impl SqliteWriter {
-    /// Starts the writer thread on `conn`. It runs until [`SqliteWriter::shutdown`] (or the
-    /// handle's drop).
+impl Writer {
+    /// Starts the writer threads. They run until [`Writer::shutdown`] (or the handle's drop).
     pub fn start(
-        conn: DbConnection,
+        connections: WriteConnections,
         acquire_timeout: Duration,
         stats: crate::metrics::DbStats,
-    ) -> std::io::Result<SqliteWriter> {
+    ) -> std::io::Result<Writer> {
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let thread = std::thread::Builder::new()
-            .name("tether-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs, stats))?;
-        Ok(SqliteWriter {
+        let jobs = Arc::new(Mutex::new(jobs));
+        let mut threads = Vec::new();
+        let spawn = |name: String, source: Source| {
+            let (jobs, stats) = (jobs.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || writer_loop(source, &jobs, &stats))
+        };
+        match connections {
+            WriteConnections::Owned(conn) => {
+                threads.push(spawn("tether-sqlite-writer".into(), Source::Owned(conn))?);
+            }
+            WriteConnections::Pooled { pool, threads: n } => {
+                for i in 0..n.max(1) {
+                    let source = Source::Pooled(pool.clone());
+                    threads.push(spawn(format!("tether-pg-writer-{i}"), source)?);
+                }
+            }
+        }
+        Ok(Writer {
             queue,
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(threads),
             acquire_timeout,
         })
     }
 
-    /// Runs what is queued, closes the write connection and waits for the thread to end.
+    /// Runs what is queued, closes the write connections and waits for the threads to end.
     /// Later writes fail. Why wait: the connection must be closed before the process exits,
     /// or SQLite cannot checkpoint and remove the WAL, and the next start has to replay it
     /// (measured: 0.6 s to first 200 after a million-binding load, instead of 30 ms).
     pub fn shutdown(&self) {
-        let thread = match self.thread.lock() {
-            Ok(mut t) => t.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
-        if let Some(thread) = thread {
-            // A write closure may hold the last handle: the writer cannot wait for itself (nor
-            // for room in its own queue).
-            if thread.thread().id() == std::thread::current().id() {
+        // A write closure may hold the last handle: a writer cannot wait for itself (nor for
+        // room in its own queue).
+        let me = std::thread::current().id();
+        if threads.iter().any(|t| t.thread().id() == me) {
+            for _ in &threads {
                 let _ = self.queue.try_send(Msg::Stop);
-                return;
             }
+            return;
+        }
+        for _ in &threads {
             let _ = self.queue.send(Msg::Stop);
+        }
+        for thread in threads {
             if thread.join().is_err() {
-                tracing::error!("the SQLite writer thread panicked");
+                tracing::error!("a database writer thread panicked");
             }
         }
     }
@@ -162,10 +201,10 @@ impl SqliteWriter {
     {
         self.enqueue(f)?
             .await
-            .map_err(|_| E::from(DbError::Busy("the SQLite writer dropped a write".into())))?
+            .map_err(|_| E::from(DbError::Busy("the database writer dropped a write".into())))?
     }
 
-    /// [`SqliteWriter::write`] for callers outside the async runtime (CLI commands).
+    /// [`Writer::write`] for callers outside the async runtime (CLI commands).
     pub fn write_blocking<F, T, E>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
@@ -174,7 +213,7 @@ impl SqliteWriter {
     {
         self.enqueue(f)?
             .blocking_recv()
-            .map_err(|_| E::from(DbError::Busy("the SQLite writer dropped a write".into())))?
+            .map_err(|_| E::from(DbError::Busy("the database writer dropped a write".into())))?
     }
 
     fn enqueue<F, T, E>(&self, f: F) -> Result<oneshot::Receiver<Result<T, E>>, E>
@@ -192,44 +231,50 @@ impl SqliteWriter {
         match self.queue.try_send(Msg::Write(Box::new(job))) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(E::from(DbError::Busy(
-                "the SQLite write queue is full".into(),
+                "the database write queue is full".into(),
             ))),
-            Err(TrySendError::Disconnected(_)) => Err(E::from(DbError::Busy(
-                "the SQLite writer thread is gone".into(),
-            ))),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(E::from(DbError::Busy("the database writer is gone".into())))
+            }
         }
     }
 }
 
-impl Drop for SqliteWriter {
+impl Drop for Writer {
     fn drop(&mut self) {
         self.shutdown();
     }
 }
 
-fn writer_loop(mut conn: DbConnection, jobs: Receiver<Msg>, stats: crate::metrics::DbStats) {
+/// A writer thread's connection: its own (SQLite) or one of the pool's per batch (PostgreSQL).
+enum Source {
+    Owned(DbConnection),
+    Pooled(diesel::r2d2::Pool<ConnectionManager>),
+}
+
+fn writer_loop(mut source: Source, jobs: &Mutex<Receiver<Msg>>, stats: &crate::metrics::DbStats) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut ran: Vec<Box<dyn Completion>> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
-        match jobs.recv() {
-            Ok(Msg::Write(first)) => batch.push(first),
-            Ok(Msg::Stop) | Err(_) => break,
-        }
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(Msg::Write(job)) => batch.push(job),
-                Ok(Msg::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
+        stopping = next_batch(jobs, &mut batch);
+        if batch.is_empty() {
+            continue;
         }
         stats.batch_sizes.observe(batch.len() as f64);
-        let failure = run_batch(&mut conn, &mut batch, &mut ran, &stats).err();
+        let failure = match &mut source {
+            Source::Owned(conn) => run_batch(conn, &mut batch, &mut ran, stats).err(),
+            Source::Pooled(pool) => match pool.get() {
+                Ok(mut conn) => run_batch(&mut conn, &mut batch, &mut ran, stats).err(),
+                Err(e) => {
+                    stats.acquire_timeouts.inc();
+                    ran.extend(batch.drain(..).map(|job| Box::new(NotRun(job)) as _));
+                    Some(format!("no database connection: {e}"))
+                }
+            },
+        };
         if let Some(cause) = &failure {
-            tracing::error!(error = %cause, writes = ran.len(), "SQLite write batch failed");
+            tracing::error!(error = %cause, writes = ran.len(), "a write batch failed");
         }
         for done in ran.drain(..) {
             done.finish(failure.as_deref());
@@ -237,20 +282,44 @@ fn writer_loop(mut conn: DbConnection, jobs: Receiver<Msg>, stats: crate::metric
     }
 }
 
+/// Waits for a write, then takes what else is queued (up to [`MAX_BATCH`]). Says whether this
+/// thread is to stop after the batch. The queue is locked meanwhile, so the other writers wait
+/// for the next batch rather than take half of this one.
+fn next_batch(jobs: &Mutex<Receiver<Msg>>, batch: &mut Vec<Box<dyn Job>>) -> bool {
+    let jobs = match jobs.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    match jobs.recv() {
+        Ok(Msg::Write(first)) => batch.push(first),
+        Ok(Msg::Stop) | Err(_) => return true,
+    }
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(Msg::Write(job)) => batch.push(job),
+            Ok(Msg::Stop) => return true,
+            Err(_) => break,
+        }
+    }
+    false
+}
+
 /// Runs the batch in one transaction. `Err` means nothing of it was committed.
+///
+/// The transaction and savepoint statements between two closures go in one `batch_execute`
+/// (`RELEASE …; SAVEPOINT …`): on PostgreSQL each call is a round trip, and a create's two
+/// writes would otherwise pay four of them on top of their own statements.
 fn run_batch(
     conn: &mut DbConnection,
     batch: &mut Vec<Box<dyn Job>>,
     ran: &mut Vec<Box<dyn Completion>>,
     stats: &crate::metrics::DbStats,
 ) -> Result<(), String> {
-    if let Err(e) = conn.batch_execute("BEGIN IMMEDIATE") {
-        // Nothing ran; each caller is told so once the cause is known (below).
-        for job in batch.drain(..) {
-            ran.push(Box::new(NotRun(job)));
-        }
-        return Err(e.to_string());
-    }
+    // SQLite: the write lock up front, so a read-then-write cannot deadlock with another process.
+    let mut pending = match conn {
+        DbConnection::Sqlite(_) => "BEGIN IMMEDIATE;",
+        DbConnection::Pg(_) => "BEGIN;",
+    };
     let mut broken = None;
     let now = Instant::now();
     for job in batch.drain(..) {
@@ -258,7 +327,7 @@ fn run_batch(
             // Its caller's acquire timeout passed while it queued: a 503, as on the read side.
             stats.acquire_timeouts.inc();
             job.abandon(DbError::Busy(
-                "the SQLite writer did not get to this write in time".into(),
+                "no database writer got to this write in time".into(),
             ));
             continue;
         }
@@ -266,28 +335,30 @@ fn run_batch(
             ran.push(Box::new(NotRun(job)));
             continue;
         }
-        if let Err(e) = conn.batch_execute("SAVEPOINT tether_write") {
+        if let Err(e) = conn.batch_execute(&format!("{pending} SAVEPOINT tether_write")) {
             broken = Some(e.to_string());
             ran.push(Box::new(NotRun(job)));
             continue;
         }
         let (ok, done) = job.run(conn);
         ran.push(done);
-        let end = if ok {
-            "RELEASE tether_write"
+        pending = if ok {
+            "RELEASE tether_write;"
         } else {
-            "ROLLBACK TO tether_write; RELEASE tether_write"
+            "ROLLBACK TO tether_write; RELEASE tether_write;"
         };
-        if let Err(e) = conn.batch_execute(end) {
-            broken = Some(e.to_string());
-        }
     }
     let outcome = match broken {
         Some(cause) => Err(cause),
-        None => conn.batch_execute("COMMIT").map_err(|e| e.to_string()),
+        // Every write expired before it ran: no transaction was begun.
+        None if ran.is_empty() => Ok(()),
+        None => conn
+            .batch_execute(&format!("{pending} COMMIT"))
+            .map_err(|e| e.to_string()),
     };
     if outcome.is_err() {
-        // Best effort: if the transaction is already gone SQLite says so, and that is fine.
+        // Best effort: if the transaction is already gone (or never began) the database says
+        // so, and that is fine.
         let _ = conn.batch_execute("ROLLBACK");
     }
     outcome
@@ -335,8 +406,8 @@ mod tests {
         conn.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
             .unwrap();
         let writer = std::sync::Arc::new(
-            SqliteWriter::start(
-                DbConnection::Sqlite(conn),
+            Writer::start(
+                WriteConnections::Owned(DbConnection::Sqlite(conn)),
                 Duration::from_secs(5),
                 Default::default(),
             )
@@ -409,8 +480,8 @@ mod tests {
         conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
             .unwrap();
         let writer = std::sync::Arc::new(
-            SqliteWriter::start(
-                DbConnection::Sqlite(conn),
+            Writer::start(
+                WriteConnections::Owned(DbConnection::Sqlite(conn)),
                 Duration::from_millis(50),
                 Default::default(),
             )
@@ -438,8 +509,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        let writer = SqliteWriter::start(
-            DbConnection::Sqlite(conn),
+        let writer = Writer::start(
+            WriteConnections::Owned(DbConnection::Sqlite(conn)),
             Duration::from_secs(5),
             Default::default(),
         )
