@@ -335,6 +335,21 @@ impl Db {
         }
     }
 
+    /// [`Db::write`] for a closure that makes exactly one write statement (atomic on its own):
+    /// on PostgreSQL without group commit it runs in autocommit, saving the `BEGIN` and
+    /// `COMMIT` round trips of a transaction; elsewhere it is [`Db::write`].
+    pub async fn write_single<F, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match &*self.writes {
+            Writes::Batched(writer) => writer.write(f).await,
+            Writes::Pooled => self.run(f).await,
+        }
+    }
+
     /// [`Db::write`] for CLI commands and start-up (not for request handlers: it blocks).
     pub fn write_blocking<F, T, E>(&self, f: F) -> Result<T, E>
     where

@@ -515,9 +515,9 @@ async fn keep_created(
         data.syslog_drain_url.clone(),
         data.volume_mounts.clone(),
     );
-    let saved = state
+    let saved: ApiResult<usize> = state
         .db
-        .write(move |conn| {
+        .write_single(move |conn| {
             Ok(repo::bindings::complete_create(
                 conn,
                 &g,

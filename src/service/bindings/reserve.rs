@@ -61,15 +61,13 @@ pub(super) fn insert_reserved(
         return Ok(p.clone());
     }
     let fallback = format!("B_{}", row.guid.replace('-', "").to_ascii_uppercase());
-    // Most creates take the first candidate: try it in one statement. Refused, the first
-    // candidate the app does not use yet (one probe for all of them), again in one statement;
-    // refused again (the app and instance, or the name, taken; or a parallel create), the
-    // careful loop below finds out which rule refused it.
-    if let Some(first) = prefixes.candidates.first() {
-        row.prefix = Some(first.clone());
-        if repo::bindings::insert_unless_taken(conn, &row)? {
-            return Ok(first.clone());
-        }
+    // The first candidate the app does not use yet (one index probe for all of them), inserted
+    // in one statement. Probing first: a refused `INSERT … ON CONFLICT DO NOTHING` is not cheap
+    // on PostgreSQL (the heap tuple is written, then killed), and apps bound to several
+    // instances of one service have their first candidate taken. Refused anyway (the app and
+    // instance, or the name, taken; or a parallel create), the careful loop below finds out
+    // which rule refused it.
+    if !prefixes.candidates.is_empty() {
         let taken = repo::bindings::taken_prefixes(conn, &row.app_guid, &prefixes.candidates)?;
         if let Some(free) = prefixes.candidates.iter().find(|c| !taken.contains(c)) {
             row.prefix = Some(free.clone());
