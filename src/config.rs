@@ -143,8 +143,9 @@ pub struct ServeArgs {
     pub db_acquire_timeout_ms: u64,
 
     /// PostgreSQL: group-commit writer threads, each committing the writes queued while the
-    /// previous batch ran in one transaction (0: every write its own transaction).
-    #[arg(long, env = "TETHER_PG_WRITERS", default_value_t = 0)]
+    /// previous batch ran in one transaction, on a connection of its own (0: every write its
+    /// own transaction on a pooled connection).
+    #[arg(long, env = "TETHER_PG_WRITERS", default_value_t = crate::db::DEFAULT_PG_WRITERS)]
     pub pg_writers: usize,
 
     /// Seconds a client has to send a request's whole body (after its headers) before it gets

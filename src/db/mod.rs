@@ -88,13 +88,18 @@ impl DbConfig {
             url: url.into(),
             pool_size: 8,
             acquire_timeout: Duration::from_secs(5),
+            // Tests and tools follow the server's default unless told otherwise.
             pg_writers: std::env::var("TETHER_PG_WRITERS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+                .unwrap_or(DEFAULT_PG_WRITERS),
         }
     }
 }
+
+/// PostgreSQL's group-commit writers by default (`--pg-writers`). Measured on 2 cores, creates at
+/// c=64: 0 writers ~620 req/s, 2 ~870, 4 ~1,000, 8 ~1,050 (noisy; 4 has the better p99).
+pub const DEFAULT_PG_WRITERS: usize = 4;
 
 /// A pool and the permits that bound how many blocking threads wait on it.
 struct Gate {
