@@ -120,6 +120,13 @@ async fn postgres_restart_and_outage_under_traffic() {
     }
     assert!(!seen.created.is_empty());
 
+    // Writes work again too (on PostgreSQL they go through the group-commit writers, whose
+    // connections died with the server).
+    let late = app.create_app(&w.space, "after-the-outage").await;
+    app.bind(&late, &w.instance, json!({}))
+        .await
+        .assert_status(201);
+
     // Every 201 is still there; nothing is left in progress, no job is stuck, and the broker
     // holds exactly the bindings tether has.
     for guid in &seen.created {
