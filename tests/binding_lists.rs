@@ -58,6 +58,14 @@ async fn list_pagination_and_filters(backend: Backend) {
         .get("/v2/service_bindings?order-direction=desc&results-per-page=1")
         .await;
     assert_eq!(desc.body["resources"][0]["entity"]["name"], "b4");
+    assert_eq!(desc.body["total_results"], 5);
+    assert_eq!(desc.body["total_pages"], 5);
+    // Page 2 takes the other path (block counts, then the page): the same total.
+    let desc2 = t
+        .get("/v2/service_bindings?order-direction=desc&results-per-page=1&page=2")
+        .await;
+    assert_eq!(desc2.body["resources"][0]["entity"]["name"], "b3");
+    assert_eq!(desc2.body["total_results"], 5);
 
     let by_app = t
         .get(&format!("/v2/service_bindings?q=app_guid:{}", apps[2]))

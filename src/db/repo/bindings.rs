@@ -195,6 +195,18 @@ pub fn compact_block_counts(conn: &mut DbConnection) -> QueryResult<usize> {
     }
 }
 
+/// Whether [`list`] answers this request with one statement (so it needs no read transaction
+/// for its total and page to agree): the first page of the whole table, for a caller who sees
+/// every binding. That is the page the cf CLI and dashboards ask for.
+pub fn lists_in_one_statement(
+    filters: &[Filter],
+    scope: Scope<'_>,
+    sees_everything: bool,
+    page: &PageRequest,
+) -> bool {
+    filters.is_empty() && matches!(scope, Scope::All) && sees_everything && page.offset() == 0
+}
+
 pub fn list(
     conn: &mut DbConnection,
     filters: &[Filter],
@@ -202,6 +214,9 @@ pub fn list(
     visible_spaces: Option<&[String]>,
     page: &PageRequest,
 ) -> QueryResult<Loaded<BindingView>> {
+    if lists_in_one_statement(filters, scope, visible_spaces.is_none(), page) {
+        return first_page_of_all(conn, page);
+    }
     if filters.is_empty() && matches!(scope, Scope::All) && visible_spaces.is_none() {
         return list_unfiltered(conn, page);
     }
@@ -250,6 +265,54 @@ pub fn list(
             ))
             .load(c)?;
         Ok(Loaded { total, rows })
+    })
+}
+
+/// The first page of the whole table and its total (the sum of the block counts, as a scalar
+/// subquery) in one statement: one round trip, one snapshot, no transaction around it. No row
+/// means an empty table, so a total of 0.
+fn first_page_of_all(
+    conn: &mut DbConnection,
+    page: &PageRequest,
+) -> QueryResult<Loaded<BindingView>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    const TOTAL: &str = "(SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM service_binding_blocks)";
+    macro_rules! rows {
+        ($c:ident, $order:expr) => {
+            sb::service_bindings
+                .inner_join(
+                    service_instances::table
+                        .on(service_instances::guid.eq(sb::service_instance_guid)),
+                )
+                .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+                .order($order)
+                .limit(page.per_page)
+                .select((
+                    ServiceBinding::as_select(),
+                    service_instances::is_user_provided,
+                    apps::space_guid,
+                    sql::<BigInt>(TOTAL),
+                ))
+                .load::<(ServiceBinding, bool, String, i64)>($c)
+        };
+    }
+    let loaded = if page.descending {
+        crate::db::native!(conn, |c| rows!(c, sb::id.desc()))?
+    } else {
+        crate::db::native!(conn, |c| rows!(c, sb::id.asc()))?
+    };
+    let total = loaded.first().map_or(0, |(.., total)| *total);
+    Ok(Loaded {
+        total,
+        rows: loaded
+            .into_iter()
+            .map(|(binding, user_provided, space_guid, _)| BindingView {
+                binding,
+                user_provided,
+                space_guid,
+            })
+            .collect(),
     })
 }
 

@@ -160,31 +160,40 @@ pub async fn list(
         repo::bindings::Scope::App(a) => OwnedScope::App(a.to_string()),
         repo::bindings::Scope::Instance(i) => OwnedScope::Instance(i.to_string()),
     };
-    // One snapshot: under concurrent creates the total must count the rows of the page.
-    let mut loaded = state
-        .db
-        .read_snapshot(move |conn| {
-            let roles = if actor.reads_everything() {
-                None
-            } else {
-                Some(authz::load_roles(conn, &actor)?)
-            };
-            let visible = roles.as_ref().map(|r| r.readable_spaces.as_slice());
-            let loaded = repo::bindings::list(conn, &filters, scope.borrow(), visible, &page)?;
-            let rows = loaded
-                .rows
-                .into_iter()
-                .map(|v| {
-                    let show = authz::can_see_secrets_in(roles.as_ref(), &actor, &v.space_guid);
-                    (v, show)
-                })
-                .collect();
-            Ok(repo::Loaded {
-                total: loaded.total,
-                rows,
+    // One snapshot: under concurrent creates the total must count the rows of the page (an
+    // answer in one statement is one snapshot by itself).
+    let one_statement = repo::bindings::lists_in_one_statement(
+        &filters,
+        scope.borrow(),
+        actor.reads_everything(),
+        &page,
+    );
+    let read = move |conn: &mut crate::db::DbConnection| {
+        let roles = if actor.reads_everything() {
+            None
+        } else {
+            Some(authz::load_roles(conn, &actor)?)
+        };
+        let visible = roles.as_ref().map(|r| r.readable_spaces.as_slice());
+        let loaded = repo::bindings::list(conn, &filters, scope.borrow(), visible, &page)?;
+        let rows = loaded
+            .rows
+            .into_iter()
+            .map(|v| {
+                let show = authz::can_see_secrets_in(roles.as_ref(), &actor, &v.space_guid);
+                (v, show)
             })
+            .collect();
+        Ok(repo::Loaded {
+            total: loaded.total,
+            rows,
         })
-        .await?;
+    };
+    let mut loaded = if one_statement {
+        state.db.read(read).await?
+    } else {
+        state.db.read_snapshot(read).await?
+    };
     for (view, show) in loaded.rows.iter_mut() {
         if *show {
             view.binding.credentials = state.crypto_open(&view.binding.credentials)?;
