@@ -55,46 +55,51 @@ pub async fn register(
     input: BrokerInput,
 ) -> ApiResult<ServiceBroker> {
     authz::require_admin(&caller.actor)?;
-    let missing = |f: &str| ApiError::ServiceBrokerInvalid(format!("{f} presence"));
-    let name = input
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| missing("name"))?;
-    let broker_url = input
-        .broker_url
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| missing("broker_url"))?;
-    let auth_username = input
-        .auth_username
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| missing("auth_username"))?;
-    let auth_password = input
-        .auth_password
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| missing("auth_password"))?;
-    validate_url(&broker_url)?;
-    let n = name.clone();
-    let space = input.space_guid.clone();
+    let space_guid = input.space_guid.clone();
+    let target = required_target(input)?;
+    validate_url(&target.url)?;
+    check_registrable(state, &target.name, space_guid.clone()).await?;
+    let catalog = fetch_catalog(state, caller, &target).await?;
+    let now = crate::db::now();
+    let broker = ServiceBroker {
+        id: 0,
+        guid: new_guid(),
+        broker_url: target.url.trim_end_matches('/').to_string(),
+        auth_password: state.crypto_seal(&target.password),
+        name: target.name,
+        auth_username: target.username,
+        space_guid,
+        created_at: now,
+        updated_at: now,
+    };
+    store_with_catalog(state, &broker, catalog, repo::brokers::insert_broker).await?;
+    Ok(broker)
+}
+
+/// The broker to register as the input names it; CC's `presence` errors, in CC's order, for
+/// what is missing or empty (a name of blanks counts as missing).
+fn required_target(input: BrokerInput) -> ApiResult<BrokerTarget> {
+    fn required(value: Option<String>, field: &str) -> ApiResult<String> {
+        value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::ServiceBrokerInvalid(format!("{field} presence")))
+    }
+    Ok(BrokerTarget {
+        name: required(input.name.filter(|n| !n.trim().is_empty()), "name")?,
+        url: required(input.broker_url, "broker_url")?,
+        username: required(input.auth_username, "auth_username")?,
+        password: required(input.auth_password, "auth_password")?,
+    })
+}
+
+/// Fails before the catalog fetch when the name is taken or the space does not exist.
+async fn check_registrable(state: &AppState, name: &str, space: Option<String>) -> ApiResult<()> {
+    let by_name = [repo::Filter::eq("name", name)];
     state
         .db
         .read(move |conn| {
-            if repo::brokers::list_brokers(
-                conn,
-                &[repo::Filter {
-                    key: "name".into(),
-                    op: repo::FilterOp::Eq,
-                    values: vec![n.clone()],
-                }],
-                &repo::PageRequest {
-                    page: 1,
-                    per_page: 1,
-                    descending: false,
-                    order: repo::OrderBy::Id,
-                },
-            )?
-            .total
-                > 0
-            {
+            let first = repo::PageRequest::first(1);
+            if repo::brokers::list_brokers(conn, &by_name, &first)?.total > 0 {
                 return Err(ApiError::ServiceBrokerNameTaken);
             }
             if let Some(s) = &space {
@@ -106,36 +111,25 @@ pub async fn register(
             }
             Ok(())
         })
-        .await?;
-    let target = BrokerTarget {
-        name: name.clone(),
-        url: broker_url.clone(),
-        username: auth_username.clone(),
-        password: auth_password.clone(),
-    };
-    let catalog = fetch_catalog(state, caller, &target).await?;
-    let now = crate::db::now();
-    let broker = ServiceBroker {
-        id: 0,
-        guid: new_guid(),
-        name,
-        broker_url: broker_url.trim_end_matches('/').to_string(),
-        auth_username,
-        auth_password: state.crypto_seal(&auth_password),
-        space_guid: input.space_guid,
-        created_at: now,
-        updated_at: now,
-    };
+        .await
+}
+
+/// Saves the broker row (insert or update) and its catalog in one transaction.
+async fn store_with_catalog<T: Send + 'static>(
+    state: &AppState,
+    broker: &ServiceBroker,
+    catalog: Vec<CatalogService>,
+    save: fn(&mut crate::db::DbConnection, &ServiceBroker) -> diesel::QueryResult<T>,
+) -> ApiResult<()> {
     let row = broker.clone();
     state
         .db
         .write(move |conn| {
-            on_unique(repo::brokers::insert_broker(conn, &row), name_unique)?;
+            on_unique(save(conn, &row), name_unique)?;
             repo::brokers::sync_catalog(conn, &row, &catalog)?;
             Ok(())
         })
-        .await?;
-    Ok(broker)
+        .await
 }
 
 pub async fn update(
@@ -176,23 +170,21 @@ pub async fn update(
         password: broker.auth_password.clone(),
     };
     let catalog = fetch_catalog(state, caller, &target).await?;
-    let row = broker.clone();
-    state
-        .db
-        .write(move |conn| {
-            on_unique(repo::brokers::update_broker(conn, &row), name_unique)?;
-            repo::brokers::sync_catalog(conn, &row, &catalog)?;
-            Ok(())
-        })
-        .await?;
+    store_with_catalog(state, &broker, catalog, repo::brokers::update_broker).await?;
     Ok(broker)
 }
 
-pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceBroker> {
+/// CC shows brokers and plan visibilities to those who read everything only.
+fn require_reads_everything(caller: &Caller) -> ApiResult<()> {
     authz::require_read_scope(&caller.actor)?;
     if !caller.actor.reads_everything() {
         return Err(ApiError::NotAuthorized);
     }
+    Ok(())
+}
+
+pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceBroker> {
+    require_reads_everything(caller)?;
     let g = guid.to_string();
     state
         .db
@@ -450,10 +442,7 @@ pub async fn get_visibility(
     caller: &Caller,
     guid: &str,
 ) -> ApiResult<ServicePlanVisibility> {
-    authz::require_read_scope(&caller.actor)?;
-    if !caller.actor.reads_everything() {
-        return Err(ApiError::NotAuthorized);
-    }
+    require_reads_everything(caller)?;
     let g = guid.to_string();
     state
         .db
