@@ -185,6 +185,39 @@ pub async fn require_space_writer(
     }
 }
 
+/// Before creating something in a space: the space exists (else `missing(space)`), then the
+/// caller may write there; both reads on the read pool.
+pub async fn require_existing_space_writer(
+    store: &crate::app::Store,
+    actor: &Actor,
+    space: &str,
+    missing: fn(&str) -> ApiError,
+) -> Result<(), ApiError> {
+    let guid = space.to_string();
+    store
+        .read(
+            move |conn| match crate::db::repo::spaces::find(conn, &guid)? {
+                Some(_) => Ok(()),
+                None => Err(missing(&guid)),
+            },
+        )
+        .await?;
+    require_space_writer(store, actor, space).await
+}
+
+/// Fails with `NotAuthorized` unless the caller sees the space's resources.
+pub fn require_space_reader(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    space: &str,
+) -> Result<(), ApiError> {
+    if actor.reads_everything() || load_roles(conn, actor)?.can_read_space(space) {
+        Ok(())
+    } else {
+        Err(ApiError::NotAuthorized)
+    }
+}
+
 /// Sees the space's resources.
 pub fn can_read_space(
     conn: &mut DbConnection,

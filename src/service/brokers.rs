@@ -1,7 +1,7 @@
 //! Service brokers: registration fetches the catalog (no connection held meanwhile), then stores
 //! broker, services and plans in one transaction. Plus plan access (public flag, visibilities).
 
-use super::{authz, new_guid, on_unique, Caller};
+use super::{authz, new_guid, no_such_space, on_unique, Caller};
 use crate::app::AppState;
 use crate::broker::{parse_catalog, BrokerTarget, CatalogService};
 use crate::db::models::{Service, ServiceBroker, ServicePlan, ServicePlanVisibility};
@@ -103,11 +103,7 @@ async fn check_registrable(state: &AppState, name: &str, space: Option<String>) 
                 return Err(ApiError::ServiceBrokerNameTaken);
             }
             if let Some(s) = &space {
-                repo::spaces::find(conn, s)?.ok_or_else(|| {
-                    ApiError::InvalidRelation(format!(
-                        "Could not find VCAP::CloudController::Space with guid: {s}"
-                    ))
-                })?;
+                repo::spaces::find(conn, s)?.ok_or_else(|| no_such_space(s))?;
             }
             Ok(())
         })

@@ -93,15 +93,9 @@ pub async fn create(
         updated_at: now,
     };
     let row = secret.clone();
-    let space = row.space_guid.clone();
-    state
-        .db
-        .read(move |conn| {
-            repo::spaces::find(conn, &space)?.ok_or_else(|| ApiError::SpaceNotFound(space))?;
-            Ok(())
-        })
+    let missing = |g: &str| ApiError::SpaceNotFound(g.to_string());
+    authz::require_existing_space_writer(&state.db, &caller.actor, &row.space_guid, missing)
         .await?;
-    authz::require_space_writer(&state.db, &caller.actor, &row.space_guid).await?;
     state
         .db
         .write(move |conn| {
@@ -129,11 +123,7 @@ pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Reg
         .db
         .read(move |conn| {
             let s = repo::registry::find(conn, &g)?.ok_or_else(|| not_found(&g))?;
-            if !actor.reads_everything()
-                && !authz::load_roles(conn, &actor)?.can_read_space(&s.space_guid)
-            {
-                return Err(ApiError::NotAuthorized);
-            }
+            authz::require_space_reader(conn, &actor, &s.space_guid)?;
             Ok(s)
         })
         .await
@@ -161,11 +151,7 @@ pub async fn list(
         .read(move |conn| {
             let sp = repo::spaces::find(conn, &space)?
                 .ok_or_else(|| ApiError::SpaceNotFound(space.clone()))?;
-            if !actor.reads_everything()
-                && !authz::load_roles(conn, &actor)?.can_read_space(&sp.guid)
-            {
-                return Err(ApiError::NotAuthorized);
-            }
+            authz::require_space_reader(conn, &actor, &sp.guid)?;
             Ok(repo::registry::list(conn, &filters, &space, &page)?)
         })
         .await
