@@ -61,6 +61,50 @@ async fn list_visible<T: Send + 'static, P: 'static>(
         .await
 }
 
+/// The unique index on a resource's name, and CC's errors for a violation of it (`taken`) or
+/// of any other unique index (the guid's: `invalid`).
+struct UniqueName {
+    index: &'static str,
+    table: &'static str,
+    columns: &'static [&'static str],
+    taken: fn(String) -> ApiError,
+    invalid: fn(String) -> ApiError,
+}
+
+impl UniqueName {
+    fn error(&self, v: &crate::db::UniqueViolation, name: &str, guid: &str) -> Option<ApiError> {
+        if v.is(self.index, self.table, self.columns) {
+            Some((self.taken)(name.to_string()))
+        } else {
+            Some((self.invalid)(format!("guid {guid} is taken")))
+        }
+    }
+}
+
+const ORG_NAME: UniqueName = UniqueName {
+    index: "organizations_name_key",
+    table: "organizations",
+    columns: &["name"],
+    taken: ApiError::OrganizationNameTaken,
+    invalid: ApiError::OrganizationInvalid,
+};
+
+const SPACE_NAME: UniqueName = UniqueName {
+    index: "spaces_org_name_key",
+    table: "spaces",
+    columns: &["organization_guid", "name"],
+    taken: ApiError::SpaceNameTaken,
+    invalid: ApiError::SpaceInvalid,
+};
+
+const APP_NAME: UniqueName = UniqueName {
+    index: "apps_space_name_key",
+    table: "apps",
+    columns: &["space_guid", "name"],
+    taken: ApiError::AppNameTaken,
+    invalid: ApiError::AppInvalid,
+};
+
 fn check_name(name: &str, invalid: fn(String) -> ApiError) -> ApiResult<()> {
     if name.trim().is_empty() {
         return Err(invalid("name can't be blank".into()));
@@ -97,14 +141,7 @@ pub async fn create_org(
         .db
         .write(move |conn| {
             on_unique(repo::orgs::insert(conn, &row), |v| {
-                if v.is("organizations_name_key", "organizations", &["name"]) {
-                    Some(ApiError::OrganizationNameTaken(row.name.clone()))
-                } else {
-                    Some(ApiError::OrganizationInvalid(format!(
-                        "guid {} is taken",
-                        row.guid
-                    )))
-                }
+                ORG_NAME.error(v, &row.name, &row.guid)
             })
         })
         .await?;
@@ -235,18 +272,7 @@ pub async fn create_space(
                 return Err(ApiError::NotAuthorized);
             }
             on_unique(repo::spaces::insert(conn, &row), |v| {
-                if v.is(
-                    "spaces_org_name_key",
-                    "spaces",
-                    &["organization_guid", "name"],
-                ) {
-                    Some(ApiError::SpaceNameTaken(row.name.clone()))
-                } else {
-                    Some(ApiError::SpaceInvalid(format!(
-                        "guid {} is taken",
-                        row.guid
-                    )))
-                }
+                SPACE_NAME.error(v, &row.name, &row.guid)
             })
         })
         .await?;
@@ -391,14 +417,6 @@ fn apply_app_input(app: &mut App, input: &AppInput) -> ApiResult<()> {
     Ok(())
 }
 
-fn app_unique_error(v: &crate::db::UniqueViolation, app: &App) -> Option<ApiError> {
-    if v.is("apps_space_name_key", "apps", &["space_guid", "name"]) {
-        Some(ApiError::AppNameTaken(app.name.clone()))
-    } else {
-        Some(ApiError::AppInvalid(format!("guid {} is taken", app.guid)))
-    }
-}
-
 pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> ApiResult<App> {
     authz::require_write_scope(&caller.actor)?;
     let name = input
@@ -431,7 +449,7 @@ pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> A
         .db
         .write(move |conn| {
             on_unique(repo::apps::insert(conn, &row), |v| {
-                app_unique_error(v, &row)
+                APP_NAME.error(v, &row.name, &row.guid)
             })
         })
         .await?;
@@ -495,7 +513,7 @@ pub async fn update_app(
             }
             apply_app_input(&mut app, &input)?;
             on_unique(repo::apps::update(conn, &app), |v| {
-                app_unique_error(v, &app)
+                APP_NAME.error(v, &app.name, &app.guid)
             })?;
             find_app(conn, &g)
         })
