@@ -218,20 +218,6 @@ pub fn require_space_reader(
     }
 }
 
-/// Sees the space's resources.
-pub fn can_read_space(
-    conn: &mut DbConnection,
-    actor: &Actor,
-    space: &str,
-    org: &str,
-) -> QueryResult<bool> {
-    if actor.reads_everything() {
-        return Ok(true);
-    }
-    let _ = org;
-    Ok(load_roles(conn, actor)?.can_read_space(space))
-}
-
 /// Sees credentials in the space (CC: who may read the app's environment).
 pub fn can_see_secrets_in(roles: Option<&Roles>, actor: &Actor, space: &str) -> bool {
     if actor.reads_all_secrets() {

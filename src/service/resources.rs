@@ -287,9 +287,7 @@ pub async fn get_space(state: &AppState, caller: &Caller, guid: &str) -> ApiResu
         .db
         .read(move |conn| {
             let space = find_space(conn, &g)?;
-            if !authz::can_read_space(conn, &actor, &space.guid, &space.organization_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
+            authz::require_space_reader(conn, &actor, &space.guid)?;
             Ok(space)
         })
         .await
