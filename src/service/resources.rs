@@ -12,7 +12,7 @@ fn find_org(conn: &mut DbConnection, guid: &str) -> ApiResult<Organization> {
     repo::orgs::find(conn, guid)?.ok_or_else(|| ApiError::OrganizationNotFound(guid.to_string()))
 }
 
-fn find_space(conn: &mut DbConnection, guid: &str) -> ApiResult<Space> {
+pub(crate) fn find_space(conn: &mut DbConnection, guid: &str) -> ApiResult<Space> {
     repo::spaces::find(conn, guid)?.ok_or_else(|| ApiError::SpaceNotFound(guid.to_string()))
 }
 
