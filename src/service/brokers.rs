@@ -7,6 +7,7 @@ use crate::broker::{parse_catalog, BrokerTarget, CatalogService};
 use crate::db::models::{Service, ServiceBroker, ServicePlan, ServicePlanVisibility};
 use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
+use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
 
 pub struct BrokerInput {
@@ -39,6 +40,21 @@ async fn fetch_catalog(
     ctx.user_id = None;
     let body = state.broker.fetch_catalog(target, &ctx).await?;
     parse_catalog(&body).map_err(|errors| ApiError::ServiceBrokerCatalogInvalid(errors.join("\n")))
+}
+
+fn find_broker(conn: &mut DbConnection, guid: &str) -> ApiResult<ServiceBroker> {
+    repo::brokers::find_broker(conn, guid)?
+        .ok_or_else(|| ApiError::ServiceBrokerNotFound(guid.to_string()))
+}
+
+fn find_service(conn: &mut DbConnection, guid: &str) -> ApiResult<Service> {
+    repo::brokers::find_service(conn, guid)?
+        .ok_or_else(|| ApiError::ServiceNotFound(guid.to_string()))
+}
+
+fn find_plan(conn: &mut DbConnection, guid: &str) -> ApiResult<ServicePlan> {
+    repo::brokers::find_plan(conn, guid)?
+        .ok_or_else(|| ApiError::ServicePlanNotFound(guid.to_string()))
 }
 
 fn name_unique(v: &crate::db::UniqueViolation) -> Option<ApiError> {
@@ -136,13 +152,7 @@ pub async fn update(
 ) -> ApiResult<ServiceBroker> {
     authz::require_admin(&caller.actor)?;
     let g = guid.to_string();
-    let mut broker = state
-        .db
-        .read(move |conn| {
-            repo::brokers::find_broker(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
-        })
-        .await?;
+    let mut broker = state.db.read(move |conn| find_broker(conn, &g)).await?;
     if let Some(n) = input.name {
         if n.trim().is_empty() {
             return Err(ApiError::ServiceBrokerInvalid("name presence".into()));
@@ -182,13 +192,7 @@ fn require_reads_everything(caller: &Caller) -> ApiResult<()> {
 pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceBroker> {
     require_reads_everything(caller)?;
     let g = guid.to_string();
-    state
-        .db
-        .read(move |conn| {
-            repo::brokers::find_broker(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
-        })
-        .await
+    state.db.read(move |conn| find_broker(conn, &g)).await
 }
 
 pub async fn list(
@@ -221,8 +225,7 @@ pub async fn delete(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<
     state
         .db
         .write(move |conn| {
-            let broker = repo::brokers::find_broker(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))?;
+            let broker = find_broker(conn, &g)?;
             if repo::brokers::count_broker_instances(conn, &g)? > 0 {
                 return Err(ApiError::ServiceBrokerNotRemovable(broker.name));
             }
@@ -295,8 +298,7 @@ pub async fn get_service(state: &AppState, caller: &Caller, guid: &str) -> ApiRe
     state
         .db
         .read(move |conn| {
-            let service = repo::brokers::find_service(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceNotFound(g.clone()))?;
+            let service = find_service(conn, &g)?;
             let broker_name = repo::brokers::broker_names(
                 conn,
                 std::slice::from_ref(&service.service_broker_guid),
@@ -325,8 +327,7 @@ pub async fn list_plans(
         .db
         .read(move |conn| {
             if let Some(s) = &service {
-                repo::brokers::find_service(conn, s)?
-                    .ok_or_else(|| ApiError::ServiceNotFound(s.clone()))?;
+                find_service(conn, s)?;
             }
             Ok(repo::brokers::list_plans(
                 conn,
@@ -341,13 +342,7 @@ pub async fn list_plans(
 pub async fn get_plan(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServicePlan> {
     authz::require_read_scope(&caller.actor)?;
     let g = guid.to_string();
-    state
-        .db
-        .read(move |conn| {
-            repo::brokers::find_plan(conn, &g)?
-                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
-        })
-        .await
+    state.db.read(move |conn| find_plan(conn, &g)).await
 }
 
 pub async fn set_plan_public(
@@ -361,11 +356,9 @@ pub async fn set_plan_public(
     state
         .db
         .write(move |conn| {
-            repo::brokers::find_plan(conn, &g)?
-                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))?;
+            find_plan(conn, &g)?;
             repo::brokers::set_plan_public(conn, &g, public)?;
-            repo::brokers::find_plan(conn, &g)?
-                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
+            find_plan(conn, &g)
         })
         .await
 }
