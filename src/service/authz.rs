@@ -205,6 +205,26 @@ pub async fn require_existing_space_writer(
     require_space_writer(store, actor, space).await
 }
 
+/// Loads one resource of a space, if the caller reads that space: the read scope, then `find`
+/// (whose error says not found), then a reader's role in the space `space_of` names.
+pub async fn load_readable<T: Send + 'static>(
+    store: &crate::app::Store,
+    actor: &Actor,
+    guid: &str,
+    find: fn(&mut DbConnection, &str) -> Result<T, ApiError>,
+    space_of: fn(&T) -> &str,
+) -> Result<T, ApiError> {
+    require_read_scope(actor)?;
+    let (actor, guid) = (actor.clone(), guid.to_string());
+    store
+        .read(move |conn| {
+            let found = find(conn, &guid)?;
+            require_space_reader(conn, &actor, space_of(&found))?;
+            Ok(found)
+        })
+        .await
+}
+
 /// Fails with `NotAuthorized` unless the caller sees the space's resources.
 pub fn require_space_reader(
     conn: &mut DbConnection,

@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::db::models::RegistrySecret;
 use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
+use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
 
 pub struct RegistryInput {
@@ -116,17 +117,10 @@ pub async fn create(
 
 /// Loads a secret the caller may see (space readers see it; nobody sees its password).
 pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<RegistrySecret> {
-    authz::require_read_scope(&caller.actor)?;
-    let g = guid.to_string();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            let s = repo::registry::find(conn, &g)?.ok_or_else(|| not_found(&g))?;
-            authz::require_space_reader(conn, &actor, &s.space_guid)?;
-            Ok(s)
-        })
-        .await
+    let find = |conn: &mut DbConnection, g: &str| {
+        repo::registry::find(conn, g)?.ok_or_else(|| not_found(g))
+    };
+    authz::load_readable(&state.db, &caller.actor, guid, find, |s| &s.space_guid).await
 }
 
 fn not_found(guid: &str) -> ApiError {

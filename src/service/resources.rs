@@ -280,17 +280,7 @@ pub async fn create_space(
 }
 
 pub async fn get_space(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Space> {
-    authz::require_read_scope(&caller.actor)?;
-    let g = guid.to_string();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            let space = find_space(conn, &g)?;
-            authz::require_space_reader(conn, &actor, &space.guid)?;
-            Ok(space)
-        })
-        .await
+    authz::load_readable(&state.db, &caller.actor, guid, find_space, |s| &s.guid).await
 }
 
 pub async fn list_spaces(
@@ -464,17 +454,7 @@ async fn app_space(state: &AppState, guid: &str) -> ApiResult<String> {
 }
 
 pub async fn get_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<App> {
-    authz::require_read_scope(&caller.actor)?;
-    let g = guid.to_string();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            let app = find_app(conn, &g)?;
-            authz::require_space_reader(conn, &actor, &app.space_guid)?;
-            Ok(app)
-        })
-        .await
+    authz::load_readable(&state.db, &caller.actor, guid, find_app, |a| &a.space_guid).await
 }
 
 pub async fn list_apps(
