@@ -46,57 +46,11 @@ impl ListParams {
                 ));
             }
             match key.as_ref() {
-                "page" => {
-                    params.page = value
-                        .trim()
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|p| *p >= 1)
-                        .ok_or_else(|| {
-                            ApiError::BadQueryParameter("page must be greater than 0".into())
-                        })?;
-                }
-                "results-per-page" => {
-                    let n = value.trim().parse::<i64>().map_err(|_| {
-                        ApiError::BadQueryParameter("results_per_page must be an integer".into())
-                    })?;
-                    if n > MAX_PER_PAGE {
-                        return Err(ApiError::BadQueryParameter(format!(
-                            "results_per_page must be <= {MAX_PER_PAGE}"
-                        )));
-                    }
-                    if n < 1 {
-                        return Err(ApiError::BadQueryParameter(
-                            "results_per_page must be greater than 0".into(),
-                        ));
-                    }
-                    params.per_page = n;
-                }
-                "order-direction" => {
-                    params.descending = match value.as_ref() {
-                        "asc" => false,
-                        "desc" => true,
-                        other => {
-                            return Err(ApiError::BadQueryParameter(format!(
-                                "order_direction must be 'asc' or 'desc' but was '{other}'"
-                            )))
-                        }
-                    }
-                }
+                "page" => params.page = parse_page(&value)?,
+                "results-per-page" => params.per_page = parse_per_page(&value)?,
+                "order-direction" => params.descending = parse_descending(&value)?,
                 "order-by" => params.order_by = Some(value.into_owned()),
-                "inline-relations-depth" => {
-                    let d = value.trim().parse::<i64>().map_err(|_| {
-                        ApiError::BadQueryParameter(
-                            "inline_relations_depth must be an integer".into(),
-                        )
-                    })?;
-                    if d > MAX_INLINE_DEPTH as i64 {
-                        return Err(ApiError::BadQueryParameter(format!(
-                            "inline_relations_depth must be <= {MAX_INLINE_DEPTH}"
-                        )));
-                    }
-                    params.inline_depth = Some(d.max(0) as u8);
-                }
+                "inline-relations-depth" => params.inline_depth = Some(parse_depth(&value)?),
                 "q" => {
                     params.filters.extend(parse_q(&value, allowed)?);
                     params.raw_q.push(value.into_owned());
@@ -189,6 +143,59 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b':')
     .remove(b',');
+
+/// `page`: from 1.
+fn parse_page(value: &str) -> Result<i64, ApiError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| ApiError::BadQueryParameter("page must be greater than 0".into()))
+}
+
+/// `results-per-page`: from 1 to `MAX_PER_PAGE`.
+fn parse_per_page(value: &str) -> Result<i64, ApiError> {
+    let n = value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::BadQueryParameter("results_per_page must be an integer".into()))?;
+    if n > MAX_PER_PAGE {
+        return Err(ApiError::BadQueryParameter(format!(
+            "results_per_page must be <= {MAX_PER_PAGE}"
+        )));
+    }
+    if n < 1 {
+        return Err(ApiError::BadQueryParameter(
+            "results_per_page must be greater than 0".into(),
+        ));
+    }
+    Ok(n)
+}
+
+/// `order-direction`: `asc` or `desc` (true), exactly.
+fn parse_descending(value: &str) -> Result<bool, ApiError> {
+    match value {
+        "asc" => Ok(false),
+        "desc" => Ok(true),
+        other => Err(ApiError::BadQueryParameter(format!(
+            "order_direction must be 'asc' or 'desc' but was '{other}'"
+        ))),
+    }
+}
+
+/// `inline-relations-depth`: at most `MAX_INLINE_DEPTH`; a negative depth counts as 0.
+fn parse_depth(value: &str) -> Result<u8, ApiError> {
+    let d = value.trim().parse::<i64>().map_err(|_| {
+        ApiError::BadQueryParameter("inline_relations_depth must be an integer".into())
+    })?;
+    if d > MAX_INLINE_DEPTH as i64 {
+        return Err(ApiError::BadQueryParameter(format!(
+            "inline_relations_depth must be <= {MAX_INLINE_DEPTH}"
+        )));
+    }
+    Ok(d.max(0) as u8)
+}
 
 /// Splits one `q` value into filters.
 pub fn parse_q(q: &str, allowed: &[&str]) -> Result<Vec<Filter>, ApiError> {

@@ -350,11 +350,7 @@ fn resolve_space(
             let mut found = repo::spaces::list(conn, &filters, None, None, &all)?.rows;
             if found.is_empty() {
                 if let Some(s) = space {
-                    let by_name = vec![repo::Filter {
-                        key: "name".into(),
-                        op: repo::FilterOp::Eq,
-                        values: vec![s.to_string()],
-                    }];
+                    let by_name = vec![repo::Filter::eq("name", s)];
                     found = repo::spaces::list(conn, &by_name, None, None, &all)?.rows;
                 }
             }
@@ -379,39 +375,10 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let state = AppState::new(config)?;
         let _close = state.db.close_on_drop();
-        let space = match &args.space {
-            Some(s) => Some(resolve_space(&state.db, Some(s))?.guid),
-            None => None,
-        };
-        let name = args.app.clone();
-        let apps = state
-            .db
-            .read(move |conn| {
-                use crate::db::repo;
-                let filters = vec![repo::Filter {
-                    key: "name".into(),
-                    op: repo::FilterOp::Eq,
-                    values: vec![name],
-                }];
-                let all = repo::PageRequest {
-                    page: 1,
-                    per_page: 100,
-                    descending: false,
-                    order: repo::OrderBy::Id,
-                };
-                Ok(repo::apps::list(conn, &filters, space.as_deref(), None, &all)?.rows)
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let app = match apps.as_slice() {
-            [one] => one.clone(),
-            [] => anyhow::bail!("no app named {}", args.app),
-            _ => anyhow::bail!("several apps are named {}; add --space", args.app),
-        };
+        let app = app_named(&state, &args.app, args.space.as_deref()).await?;
         let ab = crate::service::env::load(&state, &admin_caller(), &app.guid, false)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let rows = crate::api::v2::table_rows(&ab);
         let header = [
             "Name",
             "ID",
@@ -420,41 +387,75 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
             "Role / Credential",
             "Environment Variable Prefix",
         ];
-        let cells: Vec<[String; 6]> = rows
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let cells: Vec<[String; 6]> = crate::api::v2::table_rows(&ab)
             .iter()
             .map(|r| {
                 [
-                    r.name.clone().unwrap_or_else(|| "-".into()),
+                    dash(&r.name),
                     r.guid.clone(),
                     r.service_instance.clone(),
                     r.service_type.clone(),
-                    r.role_or_credential.clone().unwrap_or_else(|| "-".into()),
-                    r.prefix.clone().unwrap_or_else(|| "-".into()),
+                    dash(&r.role_or_credential),
+                    dash(&r.prefix),
                 ]
             })
             .collect();
-        let mut widths = header.map(str::len);
-        for c in &cells {
-            for (w, v) in widths.iter_mut().zip(c.iter()) {
-                *w = (*w).max(v.chars().count());
-            }
-        }
         println!("Service Bindings of {}:", app.name);
-        let line = |vals: Vec<&str>| {
-            vals.iter()
-                .zip(widths.iter())
-                .map(|(v, w)| format!("{v:<w$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_string()
-        };
-        println!("{}", line(header.to_vec()));
-        for c in &cells {
-            println!("{}", line(c.iter().map(String::as_str).collect()));
-        }
+        print_table(header, &cells);
         Ok(())
     })
+}
+
+/// The one app of this name (in the space, a guid or unique name, when one is given).
+async fn app_named(
+    state: &AppState,
+    name: &str,
+    space: Option<&str>,
+) -> anyhow::Result<crate::db::models::App> {
+    use crate::db::repo;
+    let space = match space {
+        Some(s) => Some(resolve_space(&state.db, Some(s))?.guid),
+        None => None,
+    };
+    let by_name = [repo::Filter::eq("name", name)];
+    let apps = state
+        .db
+        .read(move |conn| {
+            let all = repo::PageRequest::first(100);
+            Ok(repo::apps::list(conn, &by_name, space.as_deref(), None, &all)?.rows)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match apps.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!("no app named {name}"),
+        _ => anyhow::bail!("several apps are named {name}; add --space"),
+    }
+}
+
+/// Columns padded to their widest cell, two spaces apart, no trailing blanks.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, v) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths.iter())
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for row in rows {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
 }
 
 fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {

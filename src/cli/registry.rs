@@ -5,11 +5,11 @@
 
 use clap::Subcommand;
 
-use super::{admin_caller, config_from_common, resolve_space};
+use super::{admin_caller, config_from_common, print_table, resolve_space};
 use crate::app::AppState;
 use crate::config::CommonArgs;
 use crate::db::models::RegistrySecret;
-use crate::db::repo::{Filter, FilterOp, ListQuery, OrderBy, PageRequest};
+use crate::db::repo::{Filter, ListQuery, OrderBy, PageRequest};
 use crate::service::registry::{self, RegistryInput};
 
 #[derive(Subcommand)]
@@ -130,14 +130,7 @@ async fn secrets_of(
     space: &str,
     name: Option<&str>,
 ) -> anyhow::Result<Vec<RegistrySecret>> {
-    let filters = name
-        .map(|n| Filter {
-            key: "name".into(),
-            op: FilterOp::Eq,
-            values: vec![n.to_string()],
-        })
-        .into_iter()
-        .collect();
+    let filters = name.map(|n| Filter::eq("name", n)).into_iter().collect();
     let query = ListQuery {
         filters,
         page: PageRequest {
@@ -216,27 +209,4 @@ async fn delete(state: &AppState, a: NameArgs) -> anyhow::Result<()> {
         .map_err(failed)?;
     println!("OK");
     Ok(())
-}
-
-fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (w, v) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(v.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(widths.iter())
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    println!("{}", line(header.to_vec()));
-    for row in rows {
-        println!("{}", line(row.iter().map(String::as_str).collect()));
-    }
 }

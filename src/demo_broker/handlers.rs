@@ -311,12 +311,7 @@ async fn bind(
                 .lock()
                 .bindings
                 .insert(id.to_string(), credentials_for(id));
-            let op = AsyncOp {
-                remaining: polls,
-                final_state,
-                retry_after,
-                kind: "bind",
-            };
+            let op = AsyncOp::scripted("bind", polls, final_state, retry_after);
             begin_async(state, id, op, operation)
         }
         _ => {
@@ -417,12 +412,7 @@ async fn unbind(
             if !state.lock().bindings.contains_key(id) {
                 return ok_json(410, json!({}));
             }
-            let op = AsyncOp {
-                remaining: polls,
-                final_state,
-                retry_after,
-                kind: "unbind",
-            };
+            let op = AsyncOp::scripted("unbind", polls, final_state, retry_after);
             begin_async(state, id, op, operation)
         }
         _ => {
@@ -537,12 +527,7 @@ async fn provision(
                 return async_required();
             }
             state.lock().instances.insert(id.to_string(), body);
-            let op = AsyncOp {
-                remaining: polls,
-                final_state,
-                retry_after,
-                kind: "provision",
-            };
+            let op = AsyncOp::scripted("provision", polls, final_state, retry_after);
             begin_async(state, id, op, operation)
         }
         _ => {
@@ -576,12 +561,7 @@ async fn deprovision(
             final_state,
             retry_after,
         } if accepts_incomplete => {
-            let op = AsyncOp {
-                remaining: polls,
-                final_state,
-                retry_after,
-                kind: "deprovision",
-            };
+            let op = AsyncOp::scripted("deprovision", polls, final_state, retry_after);
             begin_async(state, id, op, operation)
         }
         _ => {

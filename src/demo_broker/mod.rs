@@ -79,6 +79,23 @@ struct AsyncOp {
     kind: &'static str,
 }
 
+impl AsyncOp {
+    /// The operation a scripted `Reply::Async` starts for `kind` (bind, unbind, provision, ...).
+    fn scripted(
+        kind: &'static str,
+        polls: u32,
+        final_state: &'static str,
+        retry_after: Option<u64>,
+    ) -> Self {
+        AsyncOp {
+            remaining: polls,
+            final_state,
+            retry_after,
+            kind,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     bindings: HashMap<String, Value>,

@@ -30,12 +30,7 @@ pub(super) async fn update(
             if !accepts_incomplete {
                 return async_required();
             }
-            let op = AsyncOp {
-                remaining: polls,
-                final_state,
-                retry_after,
-                kind: "update",
-            };
+            let op = AsyncOp::scripted("update", polls, final_state, retry_after);
             begin_async(state, id, op, operation)
         }
         _ => {

@@ -247,6 +247,16 @@ pub struct Metrics {
     bindings_counted: Mutex<Option<Instant>>,
 }
 
+/// Registers metrics of one type, in the order given (the order `/metrics` lists them in).
+fn register_all<M: prometheus_client::registry::Metric + Clone>(
+    r: &mut Registry,
+    metrics: &[(&str, &str, &M)],
+) {
+    for (name, help, metric) in metrics {
+        r.register(*name, *help, (*metric).clone());
+    }
+}
+
 impl Metrics {
     pub fn new(db: &DbStats, broker: &BrokerMetrics) -> Metrics {
         let mut m = Metrics {
@@ -292,35 +302,36 @@ impl Metrics {
             broker.duration.clone(),
         );
         let jobs = &self.jobs;
-        for (name, help, family) in [
-            (
-                "tether_jobs_started",
-                "Job runs started, by kind",
-                &jobs.started,
-            ),
-            (
-                "tether_jobs_succeeded",
-                "Job runs that finished their job, by kind",
-                &jobs.succeeded,
-            ),
-            (
-                "tether_jobs_failed",
-                "Job runs that failed for good, by kind",
-                &jobs.failed,
-            ),
-            (
-                "tether_jobs_retried",
-                "Job runs that failed and will be retried, by kind",
-                &jobs.retried,
-            ),
-            (
-                "tether_jobs_rescheduled",
-                "Job runs that will run again (a poll still in progress), by kind",
-                &jobs.rescheduled,
-            ),
-        ] {
-            r.register(name, help, family.clone());
-        }
+        register_all(
+            r,
+            &[
+                (
+                    "tether_jobs_started",
+                    "Job runs started, by kind",
+                    &jobs.started,
+                ),
+                (
+                    "tether_jobs_succeeded",
+                    "Job runs that finished their job, by kind",
+                    &jobs.succeeded,
+                ),
+                (
+                    "tether_jobs_failed",
+                    "Job runs that failed for good, by kind",
+                    &jobs.failed,
+                ),
+                (
+                    "tether_jobs_retried",
+                    "Job runs that failed and will be retried, by kind",
+                    &jobs.retried,
+                ),
+                (
+                    "tether_jobs_rescheduled",
+                    "Job runs that will run again (a poll still in progress), by kind",
+                    &jobs.rescheduled,
+                ),
+            ],
+        );
     }
 
     fn register_state(&mut self, db: &DbStats) {
@@ -340,30 +351,40 @@ impl Metrics {
             "How long the oldest job that is due has been waiting to run (0: none is)",
             self.oldest_due.clone(),
         );
-        r.register(
-            "tether_db_pool_connections_in_use",
-            "Database connections lent out",
-            self.pool_in_use.clone(),
+        register_all(
+            r,
+            &[
+                (
+                    "tether_db_pool_connections_in_use",
+                    "Database connections lent out",
+                    &self.pool_in_use,
+                ),
+                (
+                    "tether_db_pool_connections_idle",
+                    "Idle database connections",
+                    &self.pool_idle,
+                ),
+                (
+                    "tether_db_pool_connections_max",
+                    "Size of the database pool",
+                    &self.pool_max,
+                ),
+            ],
         );
-        r.register(
-            "tether_db_pool_connections_idle",
-            "Idle database connections",
-            self.pool_idle.clone(),
-        );
-        r.register(
-            "tether_db_pool_connections_max",
-            "Size of the database pool",
-            self.pool_max.clone(),
-        );
-        r.register(
-            "tether_db_pool_waits",
-            "Database uses that found no connection free and waited",
-            db.waits.clone(),
-        );
-        r.register(
-            "tether_db_pool_acquire_timeouts",
-            "Database uses that waited the whole acquire timeout (answered 503)",
-            db.acquire_timeouts.clone(),
+        register_all(
+            r,
+            &[
+                (
+                    "tether_db_pool_waits",
+                    "Database uses that found no connection free and waited",
+                    &db.waits,
+                ),
+                (
+                    "tether_db_pool_acquire_timeouts",
+                    "Database uses that waited the whole acquire timeout (answered 503)",
+                    &db.acquire_timeouts,
+                ),
+            ],
         );
         r.register(
             "tether_sqlite_write_batch_size",

@@ -185,18 +185,57 @@ pub async fn require_space_writer(
     }
 }
 
-/// Sees the space's resources.
-pub fn can_read_space(
+/// Before creating something in a space: the space exists (else `missing(space)`), then the
+/// caller may write there; both reads on the read pool.
+pub async fn require_existing_space_writer(
+    store: &crate::app::Store,
+    actor: &Actor,
+    space: &str,
+    missing: fn(&str) -> ApiError,
+) -> Result<(), ApiError> {
+    let guid = space.to_string();
+    store
+        .read(
+            move |conn| match crate::db::repo::spaces::find(conn, &guid)? {
+                Some(_) => Ok(()),
+                None => Err(missing(&guid)),
+            },
+        )
+        .await?;
+    require_space_writer(store, actor, space).await
+}
+
+/// Loads one resource of a space, if the caller reads that space: the read scope, then `find`
+/// (whose error says not found), then a reader's role in the space `space_of` names.
+pub async fn load_readable<T: Send + 'static>(
+    store: &crate::app::Store,
+    actor: &Actor,
+    guid: &str,
+    find: fn(&mut DbConnection, &str) -> Result<T, ApiError>,
+    space_of: fn(&T) -> &str,
+) -> Result<T, ApiError> {
+    require_read_scope(actor)?;
+    let (actor, guid) = (actor.clone(), guid.to_string());
+    store
+        .read(move |conn| {
+            let found = find(conn, &guid)?;
+            require_space_reader(conn, &actor, space_of(&found))?;
+            Ok(found)
+        })
+        .await
+}
+
+/// Fails with `NotAuthorized` unless the caller sees the space's resources.
+pub fn require_space_reader(
     conn: &mut DbConnection,
     actor: &Actor,
     space: &str,
-    org: &str,
-) -> QueryResult<bool> {
-    if actor.reads_everything() {
-        return Ok(true);
+) -> Result<(), ApiError> {
+    if actor.reads_everything() || load_roles(conn, actor)?.can_read_space(space) {
+        Ok(())
+    } else {
+        Err(ApiError::NotAuthorized)
     }
-    let _ = org;
-    Ok(load_roles(conn, actor)?.can_read_space(space))
 }
 
 /// Sees credentials in the space (CC: who may read the app's environment).

@@ -1,12 +1,13 @@
 //! Service brokers: registration fetches the catalog (no connection held meanwhile), then stores
 //! broker, services and plans in one transaction. Plus plan access (public flag, visibilities).
 
-use super::{authz, new_guid, on_unique, Caller};
+use super::{authz, new_guid, no_such_space, on_unique, Caller};
 use crate::app::AppState;
 use crate::broker::{parse_catalog, BrokerTarget, CatalogService};
 use crate::db::models::{Service, ServiceBroker, ServicePlan, ServicePlanVisibility};
 use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
+use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
 
 pub struct BrokerInput {
@@ -41,6 +42,21 @@ async fn fetch_catalog(
     parse_catalog(&body).map_err(|errors| ApiError::ServiceBrokerCatalogInvalid(errors.join("\n")))
 }
 
+fn find_broker(conn: &mut DbConnection, guid: &str) -> ApiResult<ServiceBroker> {
+    repo::brokers::find_broker(conn, guid)?
+        .ok_or_else(|| ApiError::ServiceBrokerNotFound(guid.to_string()))
+}
+
+fn find_service(conn: &mut DbConnection, guid: &str) -> ApiResult<Service> {
+    repo::brokers::find_service(conn, guid)?
+        .ok_or_else(|| ApiError::ServiceNotFound(guid.to_string()))
+}
+
+fn find_plan(conn: &mut DbConnection, guid: &str) -> ApiResult<ServicePlan> {
+    repo::brokers::find_plan(conn, guid)?
+        .ok_or_else(|| ApiError::ServicePlanNotFound(guid.to_string()))
+}
+
 fn name_unique(v: &crate::db::UniqueViolation) -> Option<ApiError> {
     if v.is("service_brokers_name_key", "service_brokers", &["name"]) {
         Some(ApiError::ServiceBrokerNameTaken)
@@ -55,87 +71,77 @@ pub async fn register(
     input: BrokerInput,
 ) -> ApiResult<ServiceBroker> {
     authz::require_admin(&caller.actor)?;
-    let missing = |f: &str| ApiError::ServiceBrokerInvalid(format!("{f} presence"));
-    let name = input
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| missing("name"))?;
-    let broker_url = input
-        .broker_url
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| missing("broker_url"))?;
-    let auth_username = input
-        .auth_username
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| missing("auth_username"))?;
-    let auth_password = input
-        .auth_password
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| missing("auth_password"))?;
-    validate_url(&broker_url)?;
-    let n = name.clone();
-    let space = input.space_guid.clone();
-    state
-        .db
-        .read(move |conn| {
-            if repo::brokers::list_brokers(
-                conn,
-                &[repo::Filter {
-                    key: "name".into(),
-                    op: repo::FilterOp::Eq,
-                    values: vec![n.clone()],
-                }],
-                &repo::PageRequest {
-                    page: 1,
-                    per_page: 1,
-                    descending: false,
-                    order: repo::OrderBy::Id,
-                },
-            )?
-            .total
-                > 0
-            {
-                return Err(ApiError::ServiceBrokerNameTaken);
-            }
-            if let Some(s) = &space {
-                repo::spaces::find(conn, s)?.ok_or_else(|| {
-                    ApiError::InvalidRelation(format!(
-                        "Could not find VCAP::CloudController::Space with guid: {s}"
-                    ))
-                })?;
-            }
-            Ok(())
-        })
-        .await?;
-    let target = BrokerTarget {
-        name: name.clone(),
-        url: broker_url.clone(),
-        username: auth_username.clone(),
-        password: auth_password.clone(),
-    };
+    let space_guid = input.space_guid.clone();
+    let target = required_target(input)?;
+    validate_url(&target.url)?;
+    check_registrable(state, &target.name, space_guid.clone()).await?;
     let catalog = fetch_catalog(state, caller, &target).await?;
     let now = crate::db::now();
     let broker = ServiceBroker {
         id: 0,
         guid: new_guid(),
-        name,
-        broker_url: broker_url.trim_end_matches('/').to_string(),
-        auth_username,
-        auth_password: state.crypto_seal(&auth_password),
-        space_guid: input.space_guid,
+        broker_url: target.url.trim_end_matches('/').to_string(),
+        auth_password: state.crypto_seal(&target.password),
+        name: target.name,
+        auth_username: target.username,
+        space_guid,
         created_at: now,
         updated_at: now,
     };
+    store_with_catalog(state, &broker, catalog, repo::brokers::insert_broker).await?;
+    Ok(broker)
+}
+
+/// The broker to register as the input names it; CC's `presence` errors, in CC's order, for
+/// what is missing or empty (a name of blanks counts as missing).
+fn required_target(input: BrokerInput) -> ApiResult<BrokerTarget> {
+    fn required(value: Option<String>, field: &str) -> ApiResult<String> {
+        value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::ServiceBrokerInvalid(format!("{field} presence")))
+    }
+    Ok(BrokerTarget {
+        name: required(input.name.filter(|n| !n.trim().is_empty()), "name")?,
+        url: required(input.broker_url, "broker_url")?,
+        username: required(input.auth_username, "auth_username")?,
+        password: required(input.auth_password, "auth_password")?,
+    })
+}
+
+/// Fails before the catalog fetch when the name is taken or the space does not exist.
+async fn check_registrable(state: &AppState, name: &str, space: Option<String>) -> ApiResult<()> {
+    let by_name = [repo::Filter::eq("name", name)];
+    state
+        .db
+        .read(move |conn| {
+            let first = repo::PageRequest::first(1);
+            if repo::brokers::list_brokers(conn, &by_name, &first)?.total > 0 {
+                return Err(ApiError::ServiceBrokerNameTaken);
+            }
+            if let Some(s) = &space {
+                repo::spaces::find(conn, s)?.ok_or_else(|| no_such_space(s))?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Saves the broker row (insert or update) and its catalog in one transaction.
+async fn store_with_catalog<T: Send + 'static>(
+    state: &AppState,
+    broker: &ServiceBroker,
+    catalog: Vec<CatalogService>,
+    save: fn(&mut crate::db::DbConnection, &ServiceBroker) -> diesel::QueryResult<T>,
+) -> ApiResult<()> {
     let row = broker.clone();
     state
         .db
         .write(move |conn| {
-            on_unique(repo::brokers::insert_broker(conn, &row), name_unique)?;
+            on_unique(save(conn, &row), name_unique)?;
             repo::brokers::sync_catalog(conn, &row, &catalog)?;
             Ok(())
         })
-        .await?;
-    Ok(broker)
+        .await
 }
 
 pub async fn update(
@@ -146,13 +152,7 @@ pub async fn update(
 ) -> ApiResult<ServiceBroker> {
     authz::require_admin(&caller.actor)?;
     let g = guid.to_string();
-    let mut broker = state
-        .db
-        .read(move |conn| {
-            repo::brokers::find_broker(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
-        })
-        .await?;
+    let mut broker = state.db.read(move |conn| find_broker(conn, &g)).await?;
     if let Some(n) = input.name {
         if n.trim().is_empty() {
             return Err(ApiError::ServiceBrokerInvalid("name presence".into()));
@@ -176,31 +176,23 @@ pub async fn update(
         password: broker.auth_password.clone(),
     };
     let catalog = fetch_catalog(state, caller, &target).await?;
-    let row = broker.clone();
-    state
-        .db
-        .write(move |conn| {
-            on_unique(repo::brokers::update_broker(conn, &row), name_unique)?;
-            repo::brokers::sync_catalog(conn, &row, &catalog)?;
-            Ok(())
-        })
-        .await?;
+    store_with_catalog(state, &broker, catalog, repo::brokers::update_broker).await?;
     Ok(broker)
 }
 
-pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceBroker> {
+/// CC shows brokers and plan visibilities to those who read everything only.
+fn require_reads_everything(caller: &Caller) -> ApiResult<()> {
     authz::require_read_scope(&caller.actor)?;
     if !caller.actor.reads_everything() {
         return Err(ApiError::NotAuthorized);
     }
+    Ok(())
+}
+
+pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServiceBroker> {
+    require_reads_everything(caller)?;
     let g = guid.to_string();
-    state
-        .db
-        .read(move |conn| {
-            repo::brokers::find_broker(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))
-        })
-        .await
+    state.db.read(move |conn| find_broker(conn, &g)).await
 }
 
 pub async fn list(
@@ -233,8 +225,7 @@ pub async fn delete(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<
     state
         .db
         .write(move |conn| {
-            let broker = repo::brokers::find_broker(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceBrokerNotFound(g.clone()))?;
+            let broker = find_broker(conn, &g)?;
             if repo::brokers::count_broker_instances(conn, &g)? > 0 {
                 return Err(ApiError::ServiceBrokerNotRemovable(broker.name));
             }
@@ -307,8 +298,7 @@ pub async fn get_service(state: &AppState, caller: &Caller, guid: &str) -> ApiRe
     state
         .db
         .read(move |conn| {
-            let service = repo::brokers::find_service(conn, &g)?
-                .ok_or_else(|| ApiError::ServiceNotFound(g.clone()))?;
+            let service = find_service(conn, &g)?;
             let broker_name = repo::brokers::broker_names(
                 conn,
                 std::slice::from_ref(&service.service_broker_guid),
@@ -337,8 +327,7 @@ pub async fn list_plans(
         .db
         .read(move |conn| {
             if let Some(s) = &service {
-                repo::brokers::find_service(conn, s)?
-                    .ok_or_else(|| ApiError::ServiceNotFound(s.clone()))?;
+                find_service(conn, s)?;
             }
             Ok(repo::brokers::list_plans(
                 conn,
@@ -353,13 +342,7 @@ pub async fn list_plans(
 pub async fn get_plan(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<ServicePlan> {
     authz::require_read_scope(&caller.actor)?;
     let g = guid.to_string();
-    state
-        .db
-        .read(move |conn| {
-            repo::brokers::find_plan(conn, &g)?
-                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
-        })
-        .await
+    state.db.read(move |conn| find_plan(conn, &g)).await
 }
 
 pub async fn set_plan_public(
@@ -373,11 +356,9 @@ pub async fn set_plan_public(
     state
         .db
         .write(move |conn| {
-            repo::brokers::find_plan(conn, &g)?
-                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))?;
+            find_plan(conn, &g)?;
             repo::brokers::set_plan_public(conn, &g, public)?;
-            repo::brokers::find_plan(conn, &g)?
-                .ok_or_else(|| ApiError::ServicePlanNotFound(g.clone()))
+            find_plan(conn, &g)
         })
         .await
 }
@@ -450,10 +431,7 @@ pub async fn get_visibility(
     caller: &Caller,
     guid: &str,
 ) -> ApiResult<ServicePlanVisibility> {
-    authz::require_read_scope(&caller.actor)?;
-    if !caller.actor.reads_everything() {
-        return Err(ApiError::NotAuthorized);
-    }
+    require_reads_everything(caller)?;
     let g = guid.to_string();
     state
         .db

@@ -417,9 +417,7 @@ pub async fn unused_by_app(
         .read(move |conn| {
             let app =
                 repo::apps::find(conn, &a)?.ok_or_else(|| ApiError::AppNotFound(a.clone()))?;
-            if !authz::can_read_space(conn, &actor, &app.space_guid, "")? {
-                return Err(ApiError::NotAuthorized);
-            }
+            authz::require_space_reader(conn, &actor, &app.space_guid)?;
             if let Some(si) = &si {
                 repo::instances::find(conn, si)?
                     .ok_or_else(|| ApiError::ServiceInstanceNotFound(si.clone()))?;

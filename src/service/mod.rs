@@ -25,6 +25,13 @@ use crate::broker::CallContext;
 use crate::db::{as_unique_violation, UniqueViolation};
 use crate::error::ApiError;
 
+/// CC's answer to a body naming a space that does not exist.
+pub fn no_such_space(guid: &str) -> ApiError {
+    ApiError::InvalidRelation(format!(
+        "Could not find VCAP::CloudController::Space with guid: {guid}"
+    ))
+}
+
 /// Who is asking, and the request id to trace broker calls with.
 #[derive(Debug, Clone)]
 pub struct Caller {

@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::db::models::RegistrySecret;
 use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
+use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
 
 pub struct RegistryInput {
@@ -93,15 +94,9 @@ pub async fn create(
         updated_at: now,
     };
     let row = secret.clone();
-    let space = row.space_guid.clone();
-    state
-        .db
-        .read(move |conn| {
-            repo::spaces::find(conn, &space)?.ok_or_else(|| ApiError::SpaceNotFound(space))?;
-            Ok(())
-        })
+    let missing = |g: &str| ApiError::SpaceNotFound(g.to_string());
+    authz::require_existing_space_writer(&state.db, &caller.actor, &row.space_guid, missing)
         .await?;
-    authz::require_space_writer(&state.db, &caller.actor, &row.space_guid).await?;
     state
         .db
         .write(move |conn| {
@@ -122,21 +117,10 @@ pub async fn create(
 
 /// Loads a secret the caller may see (space readers see it; nobody sees its password).
 pub async fn get(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<RegistrySecret> {
-    authz::require_read_scope(&caller.actor)?;
-    let g = guid.to_string();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            let s = repo::registry::find(conn, &g)?.ok_or_else(|| not_found(&g))?;
-            if !actor.reads_everything()
-                && !authz::load_roles(conn, &actor)?.can_read_space(&s.space_guid)
-            {
-                return Err(ApiError::NotAuthorized);
-            }
-            Ok(s)
-        })
-        .await
+    let find = |conn: &mut DbConnection, g: &str| {
+        repo::registry::find(conn, g)?.ok_or_else(|| not_found(g))
+    };
+    authz::load_readable(&state.db, &caller.actor, guid, find, |s| &s.space_guid).await
 }
 
 fn not_found(guid: &str) -> ApiError {
@@ -161,11 +145,7 @@ pub async fn list(
         .read(move |conn| {
             let sp = repo::spaces::find(conn, &space)?
                 .ok_or_else(|| ApiError::SpaceNotFound(space.clone()))?;
-            if !actor.reads_everything()
-                && !authz::load_roles(conn, &actor)?.can_read_space(&sp.guid)
-            {
-                return Err(ApiError::NotAuthorized);
-            }
+            authz::require_space_reader(conn, &actor, &sp.guid)?;
             Ok(repo::registry::list(conn, &filters, &space, &page)?)
         })
         .await

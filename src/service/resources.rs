@@ -1,12 +1,109 @@
 //! Organizations, spaces and apps: the places a binding lives in. Apps are metadata only;
 //! nothing is run.
 
-use super::{authz, new_guid, on_unique, Caller};
+use super::{authz, new_guid, no_such_space, on_unique, Caller};
 use crate::app::AppState;
 use crate::db::models::{App, OrgStatus, Organization, Space};
-use crate::db::repo::ListQuery;
-use crate::db::repo::{self, Loaded};
+use crate::db::repo::{self, Filter, ListQuery, Loaded, PageRequest};
+use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
+
+fn find_org(conn: &mut DbConnection, guid: &str) -> ApiResult<Organization> {
+    repo::orgs::find(conn, guid)?.ok_or_else(|| ApiError::OrganizationNotFound(guid.to_string()))
+}
+
+pub(crate) fn find_space(conn: &mut DbConnection, guid: &str) -> ApiResult<Space> {
+    repo::spaces::find(conn, guid)?.ok_or_else(|| ApiError::SpaceNotFound(guid.to_string()))
+}
+
+fn find_app(conn: &mut DbConnection, guid: &str) -> ApiResult<App> {
+    repo::apps::find(conn, guid)?.ok_or_else(|| ApiError::AppNotFound(guid.to_string()))
+}
+
+/// A repository list of spaces or apps: `(conn, filters, parent, visible spaces, page)`.
+type ListIn<T> = fn(
+    &mut DbConnection,
+    &[Filter],
+    Option<&str>,
+    Option<&[String]>,
+    &PageRequest,
+) -> diesel::QueryResult<Loaded<T>>;
+
+/// A page of the spaces (or apps) the caller sees, in `parent` if one is named (after
+/// `find_parent` checks it exists).
+async fn list_visible<T: Send + 'static, P: 'static>(
+    state: &AppState,
+    caller: &Caller,
+    query: &ListQuery,
+    parent: Option<String>,
+    find_parent: fn(&mut DbConnection, &str) -> ApiResult<P>,
+    list: ListIn<T>,
+) -> ApiResult<Loaded<T>> {
+    authz::require_read_scope(&caller.actor)?;
+    let page = query.page;
+    let filters = query.filters.clone();
+    let actor = caller.actor.clone();
+    state
+        .db
+        .read(move |conn| {
+            if let Some(p) = &parent {
+                find_parent(conn, p)?;
+            }
+            let visible = authz::visible_spaces(conn, &actor)?;
+            Ok(list(
+                conn,
+                &filters,
+                parent.as_deref(),
+                visible.as_deref(),
+                &page,
+            )?)
+        })
+        .await
+}
+
+/// The unique index on a resource's name, and CC's errors for a violation of it (`taken`) or
+/// of any other unique index (the guid's: `invalid`).
+struct UniqueName {
+    index: &'static str,
+    table: &'static str,
+    columns: &'static [&'static str],
+    taken: fn(String) -> ApiError,
+    invalid: fn(String) -> ApiError,
+}
+
+impl UniqueName {
+    fn error(&self, v: &crate::db::UniqueViolation, name: &str, guid: &str) -> Option<ApiError> {
+        if v.is(self.index, self.table, self.columns) {
+            Some((self.taken)(name.to_string()))
+        } else {
+            Some((self.invalid)(format!("guid {guid} is taken")))
+        }
+    }
+}
+
+const ORG_NAME: UniqueName = UniqueName {
+    index: "organizations_name_key",
+    table: "organizations",
+    columns: &["name"],
+    taken: ApiError::OrganizationNameTaken,
+    invalid: ApiError::OrganizationInvalid,
+};
+
+const SPACE_NAME: UniqueName = UniqueName {
+    index: "spaces_org_name_key",
+    table: "spaces",
+    columns: &["organization_guid", "name"],
+    taken: ApiError::SpaceNameTaken,
+    invalid: ApiError::SpaceInvalid,
+};
+
+const APP_NAME: UniqueName = UniqueName {
+    index: "apps_space_name_key",
+    table: "apps",
+    columns: &["space_guid", "name"],
+    taken: ApiError::AppNameTaken,
+    invalid: ApiError::AppInvalid,
+};
 
 fn check_name(name: &str, invalid: fn(String) -> ApiError) -> ApiResult<()> {
     if name.trim().is_empty() {
@@ -44,14 +141,7 @@ pub async fn create_org(
         .db
         .write(move |conn| {
             on_unique(repo::orgs::insert(conn, &row), |v| {
-                if v.is("organizations_name_key", "organizations", &["name"]) {
-                    Some(ApiError::OrganizationNameTaken(row.name.clone()))
-                } else {
-                    Some(ApiError::OrganizationInvalid(format!(
-                        "guid {} is taken",
-                        row.guid
-                    )))
-                }
+                ORG_NAME.error(v, &row.name, &row.guid)
             })
         })
         .await?;
@@ -65,8 +155,7 @@ pub async fn get_org(state: &AppState, caller: &Caller, guid: &str) -> ApiResult
     state
         .db
         .read(move |conn| {
-            let org = repo::orgs::find(conn, &g)?
-                .ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
+            let org = find_org(conn, &g)?;
             if let Some(visible) = authz::visible_orgs(conn, &actor)? {
                 if !visible.contains(&org.guid) {
                     return Err(ApiError::NotAuthorized);
@@ -111,7 +200,7 @@ pub async fn update_org(
     state
         .db
         .write(move |conn| {
-            repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
+            find_org(conn, &g)?;
             if let Some(name) = &name {
                 on_unique(repo::orgs::rename(conn, &g, name), |_| {
                     Some(ApiError::OrganizationNameTaken(name.clone()))
@@ -120,7 +209,7 @@ pub async fn update_org(
             if let Some(status) = status {
                 repo::orgs::set_status(conn, &g, status.as_str())?;
             }
-            repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))
+            find_org(conn, &g)
         })
         .await
 }
@@ -131,7 +220,7 @@ pub async fn delete_org(state: &AppState, caller: &Caller, guid: &str) -> ApiRes
     state
         .db
         .write(move |conn| {
-            repo::orgs::find(conn, &g)?.ok_or_else(|| ApiError::OrganizationNotFound(g.clone()))?;
+            find_org(conn, &g)?;
             if repo::spaces::count_in_org(conn, &g)? > 0 {
                 return Err(ApiError::AssociationNotEmpty(
                     "spaces".into(),
@@ -183,18 +272,7 @@ pub async fn create_space(
                 return Err(ApiError::NotAuthorized);
             }
             on_unique(repo::spaces::insert(conn, &row), |v| {
-                if v.is(
-                    "spaces_org_name_key",
-                    "spaces",
-                    &["organization_guid", "name"],
-                ) {
-                    Some(ApiError::SpaceNameTaken(row.name.clone()))
-                } else {
-                    Some(ApiError::SpaceInvalid(format!(
-                        "guid {} is taken",
-                        row.guid
-                    )))
-                }
+                SPACE_NAME.error(v, &row.name, &row.guid)
             })
         })
         .await?;
@@ -202,20 +280,7 @@ pub async fn create_space(
 }
 
 pub async fn get_space(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<Space> {
-    authz::require_read_scope(&caller.actor)?;
-    let g = guid.to_string();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            let space =
-                repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
-            if !authz::can_read_space(conn, &actor, &space.guid, &space.organization_guid)? {
-                return Err(ApiError::NotAuthorized);
-            }
-            Ok(space)
-        })
-        .await
+    authz::load_readable(&state.db, &caller.actor, guid, find_space, |s| &s.guid).await
 }
 
 pub async fn list_spaces(
@@ -224,27 +289,7 @@ pub async fn list_spaces(
     query: &ListQuery,
     org: Option<String>,
 ) -> ApiResult<Loaded<Space>> {
-    authz::require_read_scope(&caller.actor)?;
-    let page = query.page;
-    let filters = query.filters.clone();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            if let Some(o) = &org {
-                repo::orgs::find(conn, o)?
-                    .ok_or_else(|| ApiError::OrganizationNotFound(o.clone()))?;
-            }
-            let visible = authz::visible_spaces(conn, &actor)?;
-            Ok(repo::spaces::list(
-                conn,
-                &filters,
-                org.as_deref(),
-                visible.as_deref(),
-                &page,
-            )?)
-        })
-        .await
+    list_visible(state, caller, query, org, find_org, repo::spaces::list).await
 }
 
 pub async fn rename_space(
@@ -260,8 +305,7 @@ pub async fn rename_space(
     state
         .db
         .write(move |conn| {
-            let space =
-                repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            let space = find_space(conn, &g)?;
             if !actor.is_admin()
                 && ((!authz::is_org_manager(conn, &actor, &space.organization_guid)?
                     && !authz::is_space_manager(conn, &actor, &space.guid)?)
@@ -272,7 +316,7 @@ pub async fn rename_space(
             on_unique(repo::spaces::rename(conn, &g, &name), |_| {
                 Some(ApiError::SpaceNameTaken(name.clone()))
             })?;
-            repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))
+            find_space(conn, &g)
         })
         .await
 }
@@ -284,8 +328,7 @@ pub async fn delete_space(state: &AppState, caller: &Caller, guid: &str) -> ApiR
     state
         .db
         .write(move |conn| {
-            let space =
-                repo::spaces::find(conn, &g)?.ok_or_else(|| ApiError::SpaceNotFound(g.clone()))?;
+            let space = find_space(conn, &g)?;
             if !actor.is_admin() && !authz::is_org_manager(conn, &actor, &space.organization_guid)?
             {
                 return Err(ApiError::NotAuthorized);
@@ -362,14 +405,6 @@ fn apply_app_input(app: &mut App, input: &AppInput) -> ApiResult<()> {
     Ok(())
 }
 
-fn app_unique_error(v: &crate::db::UniqueViolation, app: &App) -> Option<ApiError> {
-    if v.is("apps_space_name_key", "apps", &["space_guid", "name"]) {
-        Some(ApiError::AppNameTaken(app.name.clone()))
-    } else {
-        Some(ApiError::AppInvalid(format!("guid {} is taken", app.guid)))
-    }
-}
-
 pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> ApiResult<App> {
     authz::require_write_scope(&caller.actor)?;
     let name = input
@@ -396,24 +431,13 @@ pub async fn create_app(state: &AppState, caller: &Caller, input: AppInput) -> A
     };
     apply_app_input(&mut app, &input)?;
     let row = app.clone();
-    let space = row.space_guid.clone();
-    state
-        .db
-        .read(move |conn| {
-            repo::spaces::find(conn, &space)?.ok_or_else(|| {
-                ApiError::InvalidRelation(format!(
-                    "Could not find VCAP::CloudController::Space with guid: {space}"
-                ))
-            })?;
-            Ok(())
-        })
-        .await?;
-    authz::require_space_writer(&state.db, &caller.actor, &row.space_guid).await?;
+    let (actor, space) = (&caller.actor, &row.space_guid);
+    authz::require_existing_space_writer(&state.db, actor, space, no_such_space).await?;
     state
         .db
         .write(move |conn| {
             on_unique(repo::apps::insert(conn, &row), |v| {
-                app_unique_error(v, &row)
+                APP_NAME.error(v, &row.name, &row.guid)
             })
         })
         .await?;
@@ -425,31 +449,12 @@ async fn app_space(state: &AppState, guid: &str) -> ApiResult<String> {
     let g = guid.to_string();
     state
         .db
-        .read(move |conn| {
-            let app =
-                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
-            Ok(app.space_guid)
-        })
+        .read(move |conn| Ok(find_app(conn, &g)?.space_guid))
         .await
 }
 
 pub async fn get_app(state: &AppState, caller: &Caller, guid: &str) -> ApiResult<App> {
-    authz::require_read_scope(&caller.actor)?;
-    let g = guid.to_string();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            let app =
-                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
-            if !actor.reads_everything()
-                && !authz::load_roles(conn, &actor)?.can_read_space(&app.space_guid)
-            {
-                return Err(ApiError::NotAuthorized);
-            }
-            Ok(app)
-        })
-        .await
+    authz::load_readable(&state.db, &caller.actor, guid, find_app, |a| &a.space_guid).await
 }
 
 pub async fn list_apps(
@@ -458,26 +463,7 @@ pub async fn list_apps(
     query: &ListQuery,
     space: Option<String>,
 ) -> ApiResult<Loaded<App>> {
-    authz::require_read_scope(&caller.actor)?;
-    let page = query.page;
-    let filters = query.filters.clone();
-    let actor = caller.actor.clone();
-    state
-        .db
-        .read(move |conn| {
-            if let Some(s) = &space {
-                repo::spaces::find(conn, s)?.ok_or_else(|| ApiError::SpaceNotFound(s.clone()))?;
-            }
-            let visible = authz::visible_spaces(conn, &actor)?;
-            Ok(repo::apps::list(
-                conn,
-                &filters,
-                space.as_deref(),
-                visible.as_deref(),
-                &page,
-            )?)
-        })
-        .await
+    list_visible(state, caller, query, space, find_space, repo::apps::list).await
 }
 
 pub async fn update_app(
@@ -493,8 +479,7 @@ pub async fn update_app(
     state
         .db
         .write(move |conn| {
-            let mut app =
-                repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))?;
+            let mut app = find_app(conn, &g)?;
             if input
                 .space_guid
                 .as_ref()
@@ -506,9 +491,9 @@ pub async fn update_app(
             }
             apply_app_input(&mut app, &input)?;
             on_unique(repo::apps::update(conn, &app), |v| {
-                app_unique_error(v, &app)
+                APP_NAME.error(v, &app.name, &app.guid)
             })?;
-            repo::apps::find(conn, &g)?.ok_or_else(|| ApiError::AppNotFound(g.clone()))
+            find_app(conn, &g)
         })
         .await
 }

@@ -10,6 +10,7 @@ use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, Metadata, Resource};
 use crate::api::{json, json_object, Fields};
+use crate::app::AppState;
 use crate::db::models::App;
 use crate::db::repo;
 use crate::error::{ApiError, ApiResult};
@@ -144,20 +145,7 @@ fn app_input(body: &[u8]) -> ApiResult<AppInput> {
     )
 )]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
-    let loaded = resources::list_apps(&state, &caller, &params.query(true)?, None).await?;
-    let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
-    super::page_with_relations(
-        &state,
-        &caller,
-        &params,
-        "/v2/apps",
-        loaded.total,
-        items,
-        &[],
-        super::Inline::App,
-    )
-    .await
+    apps_page(&state, &caller, &req, None, "/v2/apps").await
 }
 
 #[utoipa::path(
@@ -182,20 +170,26 @@ async fn list_in_space(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let at = format!("/v2/spaces/{path}/apps");
+    apps_page(&state, &caller, &req, Some(path.into_inner()), &at).await
+}
+
+/// A page of the apps the caller sees, in one space if named, linked as `path`.
+async fn apps_page(
+    state: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    space: Option<String>,
+    path: &str,
+) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::apps::FILTERS)?;
-    let loaded = resources::list_apps(
-        &state,
-        &caller,
-        &params.query(true)?,
-        Some(path.to_string()),
-    )
-    .await?;
+    let loaded = resources::list_apps(state, caller, &params.query(true)?, space).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_app).collect();
     super::page_with_relations(
-        &state,
-        &caller,
+        state,
+        caller,
         &params,
-        &format!("/v2/spaces/{path}/apps"),
+        path,
         loaded.total,
         items,
         &[],

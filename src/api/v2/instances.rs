@@ -11,6 +11,7 @@ use super::State;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, EmptyObject, Metadata, Resource, Ts, REDACTED};
 use crate::api::{flag, json, json_object, page, Fields};
+use crate::app::AppState;
 use crate::db::repo;
 use crate::db::repo::instances::Kind;
 use crate::error::{ApiError, ApiResult};
@@ -209,27 +210,7 @@ const PRESERVE: &[&str] = &["return_user_provided_service_instances"];
     )
 )]
 async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
-    let loaded = instances::list(
-        &state,
-        &caller,
-        &params.query(true)?,
-        kind_for(&params),
-        None,
-    )
-    .await?;
-    let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
-    super::page_with_relations(
-        &state,
-        &caller,
-        &params,
-        "/v2/service_instances",
-        loaded.total,
-        items,
-        PRESERVE,
-        super::Inline::Instance,
-    )
-    .await
+    instances_page(&state, &caller, &req, None, "/v2/service_instances").await
 }
 
 #[utoipa::path(
@@ -255,21 +236,28 @@ async fn list_in_space(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let at = format!("/v2/spaces/{path}/service_instances");
+    instances_page(&state, &caller, &req, Some(path.into_inner()), &at).await
+}
+
+/// A page of the instances the caller sees (user-provided ones too when asked), in one space
+/// if named, linked as `path`.
+async fn instances_page(
+    state: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    space: Option<String>,
+    path: &str,
+) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::instances::FILTERS)?;
-    let loaded = instances::list(
-        &state,
-        &caller,
-        &params.query(true)?,
-        kind_for(&params),
-        Some(path.to_string()),
-    )
-    .await?;
+    let kind = kind_for(&params);
+    let loaded = instances::list(state, caller, &params.query(true)?, kind, space).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_instance).collect();
     super::page_with_relations(
-        &state,
-        &caller,
+        state,
+        caller,
         &params,
-        &format!("/v2/spaces/{path}/service_instances"),
+        path,
         loaded.total,
         items,
         PRESERVE,

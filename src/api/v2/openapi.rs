@@ -115,81 +115,89 @@ impl Modify for Conventions {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         doc.info.version = super::info::API_VERSION.to_string();
         let components = doc.components.get_or_insert_with(Default::default);
-        components.responses.insert(
-            CF_ERROR.to_string(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(
-                        "A Cloud Controller error: `description` for people, `error_code` \
-                         (`CF-<Name>`) and `code` (CC's number) for programs; broker failures \
-                         also carry `http` (the broker's method and status).",
-                    )
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(CF_ERROR)))
-                            .build(),
-                    )
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(
-                        "A UAA token (tether's built-in issuer or a configured UAA): \
-                         `Authorization: bearer <token>`. Scopes: `cloud_controller.read` to \
-                         read, `cloud_controller.write` to change, `cloud_controller.admin` for \
-                         everything.",
-                    ))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "uaa",
-            SecurityScheme::OAuth2(OAuth2::with_description(
-                [Flow::Password(Password::new(
-                    "/oauth/token",
-                    Scopes::from_iter([
-                        ("cloud_controller.read", "Read resources"),
-                        (
-                            "cloud_controller.write",
-                            "Create, change and delete resources",
-                        ),
-                        ("cloud_controller.admin", "Everything, in every space"),
-                    ]),
-                ))],
-                "tether's built-in, UAA-compatible token endpoint (the password grant, as the \
-                 cf CLI uses it with client `cf` and an empty secret).",
-            )),
-        );
+        components
+            .responses
+            .insert(CF_ERROR.to_string(), RefOr::T(cf_error_response()));
+        components.add_security_scheme("bearer", bearer_scheme());
+        components.add_security_scheme("uaa", uaa_scheme());
         doc.security = Some(vec![
             SecurityRequirement::new("bearer", Vec::<String>::new()),
             SecurityRequirement::new("uaa", Vec::<String>::new()),
         ]);
-        // Every operation answers its failures with CC's error body; the statuses an operation
-        // documents itself keep their descriptions.
-        let error: RefOr<utoipa::openapi::Response> = RefOr::Ref(Ref::from_response_name(CF_ERROR));
-        for item in doc.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for status in ["401", "403", "4XX", "5XX"] {
-                    op.responses
-                        .responses
-                        .entry(status.to_string())
-                        .or_insert_with(|| error.clone());
-                }
+        answer_failures_with_cf_error(doc);
+    }
+}
+
+/// The shared error response: CC's error body.
+fn cf_error_response() -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(
+            "A Cloud Controller error: `description` for people, `error_code` \
+             (`CF-<Name>`) and `code` (CC's number) for programs; broker failures \
+             also carry `http` (the broker's method and status).",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(CF_ERROR)))
+                .build(),
+        )
+        .build()
+}
+
+fn bearer_scheme() -> SecurityScheme {
+    SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A UAA token (tether's built-in issuer or a configured UAA): \
+                 `Authorization: bearer <token>`. Scopes: `cloud_controller.read` to \
+                 read, `cloud_controller.write` to change, `cloud_controller.admin` for \
+                 everything.",
+            ))
+            .build(),
+    )
+}
+
+fn uaa_scheme() -> SecurityScheme {
+    SecurityScheme::OAuth2(OAuth2::with_description(
+        [Flow::Password(Password::new(
+            "/oauth/token",
+            Scopes::from_iter([
+                ("cloud_controller.read", "Read resources"),
+                (
+                    "cloud_controller.write",
+                    "Create, change and delete resources",
+                ),
+                ("cloud_controller.admin", "Everything, in every space"),
+            ]),
+        ))],
+        "tether's built-in, UAA-compatible token endpoint (the password grant, as the \
+         cf CLI uses it with client `cf` and an empty secret).",
+    ))
+}
+
+/// Every operation answers its failures with CC's error body; the statuses an operation
+/// documents itself keep their descriptions.
+fn answer_failures_with_cf_error(doc: &mut utoipa::openapi::OpenApi) {
+    let error: RefOr<utoipa::openapi::Response> = RefOr::Ref(Ref::from_response_name(CF_ERROR));
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for status in ["401", "403", "4XX", "5XX"] {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error.clone());
             }
         }
     }
@@ -279,100 +287,115 @@ impl ToSchema for VolumeMounts {}
 /// CC's list parameters (`api::query::ListParams`), with the keys `q` accepts on this list,
 /// whether it orders by name, and what `inline-relations-depth` embeds in it.
 fn list_parameters(filters: &[&str], by_name: bool, embeds: Option<&str>) -> Vec<Parameter> {
-    let integer = |min: i64, max: Option<i64>, default: i64| {
-        let mut b = ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(min as f64))
-            .default(Some(default.into()));
-        if let Some(max) = max {
-            b = b.maximum(Some(max as f64));
-        }
-        b
-    };
-    let words = |values: &[&str], default: Option<&str>| {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(values.iter().copied()))
-            .default(default.map(Into::into))
-    };
-    let query = |name: &str, description: String, schema: RefOr<Schema>| {
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(schema))
-            .build()
-    };
     let order_by: &[&str] = if by_name {
         &["id", "created_at", "name"]
     } else {
         &["id", "created_at"]
     };
+    vec![
+        query_parameter(
+            "page",
+            "The page to show (from 1)".into(),
+            integer(1, None, 1).into(),
+        ),
+        query_parameter(
+            "results-per-page",
+            "Resources per page".into(),
+            integer(1, Some(MAX_PER_PAGE), DEFAULT_PER_PAGE).into(),
+        ),
+        query_parameter(
+            "order-direction",
+            "Order of the resources".into(),
+            words(&["asc", "desc"], Some("asc")).into(),
+        ),
+        query_parameter(
+            "order-by",
+            "What to order by (`id`, the default, is creation order)".into(),
+            words(order_by, Some("id")).into(),
+        ),
+        query_parameter(
+            "inline-relations-depth",
+            inline_depth_description(embeds),
+            integer(0, Some(MAX_INLINE_DEPTH.into()), 0).into(),
+        ),
+        q_parameter(filters),
+    ]
+}
+
+/// An optional query parameter.
+fn query_parameter(name: &str, description: String, schema: RefOr<Schema>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// An integer from `min` (to `max`, if any), `default` when not given.
+fn integer(min: i64, max: Option<i64>, default: i64) -> ObjectBuilder {
+    let mut b = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min as f64))
+        .default(Some(default.into()));
+    if let Some(max) = max {
+        b = b.maximum(Some(max as f64));
+    }
+    b
+}
+
+/// One of `values`.
+fn words(values: &[&str], default: Option<&str>) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .default(default.map(Into::into))
+}
+
+fn inline_depth_description(embeds: Option<&str>) -> String {
+    match embeds {
+        Some(what) => format!(
+            "Embeds {what} beside their `*_url` (to-one relations as objects, to-many \
+             as arrays of at most 50), up to depth {MAX_INLINE_DEPTH}"
+        ),
+        None => format!(
+            "Accepted (up to depth {MAX_INLINE_DEPTH}), as CC accepts it, but this list \
+             embeds nothing"
+        ),
+    }
+}
+
+/// `q`: repeatable filters on the list's keys.
+fn q_parameter(filters: &[&str]) -> Parameter {
     let q_keys = filters
         .iter()
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    vec![
-        query(
-            "page",
-            "The page to show (from 1)".into(),
-            integer(1, None, 1).into(),
-        ),
-        query(
-            "results-per-page",
-            "Resources per page".into(),
-            integer(1, Some(MAX_PER_PAGE), DEFAULT_PER_PAGE).into(),
-        ),
-        query(
-            "order-direction",
-            "Order of the resources".into(),
-            words(&["asc", "desc"], Some("asc")).into(),
-        ),
-        query(
-            "order-by",
-            "What to order by (`id`, the default, is creation order)".into(),
-            words(order_by, Some("id")).into(),
-        ),
-        query(
-            "inline-relations-depth",
-            match embeds {
-                Some(what) => format!(
-                    "Embeds {what} beside their `*_url` (to-one relations as objects, to-many \
-                     as arrays of at most 50), up to depth {MAX_INLINE_DEPTH}"
-                ),
-                None => format!(
-                    "Accepted (up to depth {MAX_INLINE_DEPTH}), as CC accepts it, but this list \
-                     embeds nothing"
-                ),
-            },
-            integer(0, Some(MAX_INLINE_DEPTH.into()), 0).into(),
-        ),
-        ParameterBuilder::new()
-            .name("q")
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(format!(
-                "Filters, all of which must hold: `key:value`, `key IN a,b`, `key>=v`, \
-                 `key<=v`, `key<v`, `key>v`; `;` joins several in one `q`. Keys: {q_keys}"
-            )))
-            .style(Some(ParameterStyle::Form))
-            .explode(Some(true))
-            .schema(Some(
-                ArrayBuilder::new().items(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .pattern(Some(format!("^({})( IN |:|>=|<=|<|>)", filters.join("|")))),
-                ),
-            ))
-            .example(
-                filters
-                    .first()
-                    .map(|k| serde_json::json!([format!("{k}:value")])),
-            )
-            .build(),
-    ]
+    ParameterBuilder::new()
+        .name("q")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(format!(
+            "Filters, all of which must hold: `key:value`, `key IN a,b`, `key>=v`, \
+             `key<=v`, `key<v`, `key>v`; `;` joins several in one `q`. Keys: {q_keys}"
+        )))
+        .style(Some(ParameterStyle::Form))
+        .explode(Some(true))
+        .schema(Some(
+            ArrayBuilder::new().items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!("^({})( IN |:|>=|<=|<|>)", filters.join("|")))),
+            ),
+        ))
+        .example(
+            filters
+                .first()
+                .map(|k| serde_json::json!([format!("{k}:value")])),
+        )
+        .build()
 }
 
 macro_rules! list_query {

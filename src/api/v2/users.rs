@@ -10,6 +10,7 @@ use crate::api::render::{Metadata, Resource};
 use crate::api::{json, json_object, page, Fields};
 use crate::db::models::User;
 use crate::db::repo;
+use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
 use crate::service::{authz, roles, Caller};
 
@@ -174,24 +175,8 @@ async fn list_space_role(
     let role = space_role_or_404(&role)?;
     let params = ListParams::parse(req.query_string(), repo::roles::USER_FILTERS)?;
     crate::service::resources::get_space(&state, &caller, &space).await?;
-    let page_req = params.page_request(false)?;
-    let filters = params.filters.clone();
-    let s = space.clone();
-    let loaded = state
-        .db
-        .read(move |conn| {
-            let holders = repo::roles::space_role_holders(conn, &s, role)?;
-            Ok(repo::roles::list_users(
-                conn,
-                &filters,
-                Some(holders),
-                &page_req,
-            )?)
-        })
-        .await?;
-    let items: Vec<_> = loaded.rows.iter().map(render_user).collect();
-    let path = req.path().to_string();
-    Ok(page(&params, &path, loaded.total, items, &[]))
+    let holders = repo::roles::space_role_holders;
+    role_holders_page(&state, &req, &params, holders, space, role).await
 }
 
 async fn put_space_role(
@@ -253,23 +238,38 @@ async fn list_org_role(
     let role = org_role_or_404(&role)?;
     let params = ListParams::parse(req.query_string(), repo::roles::USER_FILTERS)?;
     crate::service::resources::get_org(&state, &caller, &org).await?;
+    let holders = repo::roles::org_role_holders;
+    role_holders_page(&state, &req, &params, holders, org, role).await
+}
+
+/// Finds who holds a role in one org or space: `(conn, org or space guid, role)`.
+type RoleHolders = fn(&mut DbConnection, &str, &str) -> diesel::QueryResult<Vec<String>>;
+
+/// The page of users who hold `role` in the org or space `guid`.
+async fn role_holders_page(
+    state: &State,
+    req: &HttpRequest,
+    params: &ListParams,
+    holders: RoleHolders,
+    guid: String,
+    role: &'static str,
+) -> ApiResult<HttpResponse> {
     let page_req = params.page_request(false)?;
     let filters = params.filters.clone();
     let loaded = state
         .db
         .read(move |conn| {
-            let holders = repo::roles::org_role_holders(conn, &org, role)?;
+            let only = holders(conn, &guid, role)?;
             Ok(repo::roles::list_users(
                 conn,
                 &filters,
-                Some(holders),
+                Some(only),
                 &page_req,
             )?)
         })
         .await?;
     let items: Vec<_> = loaded.rows.iter().map(render_user).collect();
-    let path = req.path().to_string();
-    Ok(page(&params, &path, loaded.total, items, &[]))
+    Ok(page(params, req.path(), loaded.total, items, &[]))
 }
 
 async fn put_org_role(

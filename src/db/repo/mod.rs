@@ -65,6 +65,15 @@ pub enum FilterOp {
 }
 
 impl Filter {
+    /// `key:value`, the filter a lookup by one column's value needs.
+    pub fn eq(key: &str, value: impl Into<String>) -> Self {
+        Filter {
+            key: key.into(),
+            op: FilterOp::Eq,
+            values: vec![value.into()],
+        }
+    }
+
     pub fn first(&self) -> String {
         self.values.first().cloned().unwrap_or_default()
     }
@@ -86,6 +95,16 @@ pub enum OrderBy {
 }
 
 impl PageRequest {
+    /// The first `per_page` rows by id, ascending.
+    pub fn first(per_page: i64) -> Self {
+        PageRequest {
+            page: 1,
+            per_page,
+            descending: false,
+            order: OrderBy::Id,
+        }
+    }
+
     pub fn offset(&self) -> i64 {
         (self.page - 1).saturating_mul(self.per_page)
     }
@@ -103,12 +122,7 @@ impl ListQuery {
     pub fn first_page() -> Self {
         ListQuery {
             filters: Vec::new(),
-            page: PageRequest {
-                page: 1,
-                per_page: 50,
-                descending: false,
-                order: OrderBy::Id,
-            },
+            page: PageRequest::first(50),
         }
     }
 }

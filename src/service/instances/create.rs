@@ -15,7 +15,7 @@ use crate::operation::{LastOperation, OperationState, OperationType};
 use crate::service::catalog::Catalog;
 use crate::service::operations::{self, Subject};
 use crate::service::orphans::{self, Reservation};
-use crate::service::{authz, new_guid, on_unique, Caller};
+use crate::service::{authz, new_guid, no_such_space, on_unique, Caller};
 
 pub struct CreateInstance {
     pub name: Option<String>,
@@ -129,11 +129,8 @@ async fn load_target(
     state
         .db
         .read(move |conn| {
-            let (space, org) = repo::spaces::find_with_org(conn, &sg)?.ok_or_else(|| {
-                ApiError::InvalidRelation(format!(
-                    "Could not find VCAP::CloudController::Space with guid: {sg}"
-                ))
-            })?;
+            let (space, org) =
+                repo::spaces::find_with_org(conn, &sg)?.ok_or_else(|| no_such_space(&sg))?;
             let (plan, service, broker) =
                 repo::brokers::find_plan_full(conn, &pg)?.ok_or_else(|| {
                     ApiError::InvalidRelation(format!(

@@ -16,10 +16,12 @@ pub use user_provided::{create_upsi, update_upsi, UpsiInput};
 
 use super::{authz, Caller};
 use crate::app::AppState;
+use crate::auth::Actor;
 use crate::db::models::ServiceInstance;
 use crate::db::repo::instances::Kind;
 use crate::db::repo::ListQuery;
 use crate::db::repo::{self, Loaded};
+use crate::db::DbConnection;
 use crate::error::{ApiError, ApiResult};
 
 /// An instance and, for managed ones, the guid of its service (rendered as `service_guid`).
@@ -158,7 +160,7 @@ pub async fn list(
         .db
         .read(move |conn| {
             if let Some(s) = &space {
-                repo::spaces::find(conn, s)?.ok_or_else(|| ApiError::SpaceNotFound(s.clone()))?;
+                crate::service::resources::find_space(conn, s)?;
             }
             let roles = if actor.reads_everything() {
                 None
@@ -174,39 +176,7 @@ pub async fn list(
                 visible.as_deref(),
                 &page,
             )?;
-            let plan_guids: Vec<String> = loaded
-                .rows
-                .iter()
-                .filter_map(|i| i.service_plan_guid.clone())
-                .collect();
-            let plans = if plan_guids.is_empty() {
-                Vec::new()
-            } else {
-                repo::instances::plans_and_services(conn, &plan_guids)?
-            };
-            let rows = loaded
-                .rows
-                .into_iter()
-                .map(|instance| {
-                    let service_guid = instance.service_plan_guid.as_ref().and_then(|pg| {
-                        plans
-                            .iter()
-                            .find(|(p, _)| &p.guid == pg)
-                            .map(|(_, s)| s.guid.clone())
-                    });
-                    let show_credentials =
-                        authz::can_see_secrets_in(roles.as_ref(), &actor, &instance.space_guid);
-                    InstanceView {
-                        instance,
-                        service_guid,
-                        show_credentials,
-                    }
-                })
-                .collect();
-            Ok(Loaded {
-                total: loaded.total,
-                rows,
-            })
+            Ok(views_of(conn, loaded, roles.as_ref(), &actor)?)
         })
         .await
         .and_then(|l| {
@@ -220,4 +190,46 @@ pub async fn list(
                 rows,
             })
         })
+}
+
+/// The listed instances with their services' guids and whether the caller sees their
+/// credentials (still sealed: `open_view` opens them).
+fn views_of(
+    conn: &mut DbConnection,
+    loaded: Loaded<ServiceInstance>,
+    roles: Option<&authz::Roles>,
+    actor: &Actor,
+) -> diesel::QueryResult<Loaded<InstanceView>> {
+    let plan_guids: Vec<String> = loaded
+        .rows
+        .iter()
+        .filter_map(|i| i.service_plan_guid.clone())
+        .collect();
+    let plans = if plan_guids.is_empty() {
+        Vec::new()
+    } else {
+        repo::instances::plans_and_services(conn, &plan_guids)?
+    };
+    let rows = loaded
+        .rows
+        .into_iter()
+        .map(|instance| {
+            let service_guid = instance.service_plan_guid.as_ref().and_then(|pg| {
+                plans
+                    .iter()
+                    .find(|(p, _)| &p.guid == pg)
+                    .map(|(_, s)| s.guid.clone())
+            });
+            let show_credentials = authz::can_see_secrets_in(roles, actor, &instance.space_guid);
+            InstanceView {
+                instance,
+                service_guid,
+                show_credentials,
+            }
+        })
+        .collect();
+    Ok(Loaded {
+        total: loaded.total,
+        rows,
+    })
 }

@@ -8,7 +8,7 @@ use crate::db::models::ServiceInstance;
 use crate::db::repo;
 use crate::db::repo::instances::Kind;
 use crate::error::{ApiError, ApiResult};
-use crate::service::{authz, new_guid, on_unique, Caller};
+use crate::service::{authz, new_guid, no_such_space, on_unique, Caller};
 
 pub struct UpsiInput {
     /// Only for tools (seed-demo); the API always generates one.
@@ -68,19 +68,8 @@ pub async fn create_upsi(
         updated_at: now,
     };
     let insert = row.clone();
-    let space = row.space_guid.clone();
-    state
-        .db
-        .read(move |conn| {
-            repo::spaces::find(conn, &space)?.ok_or_else(|| {
-                ApiError::InvalidRelation(format!(
-                    "Could not find VCAP::CloudController::Space with guid: {space}"
-                ))
-            })?;
-            Ok(())
-        })
-        .await?;
-    authz::require_space_writer(&state.db, &caller.actor, &row.space_guid).await?;
+    let (actor, space) = (&caller.actor, &row.space_guid);
+    authz::require_existing_space_writer(&state.db, actor, space, no_such_space).await?;
     state
         .db
         .write(move |conn| {
