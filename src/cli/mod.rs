@@ -159,7 +159,8 @@ struct DemoBrokerArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init_tracing(cli.log_format);
+    // Held to the end of `main`: its drop writes out the log lines still queued.
+    let _log = crate::logging::init_tracing(cli.log_format);
     crate::install_crypto_provider();
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
