@@ -163,6 +163,7 @@ pub async fn list(
     // One snapshot: under concurrent creates the total must count the rows of the page (an
     // answer in one statement is one snapshot by itself).
     let one_statement = repo::bindings::lists_in_one_statement(
+        state.db.backend(),
         &filters,
         scope.borrow(),
         actor.reads_everything(),
