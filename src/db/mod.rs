@@ -208,7 +208,7 @@ impl Db {
         &self.stats
     }
 
-    /// The pool's connections now (PostgreSQL: all of them; SQLite: the readers).
+    /// The read pool's connections now (the writers' connections are not counted).
     pub fn pool_figures(&self) -> crate::metrics::PoolFigures {
         match self.read.pool() {
             Ok(pool) => {
@@ -327,7 +327,8 @@ impl Db {
     /// SQLite: on the group-commit writer thread, inside a savepoint of a batch transaction
     /// taken with `BEGIN IMMEDIATE` (the write lock up front, so a read-then-write cannot
     /// deadlock with another process); the result comes back after the batch commits.
-    /// PostgreSQL: a transaction on a pooled connection.
+    /// PostgreSQL: the same group commit on one of the `--pg-writers` threads (each with a
+    /// connection of its own), or with `--pg-writers 0` a transaction on a pooled connection.
     pub async fn write<F, T, E>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
