@@ -364,20 +364,28 @@ impl DemoBroker {
 
 impl Drop for DemoBroker {
     fn drop(&mut self) {
-        let handle = self.handle.clone();
-        // Stopping needs a runtime, and we may be dropped inside one (an async test): stop from
-        // a plain thread.
-        let stopper = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(handle.stop(false));
-            }
-        });
-        let _ = stopper.join();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        stop_server_thread(&self.handle, self.thread.take());
+    }
+}
+
+/// Stops an actix server that runs on a thread of its own (the demo broker, a test's server)
+/// and waits for that thread. Stopping needs a runtime, and the caller may be inside one (an
+/// async test dropping it): the stop runs from a plain thread.
+pub fn stop_server_thread(
+    handle: &actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+) {
+    let handle = handle.clone();
+    let stopper = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(handle.stop(false));
         }
+    });
+    let _ = stopper.join();
+    if let Some(t) = thread {
+        let _ = t.join();
     }
 }

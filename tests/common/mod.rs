@@ -630,21 +630,7 @@ impl Api {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let handle = self.handle.clone();
-        // Stopping needs a runtime, and we may be dropped inside one (an async test): stop from
-        // a plain thread.
-        let stopper = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(handle.stop(false));
-            }
-        });
-        let _ = stopper.join();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        tether::demo_broker::stop_server_thread(&self.handle, self.thread.take());
     }
 }
 
