@@ -18,6 +18,30 @@ pub struct BindingView {
     pub space_guid: String,
 }
 
+/// Bindings joined with what a [`BindingView`] needs: their instance and their app.
+macro_rules! with_neighbours {
+    () => {
+        sb::service_bindings
+            .inner_join(
+                service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
+            )
+            .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+    };
+}
+
+/// The columns of a [`BindingView`], selected from [`with_neighbours!`] (then any extra ones,
+/// flat: diesel does not load a `SelectBy` nested in a tuple).
+macro_rules! view_columns {
+    ($($extra:expr),*) => {
+        (
+            ServiceBinding::as_select(),
+            service_instances::is_user_provided,
+            apps::space_guid,
+            $($extra,)*
+        )
+    };
+}
+
 pub const FILTERS: &[&str] = &["app_guid", "name", "service_instance_guid"];
 
 /// Where a list is rooted: everything, one app, or one instance (nested routes).
@@ -112,17 +136,9 @@ pub fn find_by_app_and_name(
 }
 
 pub fn find_view(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<BindingView>> {
-    optional(crate::db::native!(conn, |c| sb::service_bindings
-        .inner_join(
-            service_instances::table.on(service_instances::guid.eq(sb::service_instance_guid)),
-        )
-        .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+    optional(crate::db::native!(conn, |c| with_neighbours!()
         .filter(sb::guid.eq(guid))
-        .select((
-            ServiceBinding::as_select(),
-            service_instances::is_user_provided,
-            apps::space_guid,
-        ))
+        .select(view_columns!())
         .first(c)))
 }
 
@@ -248,17 +264,7 @@ pub fn list(
                 rows: Vec::new(),
             });
         }
-        let mut q = apply_filters!(
-            sb::service_bindings
-                .inner_join(
-                    service_instances::table
-                        .on(service_instances::guid.eq(sb::service_instance_guid)),
-                )
-                .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
-                .into_boxed(),
-            filters,
-            scope
-        );
+        let mut q = apply_filters!(with_neighbours!().into_boxed(), filters, scope);
         if let Some(v) = visible_spaces {
             q = q.filter(apps::space_guid.eq_any(v));
         }
@@ -270,11 +276,7 @@ pub fn list(
         let rows = q
             .limit(page.per_page)
             .offset(page.offset())
-            .select((
-                ServiceBinding::as_select(),
-                service_instances::is_user_provided,
-                apps::space_guid,
-            ))
+            .select(view_columns!())
             .load(c)?;
         Ok(Loaded { total, rows })
     })
@@ -292,20 +294,10 @@ fn first_page_of_all(
     const TOTAL: &str = "(SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM service_binding_blocks)";
     macro_rules! rows {
         ($c:ident, $order:expr) => {
-            sb::service_bindings
-                .inner_join(
-                    service_instances::table
-                        .on(service_instances::guid.eq(sb::service_instance_guid)),
-                )
-                .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+            with_neighbours!()
                 .order($order)
                 .limit(page.per_page)
-                .select((
-                    ServiceBinding::as_select(),
-                    service_instances::is_user_provided,
-                    apps::space_guid,
-                    sql::<BigInt>(TOTAL),
-                ))
+                .select(view_columns!(sql::<BigInt>(TOTAL)))
                 .load::<(ServiceBinding, bool, String, i64)>($c)
         };
     }
@@ -344,20 +336,11 @@ fn list_unfiltered(
     // Not boxed: a static query shape runs on the concrete connection (see `db::native!`).
     macro_rules! rows {
         ($c:ident, $from:expr, $order:expr) => {
-            sb::service_bindings
-                .inner_join(
-                    service_instances::table
-                        .on(service_instances::guid.eq(sb::service_instance_guid)),
-                )
-                .inner_join(apps::table.on(apps::guid.eq(sb::app_guid)))
+            with_neighbours!()
                 .filter($from)
                 .order($order)
                 .limit(page.per_page)
-                .select((
-                    ServiceBinding::as_select(),
-                    service_instances::is_user_provided,
-                    apps::space_guid,
-                ))
+                .select(view_columns!())
                 .load($c)
         };
     }
