@@ -12,7 +12,10 @@
 //! - on each scrape: bindings by last operation, the job queue, the pool's connections and the
 //!   process (RSS, CPU, open fds, start time; [`process`]).
 
+mod histogram;
 mod process;
+
+pub use histogram::AtomicHistogram;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,7 +24,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -43,12 +45,12 @@ const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 /// last count): the count reads the whole bindings table.
 const BINDINGS_REFRESH: Duration = Duration::from_secs(10);
 
-fn http_histogram() -> Histogram {
-    Histogram::new(HTTP_BUCKETS)
+fn http_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(&HTTP_BUCKETS)
 }
 
-fn broker_histogram() -> Histogram {
-    Histogram::new(BROKER_BUCKETS)
+fn broker_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(&BROKER_BUCKETS)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,7 +103,7 @@ pub struct StateLabels {
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
     requests: Family<HttpLabels, Counter>,
-    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    duration: Family<RouteLabels, AtomicHistogram, fn() -> AtomicHistogram>,
 }
 
 impl HttpMetrics {
@@ -134,7 +136,7 @@ impl HttpMetrics {
 #[derive(Clone, Debug)]
 pub struct BrokerMetrics {
     requests: Family<BrokerOutcomeLabels, Counter>,
-    duration: Family<BrokerLabels, Histogram, fn() -> Histogram>,
+    duration: Family<BrokerLabels, AtomicHistogram, fn() -> AtomicHistogram>,
 }
 
 impl Default for BrokerMetrics {
@@ -198,7 +200,7 @@ pub struct DbStats {
     /// Requests that waited the whole acquire timeout (they got a 503).
     pub acquire_timeouts: Counter,
     /// Writes per SQLite write transaction.
-    pub batch_sizes: Histogram,
+    pub batch_sizes: AtomicHistogram,
 }
 
 impl Default for DbStats {
@@ -206,7 +208,7 @@ impl Default for DbStats {
         DbStats {
             waits: Counter::default(),
             acquire_timeouts: Counter::default(),
-            batch_sizes: Histogram::new(BATCH_BUCKETS),
+            batch_sizes: AtomicHistogram::new(&BATCH_BUCKETS),
         }
     }
 }
