@@ -2,7 +2,7 @@ use diesel::prelude::*;
 use diesel::QueryResult;
 
 use super::{optional, Backend, DbConnection, Filter, Loaded, PageRequest};
-use crate::db::models::App;
+use crate::db::models::{App, Organization, Space};
 use crate::db::schema::apps::dsl as a;
 use crate::db::schema::spaces;
 
@@ -17,6 +17,24 @@ pub fn find(conn: &mut DbConnection, guid: &str) -> QueryResult<Option<App>> {
     optional(crate::db::native!(conn, |c| a::apps
         .filter(a::guid.eq(guid))
         .select(App::as_select())
+        .first(c)))
+}
+
+/// One query: the app with its space and the space's org (a create's read path).
+pub fn find_with_space_and_org(
+    conn: &mut DbConnection,
+    guid: &str,
+) -> QueryResult<Option<(App, Space, Organization)>> {
+    use crate::db::schema::organizations;
+    optional(crate::db::native!(conn, |c| a::apps
+        .inner_join(spaces::table.on(spaces::guid.eq(a::space_guid)))
+        .inner_join(organizations::table.on(organizations::guid.eq(spaces::organization_guid)))
+        .filter(a::guid.eq(guid))
+        .select((
+            App::as_select(),
+            Space::as_select(),
+            Organization::as_select(),
+        ))
         .first(c)))
 }
 

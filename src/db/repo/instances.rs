@@ -37,18 +37,40 @@ pub type InstanceWithCatalog = (
     Option<(ServicePlan, Service, ServiceBroker)>,
 );
 
+/// One query: the instance left-joined to its plan, service and broker (a create's read path
+/// asks for all four; one round trip instead of two on PostgreSQL).
 pub fn find_with_catalog(
     conn: &mut DbConnection,
     guid: &str,
 ) -> QueryResult<Option<InstanceWithCatalog>> {
-    let Some(instance) = find(conn, guid)? else {
-        return Ok(None);
-    };
-    let catalog = match &instance.service_plan_guid {
-        Some(plan) => super::brokers::find_plan_full(conn, plan)?,
-        None => None,
-    };
-    Ok(Some((instance, catalog)))
+    use crate::db::schema::service_brokers;
+    type Row = (
+        ServiceInstance,
+        Option<ServicePlan>,
+        Option<Service>,
+        Option<ServiceBroker>,
+    );
+    let found: Option<Row> = optional(crate::db::native!(conn, |c| i::service_instances
+        .left_join(service_plans::table.on(i::service_plan_guid.eq(service_plans::guid.nullable())))
+        .left_join(services::table.on(services::guid.eq(service_plans::service_guid)))
+        .left_join(
+            service_brokers::table.on(service_brokers::guid.eq(services::service_broker_guid))
+        )
+        .filter(i::guid.eq(guid))
+        .select((
+            ServiceInstance::as_select(),
+            Option::<ServicePlan>::as_select(),
+            Option::<Service>::as_select(),
+            Option::<ServiceBroker>::as_select(),
+        ))
+        .first(c)))?;
+    Ok(found.map(|(instance, plan, service, broker)| {
+        let catalog = match (plan, service, broker) {
+            (Some(p), Some(s), Some(b)) => Some((p, s, b)),
+            _ => None,
+        };
+        (instance, catalog)
+    }))
 }
 
 pub const FILTERS: &[&str] = &[

@@ -111,13 +111,12 @@ async fn load_target(
     state
         .db
         .read(move |conn| {
-            let app = repo::apps::find(conn, &app_guid)?
+            // Every app has its space and org (foreign keys): a missing row is a missing app.
+            let (app, space, org) = repo::apps::find_with_space_and_org(conn, &app_guid)?
                 .ok_or_else(|| ApiError::AppNotFound(app_guid.clone()))?;
             let (instance, catalog) = repo::instances::find_with_catalog(conn, &si_guid)?
                 .ok_or_else(|| ApiError::ServiceInstanceNotFound(si_guid.clone()))?;
             authz::require_binding_writer(conn, &actor, &app.space_guid)?;
-            let (space, org) = repo::spaces::find_with_org(conn, &app.space_guid)?
-                .ok_or_else(|| ApiError::internal("app without space"))?;
             let mut key = match &key_ref {
                 Some(k) => Some(find_key(conn, &instance, k)?),
                 None => None,
