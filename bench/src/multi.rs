@@ -2,13 +2,17 @@
 //! (PostgreSQL), and metrics + access log on against off (the cost of operating tether).
 
 use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use tether::db::DbConnection;
 
+use crate::load::{run_step, Step, StepSpec};
 use crate::ops::Op;
 use crate::report::{BackendReport, MultiCheck};
+use crate::seed::World;
 use crate::server::ServerProc;
 use crate::stages::{create_budget, measure, prepare, statements_keep, statements_reset, Ctx, Run};
 
@@ -121,7 +125,7 @@ pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow
     let p = prepare(
         ctx,
         "overhead",
-        create_budget(args, args.rounds * 2),
+        create_budget(args, args.rounds * 3),
         OPS_ON,
     )
     .await?;
@@ -156,6 +160,49 @@ pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow
                 report.steps.push(measure(ctx, &p.world, run, &pids).await);
             }
         }
+        for _ in 0..args.rounds.max(1) {
+            let (on_step, off_step) = side_by_side(ctx, &p.world, (name, op), (&on, &off)).await;
+            report.steps.push(on_step);
+            report.steps.push(off_step);
+        }
     }
     Ok(())
+}
+
+/// Both servers under load at the same time, half the connections each, each one's requests
+/// and CPU counted apart ("overhead-on-sbs", "overhead-off-sbs"). Runs one after the other
+/// meet the machine in different states (on these shared cores, identical runs a few seconds
+/// apart differ by up to ±30%); side by side, both servers meet the same state, so the
+/// difference in CPU per request is the switches' own.
+async fn side_by_side(
+    ctx: &Ctx<'_>,
+    w: &Rc<World>,
+    (name, op): (&str, Op),
+    (on, off): (&ServerProc, &ServerProc),
+) -> (Step, Step) {
+    let args = ctx.args;
+    let half = args.overhead_concurrency.div_ceil(2);
+    let spec = |stage, server: &ServerProc| StepSpec {
+        stage,
+        name,
+        op,
+        conc: half,
+        size: args.seed,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        targets: vec![server.addr],
+    };
+    let (on_pids, off_pids) = (ctx.pids(&[on]), ctx.pids(&[off]));
+    let steps = tokio::join!(
+        run_step(w, spec("overhead-on-sbs", on), &on_pids, args, ctx.backend),
+        run_step(
+            w,
+            spec("overhead-off-sbs", off),
+            &off_pids,
+            args,
+            ctx.backend
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    steps
 }

@@ -51,6 +51,11 @@ pub fn clock_ticks_per_sec() -> f64 {
 pub struct Mem {
     pub rss_kb: u64,
     pub hwm_kb: u64,
+    /// RSS split by what it maps: the heap and other anonymous memory, mapped files (the
+    /// binary, SQLite's files if mapped), shared memory (SQLite's WAL index, `-shm`).
+    pub anon_kb: u64,
+    pub file_kb: u64,
+    pub shmem_kb: u64,
 }
 
 pub fn proc_mem(pid: u32) -> Mem {
@@ -65,5 +70,8 @@ pub fn proc_mem(pid: u32) -> Mem {
     Mem {
         rss_kb: field("VmRSS:"),
         hwm_kb: field("VmHWM:"),
+        anon_kb: field("RssAnon:"),
+        file_kb: field("RssFile:"),
+        shmem_kb: field("RssShmem:"),
     }
 }

@@ -222,15 +222,18 @@ fn memory(o: &mut Out, r: &BackendReport) {
     o.blank();
     o.line("### Server memory by table size");
     o.blank();
-    o.table("| bindings | seeding took (s) | RSS after seeding (MB) | RSS after list traffic (MB) | peak RSS, VmHWM (MB) | note |",
-        "|---:|---:|---:|---:|---:|---|");
+    o.table("| bindings | seeding took (s) | RSS after seeding (MB) | RSS after list traffic (MB) | of which anon / file / shmem (MB) | peak RSS, VmHWM (MB) | note |",
+        "|---:|---:|---:|---:|---:|---:|---|");
     for s in &r.sizes {
         o.line(format!(
-            "| {} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {} | {} | {} / {} / {} | {} | {} |",
             s.size,
             s.seed_secs,
             mb(s.after_seed.rss_kb),
             mb(s.after_lists.rss_kb),
+            mb(s.after_lists.anon_kb),
+            mb(s.after_lists.file_kb),
+            mb(s.after_lists.shmem_kb),
             mb(s.after_lists.hwm_kb.max(s.after_seed.hwm_kb)),
             s.db_note
         ));
@@ -280,25 +283,105 @@ fn overhead(o: &mut Out, args: &RunArgs, r: &BackendReport) {
     o.line(format!("### Metrics and access log: on vs off (c={c}, same database, alternating; means over the rounds)"));
     o.blank();
     o.table(
-        "| operation | both on req/s | both off req/s | throughput cost of on | server CPU µs/req on / off | CPU cost of on |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| operation | both on req/s | both off req/s | throughput cost of on | server CPU µs/req on / off | CPU cost of on | median of the rounds' costs: throughput / CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     );
     for op in ["create", "get", "list"] {
         let (Some(on), Some(off)) = (r.agg("overhead-on", op, c), r.agg("overhead-off", op, c))
         else {
             continue;
         };
+        let (rps_median, cpu_median) = paired_costs(r, op, c);
         o.line(format!(
-            "| {} | {:.0} | {:.0} | {:+.1}% | {} / {} | {:+.1}% |",
+            "| {} | {:.0} | {:.0} | {:+.1}% | {} / {} | {:+.1}% | {:+.1}% / {:+.1}% |",
             op_label(op),
             on.rps,
             off.rps,
             (off.rps / on.rps - 1.0) * 100.0,
             us(on.server_cpu_us),
             us(off.server_cpu_us),
-            (on.server_cpu_us / off.server_cpu_us - 1.0) * 100.0
+            (on.server_cpu_us / off.server_cpu_us - 1.0) * 100.0,
+            rps_median * 100.0,
+            cpu_median * 100.0
         ));
     }
+    side_by_side(o, args, r);
     o.blank();
-    o.line("Throughput cost of on = off req/s ÷ on req/s − 1; CPU cost = on µs ÷ off µs − 1. The switches reach the servers as TETHER_METRICS and TETHER_ACCESS_LOG: a server without them runs the same code both times (a cost near 0 ± noise).");
+    o.line("Throughput cost of on = off req/s ÷ on req/s − 1; CPU cost = on µs ÷ off µs − 1. The switches reach the servers as TETHER_METRICS and TETHER_ACCESS_LOG: a server without them runs the same code both times (a cost near 0 ± noise). The median column takes each round's on and off runs as a pair (they ran back to back) and reports the median of the pairs' costs: the machine's drift between rounds, which the means keep, cancels within a pair.");
+}
+
+/// The median over the rounds of each round's cost of "on" (throughput, CPU), taking the k-th
+/// on run and the k-th off run as the round's pair.
+fn paired_costs(r: &BackendReport, op: &str, conc: usize) -> (f64, f64) {
+    paired("overhead-on", "overhead-off", r, op, conc)
+}
+
+fn paired(on: &str, off: &str, r: &BackendReport, op: &str, conc: usize) -> (f64, f64) {
+    let runs = |stage| {
+        r.stage(stage)
+            .filter(|s| s.op == op && s.conc == conc)
+            .collect::<Vec<_>>()
+    };
+    let (on, off) = (runs(on), runs(off));
+    let mut rps: Vec<f64> = on
+        .iter()
+        .zip(&off)
+        .map(|(a, b)| b.rps / a.rps - 1.0)
+        .collect();
+    let mut cpu: Vec<f64> = on
+        .iter()
+        .zip(&off)
+        .map(|(a, b)| a.server_cpu_us / b.server_cpu_us - 1.0)
+        .collect();
+    (median(&mut rps), median(&mut cpu))
+}
+
+fn median(v: &mut Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    }
+}
+
+/// The side-by-side runs: both servers loaded at once, half the connections each.
+fn side_by_side(o: &mut Out, args: &RunArgs, r: &BackendReport) {
+    let half = args.overhead_concurrency.div_ceil(2);
+    if r.stage("overhead-on-sbs").next().is_none() {
+        return;
+    }
+    o.blank();
+    o.line(format!("Side by side: both servers under load at the same time, c={half} each (means over the rounds; medians of the rounds in brackets):"));
+    o.blank();
+    o.table(
+        "| operation | on req/s | off req/s | throughput cost of on | server CPU µs/req on / off | CPU cost of on |",
+        "|---|---:|---:|---:|---:|---:|",
+    );
+    for op in ["create", "get", "list"] {
+        let (Some(on), Some(off)) = (
+            r.agg("overhead-on-sbs", op, half),
+            r.agg("overhead-off-sbs", op, half),
+        ) else {
+            continue;
+        };
+        let (rps_median, cpu_median) = paired("overhead-on-sbs", "overhead-off-sbs", r, op, half);
+        o.line(format!(
+            "| {} | {:.0} | {:.0} | {:+.1}% ({:+.1}%) | {} / {} | {:+.1}% ({:+.1}%) |",
+            op_label(op),
+            on.rps,
+            off.rps,
+            (off.rps / on.rps - 1.0) * 100.0,
+            rps_median * 100.0,
+            us(on.server_cpu_us),
+            us(off.server_cpu_us),
+            (on.server_cpu_us / off.server_cpu_us - 1.0) * 100.0,
+            cpu_median * 100.0,
+        ));
+    }
 }

@@ -351,6 +351,11 @@ async fn scale_runs(
             report
                 .steps
                 .push(run_step(w, spec, pids, args, ctx.backend).await);
+            let mem = proc_mem(server.pid());
+            eprintln!(
+                "    after {name} c={conc}: RSS {} kB (anon {}, file {}, shmem {})",
+                mem.rss_kb, mem.anon_kb, mem.file_kb, mem.shmem_kb
+            );
             if pg_stats {
                 let label = format!("scale: {name} c={conc} at {size} bindings");
                 statements_keep(ctx, db_url, label, report)?;
