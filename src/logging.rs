@@ -25,6 +25,7 @@ pub fn init_tracing(format: LogFormat) -> LogGuard {
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = BatchedWriter::start(std::io::stderr());
+    let _ = PROCESS_LOG.set(writer.shared.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -41,6 +42,20 @@ pub fn init_tracing(format: LogFormat) -> LogGuard {
         }
     };
     guard
+}
+
+/// The process's log buffer, for [`write_pending_now`].
+static PROCESS_LOG: std::sync::OnceLock<Arc<Shared>> = std::sync::OnceLock::new();
+
+/// Writes what the process's log buffer holds to stderr from the calling thread: for an exit
+/// that skips the guard's drop (`std::process::exit`), which would otherwise lose up to a
+/// tick of lines, the last ones among them.
+pub fn write_pending_now() {
+    if let Some(shared) = PROCESS_LOG.get() {
+        let pending = std::mem::take(&mut lock(&shared.state).pending);
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(&pending).and_then(|()| err.flush());
+    }
 }
 
 /// How long a log line may wait before the writer thread writes it out (lines logged

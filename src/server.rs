@@ -163,6 +163,7 @@ async fn on_signals(lifecycle: Lifecycle, servers: Vec<ServerHandle>) {
     let second = signals.next().await;
     tracing::warn!(signal = second, "second signal: exiting at once");
     let code = if second == "SIGINT" { 130 } else { 143 };
+    crate::logging::write_pending_now();
     std::process::exit(code);
 }
 
