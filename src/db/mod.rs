@@ -70,6 +70,15 @@ pub enum Backend {
     Postgres,
 }
 
+impl DbConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConnection::Pg(_) => Backend::Postgres,
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DbConfig {
     pub url: String,

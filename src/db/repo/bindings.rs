@@ -238,11 +238,13 @@ pub fn list(
     visible_spaces: Option<&[String]>,
     page: &PageRequest,
 ) -> QueryResult<Loaded<BindingView>> {
-    let backend = match conn {
-        DbConnection::Pg(_) => crate::db::Backend::Postgres,
-        DbConnection::Sqlite(_) => crate::db::Backend::Sqlite,
-    };
-    if lists_in_one_statement(backend, filters, scope, visible_spaces.is_none(), page) {
+    if lists_in_one_statement(
+        conn.backend(),
+        filters,
+        scope,
+        visible_spaces.is_none(),
+        page,
+    ) {
         return first_page_of_all(conn, page);
     }
     if filters.is_empty() && matches!(scope, Scope::All) && visible_spaces.is_none() {
