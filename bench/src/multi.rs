@@ -9,12 +9,14 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use tether::db::DbConnection;
 
-use crate::load::{run_step, Step, StepSpec};
+use crate::load::{run_step, Step};
 use crate::ops::Op;
 use crate::report::{BackendReport, MultiCheck};
 use crate::seed::World;
 use crate::server::ServerProc;
-use crate::stages::{create_budget, measure, prepare, statements_keep, statements_reset, Ctx, Run};
+use crate::stages::{
+    create_budget, measure, prepare, spec_of, statements_keep, statements_reset, Ctx, Run,
+};
 
 /// The operations of the two-process runs.
 const MULTI_OPS: &[(&str, Op)] = &[("create", Op::Create), ("list", Op::List { page: 1 })];
@@ -181,16 +183,15 @@ async fn side_by_side(
     (on, off): (&ServerProc, &ServerProc),
 ) -> (Step, Step) {
     let args = ctx.args;
-    let half = args.overhead_concurrency.div_ceil(2);
-    let spec = |stage, server: &ServerProc| StepSpec {
-        stage,
-        name,
-        op,
-        conc: half,
-        size: args.seed,
-        warmup: Duration::from_secs_f64(args.warmup),
-        duration: Duration::from_secs_f64(args.duration),
-        targets: vec![server.addr],
+    let spec = |stage, server: &ServerProc| {
+        let run = Run {
+            stage,
+            name,
+            op,
+            conc: args.overhead_concurrency.div_ceil(2),
+            targets: vec![server.addr],
+        };
+        spec_of(args, run)
     };
     let (on_pids, off_pids) = (ctx.pids(&[on]), ctx.pids(&[off]));
     let steps = tokio::join!(

@@ -55,9 +55,10 @@ pub struct Run<'a> {
     pub targets: Vec<SocketAddr>,
 }
 
-pub async fn measure(ctx: &Ctx<'_>, w: &Rc<World>, run: Run<'_>, pids: &Pids) -> Step {
-    let args = ctx.args;
-    let spec = StepSpec {
+/// A per-operation run's spec: `run` on the seeded table, with the warm-up and duration of
+/// `--warmup` and `--duration`.
+pub fn spec_of<'a>(args: &RunArgs, run: Run<'a>) -> StepSpec<'a> {
+    StepSpec {
         stage: run.stage,
         name: run.name,
         op: run.op,
@@ -66,8 +67,12 @@ pub async fn measure(ctx: &Ctx<'_>, w: &Rc<World>, run: Run<'_>, pids: &Pids) ->
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
         targets: run.targets,
-    };
-    let step = run_step(w, spec, pids, args, ctx.backend).await;
+    }
+}
+
+pub async fn measure(ctx: &Ctx<'_>, w: &Rc<World>, run: Run<'_>, pids: &Pids) -> Step {
+    let args = ctx.args;
+    let step = run_step(w, spec_of(args, run), pids, args, ctx.backend).await;
     // Let the servers settle (connections close, the writer drains) before the next run.
     tokio::time::sleep(Duration::from_millis(200)).await;
     step
