@@ -1,6 +1,8 @@
 //! Where logs go and how they look: stderr, text or JSON lines, level from `TETHER_LOG` (or
 //! `RUST_LOG`), info by default.
 
+mod access_layer;
+
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,27 +22,44 @@ pub enum LogFormat {
 /// on, benchmark's ops-overhead runs). Not lossy: a logging thread waits when the writer is
 /// far behind. Hold the returned guard until exit: dropping it writes what is still pending.
 pub fn init_tracing(format: LogFormat) -> LogGuard {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    type Filtered = tracing_subscriber::layer::Layered<EnvFilter, tracing_subscriber::Registry>;
+
     let filter = EnvFilter::try_from_env("TETHER_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = BatchedWriter::start(std::io::stderr());
     let _ = PROCESS_LOG.set(writer.shared.clone());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        LogFormat::Json => builder
+    // Colour codes only for a person at a terminal: a file or a collector gets plain text.
+    let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer.clone());
+    let fmt: Box<dyn Layer<Filtered> + Send + Sync> = match format {
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => {
-            // Colour codes only for a person at a terminal: a file or a collector gets plain text.
-            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            builder.with_ansi(ansi).try_init()
-        }
+            .boxed(),
+        LogFormat::Text => fmt.with_ansi(ansi).boxed(),
     };
+    // Access lines through their own layer (see `access_layer`), except in colour.
+    let (fmt, access) = if ansi {
+        (fmt, None)
+    } else {
+        let not_access = tracing_subscriber::filter::filter_fn(|meta| {
+            meta.target() != access_layer::ACCESS_TARGET
+        });
+        (
+            fmt.with_filter(not_access).boxed(),
+            Some(access_layer::AccessLayer::new(writer, format)),
+        )
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(access)
+        .try_init();
     guard
 }
 
@@ -167,8 +186,9 @@ fn lock(m: &Mutex<Batch>) -> MutexGuard<'_, Batch> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Write for BatchedWriter {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+impl BatchedWriter {
+    /// Appends `line` to the pending batch (waiting while the batch is at its cap).
+    fn append(&self, line: &[u8]) {
         let mut batch = lock(&self.shared.state);
         while batch.pending.len() >= HARD_CAP && !batch.closed {
             batch = self
@@ -183,6 +203,12 @@ impl Write for BatchedWriter {
         if before == 0 || (before < HIGH_WATER && batch.pending.len() >= HIGH_WATER) {
             self.shared.changed.notify_all();
         }
+    }
+}
+
+impl Write for BatchedWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.append(line);
         Ok(line.len())
     }
 
