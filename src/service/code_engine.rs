@@ -74,6 +74,16 @@ pub fn default_binding_name(app_name: &str) -> String {
     format!("{app}{SUFFIX}{}", random_suffix())
 }
 
+/// `generated` (a [`default_binding_name`]) with a fresh random suffix: for a name that one of
+/// the app's other bindings already has.
+pub fn redraw_binding_name_suffix(generated: &str) -> String {
+    // The suffix is five ASCII characters, so the cut is on a character boundary.
+    let head = generated
+        .get(..generated.len().saturating_sub(5))
+        .unwrap_or_default();
+    format!("{head}{}", random_suffix())
+}
+
 /// Five characters of `[a-z0-9]`, from a fresh v4 UUID's random bits.
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -184,6 +194,10 @@ mod tests {
         assert_eq!(long.chars().count(), 255);
         assert!(super::super::bindings::validate_name(&long).is_ok());
         assert_ne!(default_binding_name("a"), default_binding_name("a"));
+        let redrawn = redraw_binding_name_suffix(&name);
+        assert_eq!(redrawn.len(), name.len());
+        assert_eq!(redrawn.rsplit_once('-').unwrap().0, head);
+        assert_ne!(redrawn, name);
     }
 
     #[test]

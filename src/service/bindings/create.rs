@@ -335,10 +335,9 @@ async fn bind_with_key(
     let prefixes = Prefixes::for_row(&row, &plan, &target.instance.name);
     let insert = row.clone();
     let name = plan.name.clone();
-    row.prefix = Some(
-        state
-            .db
-            .write(move |conn| {
+    state
+        .db
+        .write(move |conn| {
                 let existing =
                     repo::bindings::find_by_app_and_instance(conn, &insert.app_guid, &insert.service_instance_guid)?;
                 if existing.is_some_and(|b| b.service_key_guid.is_some() && b.service_key_guid == insert.service_key_guid) {
@@ -351,8 +350,8 @@ async fn bind_with_key(
                 }
                 insert_reserved(conn, insert, &prefixes, name.as_deref())
             })
-            .await?,
-    );
+        .await?
+        .apply_to(&mut row);
     shown(
         state,
         row,
@@ -392,7 +391,9 @@ async fn bind_user_provided(
     if let Some(e) = target.duplicate.take() {
         return Err(e);
     }
-    row.prefix = Some(reserve(state, &row, &plan, &target.instance.name).await?);
+    reserve(state, &row, &plan, &target.instance.name)
+        .await?
+        .apply_to(&mut row);
     shown(state, row, true, target.space.guid, warnings)
 }
 
@@ -413,7 +414,9 @@ async fn bind_through_broker(
     if let Some(e) = target.duplicate.take() {
         return Err(e);
     }
-    row.prefix = Some(reserve(state, &row, &plan, &target.instance.name).await?);
+    reserve(state, &row, &plan, &target.instance.name)
+        .await?
+        .apply_to(&mut row);
     let request = bind_request(&target, &catalog, &row, input.parameters);
     let outcome = state
         .broker
