@@ -121,9 +121,9 @@ pub(super) fn insert_reserved(
 
 /// Draws a generated default name again (Code Engine's `<app>-app-ce-service-binding-<5
 /// random>`) while the app already has a binding of that name: 1 in 36^5 per binding of the
-/// app, so an app with many bindings meets it now and then, and a create without a name must
-/// not fail on it (the bench met one in ~100,000 creates). Called only after an insert was
-/// refused, so a create pays nothing for it otherwise.
+/// app, so an app with many bindings meets it now and then (the bench's apps did), and a
+/// create without a name must not fail on it. Called only after an insert was refused, so a
+/// create pays nothing for it otherwise.
 fn free_generated_name(conn: &mut DbConnection, row: &mut ServiceBinding) -> ApiResult<()> {
     const DRAWS: usize = 8;
     if !row.name_generated {
