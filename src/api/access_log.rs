@@ -114,7 +114,7 @@ pub async fn access_log(
         Err(e) if observe.log => {
             let status = e.as_response_error().status_code().as_u16();
             tracing::info!(
-                target: "tether::access",
+                target: crate::logging::ACCESS_TARGET,
                 method = %method,
                 path = %loggable_path(uri.path(), uri.query()),
                 status,
@@ -152,7 +152,7 @@ fn log_response<B: MessageBody>(res: &ServiceResponse<B>, latency: Duration) {
     macro_rules! event {
         ($level:expr) => {
             tracing::event!(
-                target: "tether::access",
+                target: crate::logging::ACCESS_TARGET,
                 $level,
                 method = %req.method(),
                 path = %loggable_path(req.path(), Some(req.query_string())),

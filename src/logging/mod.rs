@@ -3,6 +3,8 @@
 
 mod access_layer;
 
+pub use access_layer::ACCESS_TARGET;
+
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
