@@ -9,11 +9,12 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use tether::db::DbConnection;
 
+use crate::args::RunArgs;
 use crate::load::{run_step, Step};
 use crate::ops::Op;
 use crate::report::{BackendReport, MultiCheck};
 use crate::seed::World;
-use crate::server::ServerProc;
+use crate::server::{DbTarget, ServerProc};
 use crate::stages::{
     create_budget, measure, prepare, spec_of, statements_keep, statements_reset, Ctx, Run,
 };
@@ -117,7 +118,14 @@ const OPS_OFF: &[(&str, &str)] = &[("TETHER_METRICS", "off"), ("TETHER_ACCESS_LO
 
 /// Create, get and list at `--overhead-concurrency` against a server with metrics and the
 /// access log on ("overhead-on") and one with both off ("overhead-off"), on the same database,
-/// alternating (on, off, then off, on in the next round).
+/// alternating (on, off, then off, on in the next round), then both side by side.
+///
+/// Every round starts a new pair of servers (the one started first alternates too) and stops
+/// it after the round. Two servers with the same settings, started once and measured for a
+/// whole stage, differed by up to 22% on this machine (the A/A controls in bench/RESULTS.md,
+/// 2026-12-01): a difference that belongs to the process (where its threads and heap landed),
+/// not to its settings. A fresh pair per round turns that into noise that the rounds average
+/// out, instead of a bias that every round repeats.
 pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow::Result<()> {
     let args = ctx.args;
     eprintln!(
@@ -131,11 +139,6 @@ pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow
         OPS_ON,
     )
     .await?;
-    // Both measured servers start after the seeding, alike: the one that prepared the
-    // database (started on an empty one) measured lists ~50% slower than a twin started later
-    // with the same settings, which the on/off comparison must not mistake for the switches.
-    let on = ServerProc::start(args, &p.target, "overhead-on", OPS_ON).await?;
-    let off = ServerProc::start(args, &p.target, "overhead-off", OPS_OFF).await?;
     let conc = args.overhead_concurrency;
     let ops = [
         ("create", Op::Create),
@@ -144,10 +147,12 @@ pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow
     ];
     for (name, op) in ops {
         for round in 0..args.rounds.max(1) {
+            // On, off, off, on, …: an order effect (the first run after a change of server
+            // warms caches the second finds warm) cancels out over two rounds.
+            let on_first = round % 2 == 0;
+            let (on, off) = start_pair(args, &p.target, on_first).await?;
             let mut sides = [("overhead-on", &on), ("overhead-off", &off)];
-            if round % 2 == 1 {
-                // On, off, off, on, …: an order effect (the first run after a change of
-                // server warms caches the second finds warm) cancels out over two rounds.
+            if !on_first {
                 sides.reverse();
             }
             for (stage, server) in sides {
@@ -161,14 +166,31 @@ pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow
                 let pids = ctx.pids(&[server]);
                 report.steps.push(measure(ctx, &p.world, run, &pids).await);
             }
-        }
-        for _ in 0..args.rounds.max(1) {
             let (on_step, off_step) = side_by_side(ctx, &p.world, (name, op), (&on, &off)).await;
             report.steps.push(on_step);
             report.steps.push(off_step);
         }
     }
     Ok(())
+}
+
+/// A new "on" and "off" server on the prepared database, `on_first` deciding which starts
+/// first. Both start after the seeding, alike: the one that prepared the database (started on
+/// an empty one) measured lists ~50% slower than a twin started later with the same settings.
+async fn start_pair(
+    args: &RunArgs,
+    db: &DbTarget,
+    on_first: bool,
+) -> anyhow::Result<(ServerProc, ServerProc)> {
+    let start_on = || ServerProc::start(args, db, "overhead-on", OPS_ON);
+    let start_off = || ServerProc::start(args, db, "overhead-off", OPS_OFF);
+    if on_first {
+        let on = start_on().await?;
+        Ok((on, start_off().await?))
+    } else {
+        let off = start_off().await?;
+        Ok((start_on().await?, off))
+    }
 }
 
 /// Both servers under load at the same time, half the connections each, each one's requests

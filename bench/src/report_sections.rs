@@ -280,7 +280,7 @@ fn overhead(o: &mut Out, args: &RunArgs, r: &BackendReport) {
     }
     let c = args.overhead_concurrency;
     o.blank();
-    o.line(format!("### Metrics and access log: on vs off (c={c}, same database, alternating; means over the rounds)"));
+    o.line(format!("### Metrics and access log: on vs off (c={c}, same database, a new pair of servers each round, alternating; means over the rounds)"));
     o.blank();
     o.table(
         "| operation | both on req/s | both off req/s | throughput cost of on | server CPU µs/req on / off | CPU cost of on | median of the rounds' costs: throughput / CPU |",
