@@ -11,15 +11,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tether::demo_broker::Reply;
 
-/// Asserts CC's whole error document.
-#[track_caller]
-fn assert_cc(r: &Response, status: u16, code: u64, error_code: &str, description: &str) {
-    assert_eq!(r.status.as_u16(), status, "{}", r.text);
-    assert_eq!(r.body["code"], code, "{}", r.text);
-    assert_eq!(r.body["error_code"], error_code, "{}", r.text);
-    assert_eq!(r.body["description"], description, "{}", r.text);
-}
-
 fn guid(r: &Response) -> String {
     r.body["metadata"]["guid"]
         .as_str()
@@ -42,7 +33,7 @@ async fn accepts_incomplete_must_be_true_or_false(backend: Backend) {
                 json!({"app_guid": w.app, "service_instance_guid": w.instance}),
             )
             .await;
-        assert_cc(&r, status, code, name, text);
+        r.assert_cc_error(status, code, name, text);
     }
     assert!(t.broker.requests_to("PUT", "service_bindings").is_empty());
     assert_eq!(t.count("service_bindings").await, 0);
@@ -53,7 +44,7 @@ async fn accepts_incomplete_must_be_true_or_false(backend: Backend) {
     let jobs = t.count("jobs").await;
     for query in ["accepts_incomplete=yes", "async=true&accepts_incomplete=x"] {
         let r = t.delete(&format!("{path}?{query}")).await;
-        assert_cc(&r, status, code, name, text);
+        r.assert_cc_error(status, code, name, text);
     }
     assert!(t
         .broker
@@ -65,8 +56,7 @@ async fn accepts_incomplete_must_be_true_or_false(backend: Backend) {
     let r = t
         .delete("/v2/service_bindings/no-such-binding?accepts_incomplete=yes")
         .await;
-    assert_cc(
-        &r,
+    r.assert_cc_error(
         404,
         90004,
         "CF-ServiceBindingNotFound",
@@ -99,8 +89,7 @@ async fn scopes_are_checked_as_cc_checks_them(backend: Backend) {
         format!("/v2/apps/{}/service_bindings", w.app),
     ] {
         let r = t.as_user(&write_only, Method::GET, &path, None).await;
-        assert_cc(
-            &r,
+        r.assert_cc_error(
             403,
             10007,
             "CF-InsufficientScope",
@@ -110,8 +99,7 @@ async fn scopes_are_checked_as_cc_checks_them(backend: Backend) {
     // A read-only token of a space developer may not bind or unbind.
     let read_only = t.token_for("dev", &["cloud_controller.read"]);
     let not_authorized = |r: &Response| {
-        assert_cc(
-            r,
+        r.assert_cc_error(
             403,
             10003,
             "CF-NotAuthorized",
@@ -201,8 +189,7 @@ async fn request_ids_are_sanitised_and_unique(backend: Backend) {
 async fn order_direction_message(backend: Backend) {
     let t = TestApp::start(backend).await;
     let r = t.get("/v2/service_bindings?order-direction=sideways").await;
-    assert_cc(
-        &r,
+    r.assert_cc_error(
         400,
         10005,
         "CF-BadQueryParameter",
@@ -271,8 +258,7 @@ async fn parameters_follow_cc(backend: Backend) {
     let r = t
         .get(&format!("/v2/service_bindings/{}/parameters", guid(&b)))
         .await;
-    assert_cc(
-        &r,
+    r.assert_cc_error(
         502,
         10001,
         "CF-ServiceBrokerResponseMalformed",
@@ -305,8 +291,7 @@ async fn parameters_follow_cc(backend: Backend) {
     let p = t
         .get(&format!("/v2/service_bindings/{}/parameters", guid(&r)))
         .await;
-    assert_cc(
-        &p,
+    p.assert_cc_error(
         409,
         90008,
         "CF-AsyncServiceBindingOperationInProgress",
@@ -366,7 +351,7 @@ async fn broker_errors_use_cc_texts(backend: Backend) {
     for (reply, status, error_code, description) in cases {
         t.broker.script("bind", [reply]);
         let r = t.bind(&w.app, &w.instance, json!({})).await;
-        assert_cc(&r, status, 10001, error_code, &description);
+        r.assert_cc_error(status, 10001, error_code, &description);
         assert_eq!(r.body["http"]["method"], "PUT", "{}", r.text);
         assert!(r.body["http"]["status"].is_u64(), "{}", r.text);
     }
@@ -385,8 +370,7 @@ async fn broker_errors_use_cc_texts(backend: Backend) {
     let r = t
         .delete(&format!("/v2/service_bindings/{}", guid(&b)))
         .await;
-    assert_cc(
-        &r,
+    r.assert_cc_error(
         400,
         10001,
         "CF-AsyncRequired",
@@ -409,8 +393,7 @@ async fn broker_transport_errors_keep_the_url_out(backend: Backend) {
     t.broker
         .script("bind", [Reply::Delay(Duration::from_secs(3))]);
     let r = t.bind(&w.app, &w.instance, json!({})).await;
-    assert_cc(
-        &r,
+    r.assert_cc_error(
         504,
         10001,
         "CF-HttpClientTimeout",
@@ -436,8 +419,7 @@ async fn broker_transport_errors_keep_the_url_out(backend: Backend) {
         .await
         .unwrap();
     let r = t.bind(&w.app, &w.instance, json!({})).await;
-    assert_cc(
-        &r,
+    r.assert_cc_error(
         502,
         10001,
         "CF-ServiceBrokerApiUnreachable",

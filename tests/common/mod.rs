@@ -151,6 +151,77 @@ impl Drop for TestDb {
     }
 }
 
+/// CC's `code` for each `error_code` the tests assert with `Response::assert_error`.
+///
+/// The `CF-` names CC raises as `CloudController::Errors::ApiError` carry their number from CC's
+/// errors/v2.yml. The broker failures (CC's `lib/services/service_brokers/v2/errors/*.rb`, all
+/// `StructuredError`s) and unknown errors have no v2.yml entry: CC's `V2ErrorHasher` renders them
+/// with 10001 (`ServiceBrokerRequestRejected` has a v2.yml number, 270020, but CC uses it only
+/// when registering a broker; a bind or unbind the broker rejects is the 10001 class).
+const CC_ERROR_CODES: &[(&str, u64)] = &[
+    ("CF-InvalidAuthToken", 1000),
+    ("CF-MessageParseError", 1001),
+    ("CF-InvalidRelation", 1002),
+    ("CF-NotFound", 10000),
+    ("CF-NotAuthenticated", 10002),
+    ("CF-NotAuthorized", 10003),
+    ("CF-InvalidRequest", 10004),
+    ("CF-BadQueryParameter", 10005),
+    ("CF-AssociationNotEmpty", 10006),
+    ("CF-InsufficientScope", 10007),
+    ("CF-UnprocessableEntity", 10008),
+    ("CF-ResourceNotFound", 10010),
+    ("CF-OrgSuspended", 10017),
+    ("CF-UserNotFound", 20003),
+    ("CF-OrganizationInvalid", 30001),
+    ("CF-SpaceNotFound", 40004),
+    ("CF-ServiceInstanceNameTaken", 60002),
+    ("CF-ServiceInstanceNotFound", 60004),
+    ("CF-AsyncServiceInstanceOperationInProgress", 60016),
+    ("CF-ServiceInstanceRecursiveDeleteFailed", 60027),
+    ("CF-ServiceBindingInvalid", 90001),
+    ("CF-ServiceBindingAppServiceTaken", 90003),
+    ("CF-ServiceBindingNotFound", 90004),
+    ("CF-UnbindableService", 90005),
+    ("CF-ServiceFetchBindingParametersNotSupported", 90007),
+    ("CF-AsyncServiceBindingOperationInProgress", 90008),
+    ("CF-AppNotFound", 100004),
+    ("CF-ServicePlanNotUpdateable", 110004),
+    ("CF-ServiceBrokerRespondedAsyncWhenNotAllowed", 270017),
+    ("CF-FeatureFlagNotFound", 330000),
+    ("CF-UserProvidedServiceInstanceHandlerNeeded", 340002),
+    ("CF-ServiceKeyNameTaken", 360001),
+    ("CF-ServiceKeyNotFound", 360003),
+    ("CF-ServiceKeyNotSupported", 360004),
+    // CC's V2ErrorHasher: broker failures and unknown errors.
+    ("CF-AppRequired", 10001),
+    ("CF-AsyncRequired", 10001),
+    ("CF-ConcurrencyError", 10001),
+    ("CF-HttpClientTimeout", 10001),
+    ("CF-ServiceBrokerApiAuthenticationFailed", 10001),
+    ("CF-ServiceBrokerApiTimeout", 10001),
+    ("CF-ServiceBrokerApiUnreachable", 10001),
+    ("CF-ServiceBrokerBadResponse", 10001),
+    ("CF-ServiceBrokerConflict", 10001),
+    ("CF-ServiceBrokerInvalidSyslogDrainUrl", 10001),
+    ("CF-ServiceBrokerInvalidVolumeMounts", 10001),
+    ("CF-ServiceBrokerRequestRejected", 10001),
+    ("CF-ServiceBrokerResponseMalformed", 10001),
+    ("UnknownError", 10001),
+];
+
+/// CC's `code` for an `error_code` (see `CC_ERROR_CODES`).
+#[track_caller]
+pub fn cc_code(error_code: &str) -> u64 {
+    match CC_ERROR_CODES.iter().find(|(name, _)| *name == error_code) {
+        Some((_, code)) => *code,
+        None => panic!(
+            "{error_code} is not in CC_ERROR_CODES (tests/common/mod.rs): add it with CC's code \
+             from errors/v2.yml"
+        ),
+    }
+}
+
 /// Adjusts a server's configuration before it starts.
 pub type Customize = Box<dyn FnOnce(&mut Config) + Send>;
 
@@ -224,7 +295,8 @@ impl Response {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// Asserts a CF error document with this status and error code.
+    /// Asserts a CF error document with this status and error code, and the `code` CC gives for
+    /// that error code (`cc_code`).
     #[track_caller]
     pub fn assert_error(&self, status: u16, error_code: &str) {
         assert_eq!(
@@ -239,13 +311,32 @@ impl Response {
             "unexpected error body: {}",
             self.text
         );
-        assert!(
-            self.body["code"].is_u64(),
-            "code must be a number: {}",
+        assert_eq!(
+            self.body["code"],
+            cc_code(error_code),
+            "CC's code for {error_code}: {}",
             self.text
         );
         assert!(
             self.body["description"].is_string(),
+            "description: {}",
+            self.text
+        );
+    }
+
+    /// Asserts the CF error document CC gives: status, `code`, `error_code` and `description`,
+    /// each exactly.
+    #[track_caller]
+    pub fn assert_cc_error(&self, status: u16, code: u64, error_code: &str, description: &str) {
+        assert_eq!(self.status.as_u16(), status, "status: {}", self.text);
+        assert_eq!(self.body["code"], code, "code: {}", self.text);
+        assert_eq!(
+            self.body["error_code"], error_code,
+            "error_code: {}",
+            self.text
+        );
+        assert_eq!(
+            self.body["description"], description,
             "description: {}",
             self.text
         );
