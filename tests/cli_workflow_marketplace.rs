@@ -86,8 +86,12 @@ async fn visibility_rules(backend: Backend) {
     assert_eq!(labels(&r), ["demo-db", "demo-queue"]);
     let stranger = t.token_for("stranger", &["cloud_controller.read"]);
     let r = t.as_user(&stranger, Method::GET, &path, None).await;
-    r.assert_error(403, "CF-NotAuthorized");
-    assert_eq!(r.body["code"], 10003);
+    r.assert_cc_error(
+        403,
+        10003,
+        "CF-NotAuthorized",
+        "You are not authorized to perform the requested action",
+    );
 }
 
 async fn filters_and_paging(backend: Backend) {
@@ -115,19 +119,21 @@ async fn filters_and_paging(backend: Backend) {
     assert!(p2.body["next_url"].is_null());
     // A filter CC does not have, and a space that is not there.
     let r = t.get(&format!("{path}?q=bogus%3Ax")).await;
-    r.assert_error(400, "CF-BadQueryParameter");
-    assert_eq!(
-        r.body["description"],
-        "The query parameter is invalid: bogus"
+    r.assert_cc_error(
+        400,
+        10005,
+        "CF-BadQueryParameter",
+        "The query parameter is invalid: bogus",
     );
     let r = t.get("/v2/spaces/no-such-space/services").await;
-    r.assert_error(404, "CF-SpaceNotFound");
-    assert_eq!(
-        r.body["description"],
-        "The app space could not be found: no-such-space"
+    r.assert_cc_error(
+        404,
+        40004,
+        "CF-SpaceNotFound",
+        "The app space could not be found: no-such-space",
     );
     let anon = t.request(Method::GET, &path, None, None).await;
-    anon.assert_error(401, "CF-NotAuthenticated");
+    anon.assert_cc_error(401, 10002, "CF-NotAuthenticated", "Authentication error");
 }
 
 async fn space_scoped_broker(backend: Backend) {

@@ -57,7 +57,7 @@ async fn feature_flags_as_cc(backend: Backend) {
             None,
         )
         .await;
-    anon.assert_error(401, "CF-NotAuthenticated");
+    anon.assert_cc_error(401, 10002, "CF-NotAuthenticated", "Authentication error");
     // The list has CC's flags, each in the same shape.
     let all = t.get("/v2/config/feature_flags").await;
     let names: Vec<&str> = all

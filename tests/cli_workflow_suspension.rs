@@ -7,6 +7,10 @@ use common::{Backend, TestApp, World};
 use reqwest::Method;
 use serde_json::json;
 
+/// CC's NotAuthorized (10003) and OrgSuspended (10017) descriptions (errors/v2.yml).
+const NOT_AUTHORIZED: &str = "You are not authorized to perform the requested action";
+const ORG_SUSPENDED: &str = "The organization is suspended";
+
 async fn developer(t: &TestApp, w: &World, name: &str) -> String {
     let token = t.token_for(name, &["cloud_controller.read", "cloud_controller.write"]);
     t.put(
@@ -51,11 +55,11 @@ async fn status_is_stored(backend: Backend) {
         .await;
     assert_eq!(r.body["entity"]["status"], "suspended");
     let r = set_status(&t, &w.org, "frozen").await;
-    r.assert_error(400, "CF-OrganizationInvalid");
-    assert_eq!(r.body["code"], 30001);
-    assert_eq!(
-        r.body["description"],
-        r#"The organization info is invalid: status is not in range or set: ["active", "suspended"]"#
+    r.assert_cc_error(
+        400,
+        30001,
+        "CF-OrganizationInvalid",
+        r#"The organization info is invalid: status is not in range or set: ["active", "suspended"]"#,
     );
     // Only admins change it.
     let dev = developer(&t, &w, "dev-s").await;
@@ -67,7 +71,7 @@ async fn status_is_stored(backend: Backend) {
             Some(json!({"status": "active"})),
         )
         .await;
-    r.assert_error(403, "CF-NotAuthorized");
+    r.assert_cc_error(403, 10003, "CF-NotAuthorized", NOT_AUTHORIZED);
     set_status(&t, &w.org, "active").await.assert_status(201);
     let r = t.get(&format!("/v2/organizations/{}", w.org)).await;
     assert_eq!(r.body["entity"]["status"], "active");
@@ -93,16 +97,14 @@ async fn writes_refused_reads_allowed(backend: Backend) {
             Some(bind.clone()),
         )
         .await;
-    r.assert_error(403, "CF-OrgSuspended");
-    assert_eq!(r.body["code"], 10017);
-    assert_eq!(r.body["description"], "The organization is suspended");
+    r.assert_cc_error(403, 10017, "CF-OrgSuspended", ORG_SUSPENDED);
     let path = format!("/v2/service_bindings/{binding}");
     let r = t.as_user(&dev, Method::DELETE, &path, None).await;
-    r.assert_error(403, "CF-OrgSuspended");
+    r.assert_cc_error(403, 10017, "CF-OrgSuspended", ORG_SUSPENDED);
     let r = t
         .as_user(&dev, Method::DELETE, &format!("{path}?async=true"), None)
         .await;
-    r.assert_error(403, "CF-OrgSuspended");
+    r.assert_cc_error(403, 10017, "CF-OrgSuspended", ORG_SUSPENDED);
     // Instances and keys: CC's accesses say no (NotAuthorized).
     let r = t
         .as_user(
@@ -112,7 +114,7 @@ async fn writes_refused_reads_allowed(backend: Backend) {
             Some(json!({"name": "x", "space_guid": w.space, "service_plan_guid": w.plan_small})),
         )
         .await;
-    r.assert_error(403, "CF-NotAuthorized");
+    r.assert_cc_error(403, 10003, "CF-NotAuthorized", NOT_AUTHORIZED);
     let r = t
         .as_user(
             &dev,
@@ -121,7 +123,7 @@ async fn writes_refused_reads_allowed(backend: Backend) {
             None,
         )
         .await;
-    r.assert_error(403, "CF-NotAuthorized");
+    r.assert_cc_error(403, 10003, "CF-NotAuthorized", NOT_AUTHORIZED);
     let r = t
         .as_user(
             &dev,
@@ -130,7 +132,7 @@ async fn writes_refused_reads_allowed(backend: Backend) {
             Some(json!({"name": "k", "service_instance_guid": w.instance})),
         )
         .await;
-    r.assert_error(403, "CF-NotAuthorized");
+    r.assert_cc_error(403, 10003, "CF-NotAuthorized", NOT_AUTHORIZED);
     assert!(
         t.broker.requests().is_empty(),
         "a refused write reached the broker"
@@ -179,7 +181,7 @@ async fn managers_locked_out(backend: Backend) {
             Some(new_space.clone()),
         )
         .await;
-    r.assert_error(403, "CF-NotAuthorized");
+    r.assert_cc_error(403, 10003, "CF-NotAuthorized", NOT_AUTHORIZED);
     let r = t
         .as_user(
             &manager,
@@ -188,7 +190,7 @@ async fn managers_locked_out(backend: Backend) {
             None,
         )
         .await;
-    r.assert_error(403, "CF-NotAuthorized");
+    r.assert_cc_error(403, 10003, "CF-NotAuthorized", NOT_AUTHORIZED);
     let r = t
         .as_user(
             &manager,
@@ -197,7 +199,7 @@ async fn managers_locked_out(backend: Backend) {
             None,
         )
         .await;
-    r.assert_error(403, "CF-NotAuthorized");
+    r.assert_cc_error(403, 10003, "CF-NotAuthorized", NOT_AUTHORIZED);
     set_status(&t, &w.org, "active").await.assert_status(201);
     t.as_user(&manager, Method::POST, "/v2/spaces", Some(new_space))
         .await

@@ -106,9 +106,15 @@ async fn default_binding_names(backend: Backend) {
     t.delete(&format!("/v2/service_bindings/{listed}"))
         .await
         .assert_status(204);
-    t.get(&format!("/v2/service_bindings/{}", guid(&plain)))
+    let unbound = guid(&plain);
+    t.get(&format!("/v2/service_bindings/{unbound}"))
         .await
-        .assert_error(404, "CF-ServiceBindingNotFound");
+        .assert_cc_error(
+            404,
+            90004,
+            "CF-ServiceBindingNotFound",
+            &format!("The service binding could not be found: {unbound}"),
+        );
 }
 
 async fn service_keys_carry_a_role(backend: Backend) {
@@ -208,10 +214,20 @@ async fn credentials_an_app_does_not_use(backend: Backend) {
     assert_eq!(r.body["resources"], json!([]));
     t.get("/v2/apps/no-such-app/unused_credentials")
         .await
-        .assert_error(404, "CF-AppNotFound");
+        .assert_cc_error(
+            404,
+            100004,
+            "CF-AppNotFound",
+            "The app could not be found: no-such-app",
+        );
     t.get(&format!("{path}?service_instance_guid=no-such-instance"))
         .await
-        .assert_error(404, "CF-ServiceInstanceNotFound");
+        .assert_cc_error(
+            404,
+            60004,
+            "CF-ServiceInstanceNotFound",
+            "The service instance could not be found: no-such-instance",
+        );
 }
 
 /// `tether registry` as the seed's user runs it.

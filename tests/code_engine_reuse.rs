@@ -61,11 +61,11 @@ async fn bind_with_another_bindings_credential(backend: Backend) {
             json!({"credential_binding_guid": guid(&a)}),
         )
         .await;
-    assert_eq!(again.status.as_u16(), 400, "{}", again.text);
-    assert_eq!(again.body["error_code"], "CF-ServiceBindingAppServiceTaken");
-    assert_eq!(
-        again.body["description"],
-        "The app is already bound to the service."
+    again.assert_cc_error(
+        400,
+        90003,
+        "CF-ServiceBindingAppServiceTaken",
+        "The app is already bound to the service.",
     );
 
     // C reuses B's: the credential is still A's broker binding.
@@ -117,12 +117,12 @@ async fn reuse_rules(backend: Backend) {
     let r = t
         .bind(&other, &db2, json!({"credential_binding_guid": guid(&a)}))
         .await;
-    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
-    assert_eq!(r.body["code"], 90001);
-    assert_eq!(r.body["error_code"], "CF-ServiceBindingInvalid");
-    assert_eq!(
-        r.body["description"],
-        "The service binding is invalid: The binding's credential belongs to another service instance; a credential can only be used with its own instance."
+    r.assert_cc_error(
+        400,
+        90001,
+        "CF-ServiceBindingInvalid",
+        "The service binding is invalid: The binding's credential belongs to another service \
+         instance; a credential can only be used with its own instance.",
     );
     let r = t
         .bind(
@@ -131,11 +131,11 @@ async fn reuse_rules(backend: Backend) {
             json!({"credential_binding_guid": "no-such-binding"}),
         )
         .await;
-    assert_eq!(r.status.as_u16(), 404, "{}", r.text);
-    assert_eq!(r.body["code"], 90004);
-    assert_eq!(
-        r.body["description"],
-        "The service binding could not be found: no-such-binding"
+    r.assert_cc_error(
+        404,
+        90004,
+        "CF-ServiceBindingNotFound",
+        "The service binding could not be found: no-such-binding",
     );
     let r = t
         .bind(
@@ -144,10 +144,12 @@ async fn reuse_rules(backend: Backend) {
             json!({"credential_binding_guid": guid(&a), "role": "Reader"}),
         )
         .await;
-    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
-    assert_eq!(
-        r.body["description"],
-        "The service binding is invalid: A reused credential keeps its role; give a role only for new credentials."
+    r.assert_cc_error(
+        400,
+        90001,
+        "CF-ServiceBindingInvalid",
+        "The service binding is invalid: A reused credential keeps its role; give a role only \
+         for new credentials.",
     );
     let r = t
         .bind(
@@ -156,8 +158,13 @@ async fn reuse_rules(backend: Backend) {
             json!({"credential_binding_guid": guid(&a), "service_key_name": "k"}),
         )
         .await;
-    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
-    assert_eq!(r.body["error_code"], "CF-MessageParseError");
+    r.assert_cc_error(
+        400,
+        1001,
+        "CF-MessageParseError",
+        "Request invalid due to parse error: Field: credential_binding_guid, Error: give a \
+         service key or a binding's credential, not both",
+    );
     assert_eq!(t.count("service_bindings").await, before);
     // The owner alone: its unbind goes to the broker as usual.
     t.broker.clear_requests();
