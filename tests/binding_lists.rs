@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Backend, TestApp};
+use common::osb::{async_reply, binding_path, guid_of, has_state};
+use common::{Backend, Response, TestApp};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn list_pagination_and_filters(backend: Backend) {
@@ -259,7 +261,228 @@ async fn assert_pages(t: &TestApp, expected: &[String]) {
     }
 }
 
+/// The names of a page's bindings, in order.
+fn names(page: &Response) -> Vec<String> {
+    page.body["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {} {}", page.status, page.text))
+        .iter()
+        .map(|r| r["entity"]["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// tether's `q=last_operation_state:` (what a dashboard asks: "is anything stuck or failed"):
+/// filtered by the database, so a failed binding on a later page of the plain list is found,
+/// with the totals and page links of the filtered list, on every binding list and for a caller
+/// who sees only some spaces; a state that does not exist is refused as CC refuses a bad
+/// filter, not answered with an empty list.
+async fn state_filter_finds_bindings_on_any_page(backend: Backend) {
+    let t = TestApp::manual(backend).await;
+    let w = t.world().await;
+    let slow_db = t.async_instance(&w).await;
+    let mut apps = vec![w.app.clone()];
+    for i in 1..6 {
+        apps.push(t.create_app(&w.space, &format!("app-{i}")).await);
+    }
+    // Five that succeeded, then one that failed and one still in progress.
+    for (i, app) in apps.iter().take(5).enumerate() {
+        t.bind(app, &w.instance, json!({"name": format!("ok-{i}")}))
+            .await
+            .assert_status(201);
+    }
+    t.broker
+        .script("bind", [async_reply(Some("will-fail"), 0, "failed")]);
+    let failed = guid_of(
+        t.bind_async(&apps[5], &slow_db, json!({"name": "broken"}))
+            .await
+            .assert_status(202),
+    );
+    t.drive_until(&binding_path(&failed), has_state("create", "failed"))
+        .await;
+    t.broker
+        .script("bind", [async_reply(Some("slow"), 1_000_000, "succeeded")]);
+    let stuck = guid_of(
+        t.bind_async(&apps[0], &slow_db, json!({"name": "stuck"}))
+            .await
+            .assert_status(202),
+    );
+
+    // Two per page: the plain list shows the failed one on page 3 only.
+    let plain = t.get("/v2/service_bindings?results-per-page=2").await;
+    assert_eq!(names(&plain), ["ok-0", "ok-1"]);
+    assert_eq!(plain.body["total_results"], 7);
+
+    let failed_only = t
+        .get("/v2/service_bindings?q=last_operation_state:failed&results-per-page=2")
+        .await;
+    failed_only.assert_status(200);
+    assert_eq!(names(&failed_only), ["broken"]);
+    assert_eq!(failed_only.body["resources"][0]["metadata"]["guid"], failed);
+    assert_eq!(failed_only.body["total_results"], 1);
+    assert_eq!(failed_only.body["total_pages"], 1);
+    assert_eq!(failed_only.body["next_url"], Value::Null);
+
+    // Pages of a filtered list: totals of the filtered rows, links that keep the filter.
+    let ok1 = t
+        .get("/v2/service_bindings?q=last_operation_state:succeeded&results-per-page=2")
+        .await;
+    assert_eq!(names(&ok1), ["ok-0", "ok-1"]);
+    assert_eq!(ok1.body["total_results"], 5);
+    assert_eq!(ok1.body["total_pages"], 3);
+    assert_eq!(
+        ok1.body["next_url"],
+        "/v2/service_bindings?order-direction=asc&page=2&q=last_operation_state:succeeded&results-per-page=2"
+    );
+    let ok2 = t.get(ok1.body["next_url"].as_str().unwrap()).await;
+    assert_eq!(names(&ok2), ["ok-2", "ok-3"]);
+    let ok3 = t.get(ok2.body["next_url"].as_str().unwrap()).await;
+    assert_eq!(names(&ok3), ["ok-4"]);
+    assert_eq!(ok3.body["total_results"], 5);
+    assert_eq!(ok3.body["next_url"], Value::Null);
+    let back = t.get(ok3.body["prev_url"].as_str().unwrap()).await;
+    assert_eq!(names(&back), ["ok-2", "ok-3"]);
+    let last_first = t
+        .get("/v2/service_bindings?q=last_operation_state:succeeded&results-per-page=2&order-direction=desc")
+        .await;
+    assert_eq!(names(&last_first), ["ok-4", "ok-3"]);
+    assert_eq!(last_first.body["total_results"], 5);
+
+    // `in progress` (a space in the value) and `IN`, and the page link that carries them.
+    let in_progress = t
+        .get("/v2/service_bindings?q=last_operation_state:in%20progress")
+        .await;
+    assert_eq!(names(&in_progress), ["stuck"]);
+    assert_eq!(in_progress.body["resources"][0]["metadata"]["guid"], stuck);
+    let unsettled = t
+        .get("/v2/service_bindings?q=last_operation_state%20IN%20in%20progress,failed&results-per-page=1")
+        .await;
+    assert_eq!(names(&unsettled), ["broken"]);
+    assert_eq!(unsettled.body["total_results"], 2);
+    assert_eq!(
+        unsettled.body["next_url"],
+        "/v2/service_bindings?order-direction=asc&page=2&q=last_operation_state%20IN%20in%20progress,failed&results-per-page=1"
+    );
+    let unsettled2 = t.get(unsettled.body["next_url"].as_str().unwrap()).await;
+    assert_eq!(names(&unsettled2), ["stuck"]);
+
+    // With CC's keys, in one `q` or several.
+    let mine = t
+        .get(&format!(
+            "/v2/service_bindings?q=app_guid:{};last_operation_state:in%20progress",
+            apps[0]
+        ))
+        .await;
+    assert_eq!(names(&mine), ["stuck"]);
+    let none = t
+        .get(&format!(
+            "/v2/service_bindings?q=app_guid:{}&q=last_operation_state:failed",
+            apps[0]
+        ))
+        .await;
+    assert_eq!(none.body["total_results"], 0);
+    assert_eq!(none.body["total_pages"], 1);
+
+    // The nested lists.
+    let of_app = t
+        .get(&format!(
+            "/v2/apps/{}/service_bindings?q=last_operation_state:failed",
+            apps[5]
+        ))
+        .await;
+    assert_eq!(names(&of_app), ["broken"]);
+    let of_instance = t
+        .get(&format!(
+            "/v2/service_instances/{slow_db}/service_bindings?q=last_operation_state:succeeded"
+        ))
+        .await;
+    assert_eq!(of_instance.body["total_results"], 0);
+    let of_instance = t
+        .get(&format!(
+            "/v2/service_instances/{slow_db}/service_bindings?q=last_operation_state:in%20progress&results-per-page=1"
+        ))
+        .await;
+    assert_eq!(names(&of_instance), ["stuck"]);
+    assert_eq!(of_instance.body["total_results"], 1);
+
+    // A space developer (the list limited to the spaces they see) finds the same.
+    for path in [
+        format!("/v2/organizations/{}/users/dev", w.org),
+        format!("/v2/spaces/{}/developers/dev", w.space),
+    ] {
+        t.put(&path, json!({})).await.assert_status(201);
+    }
+    let dev = t.token_for("dev", &["cloud_controller.read"]);
+    let seen = t
+        .as_user(
+            &dev,
+            Method::GET,
+            "/v2/service_bindings?q=last_operation_state:failed&results-per-page=1",
+            None,
+        )
+        .await;
+    assert_eq!(names(&seen), ["broken"]);
+    assert_eq!(seen.body["total_results"], 1);
+
+    // A row stored without a state is shown as `succeeded`, so the filter counts it there.
+    let ok4_guid = ok3.body["resources"][0]["metadata"]["guid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ok4 = ok4_guid.clone();
+    t.state
+        .db
+        .write(move |conn| {
+            use diesel::prelude::*;
+            Ok(diesel::sql_query(format!(
+                "UPDATE service_bindings SET last_operation_type = NULL, \
+                 last_operation_state = NULL WHERE guid = '{ok4}'"
+            ))
+            .execute(conn)?)
+        })
+        .await
+        .map_err(|e: tether::error::ApiError| e.to_string())
+        .expect("clear a state");
+    let shown = t.get(&binding_path(&ok4_guid)).await;
+    assert_eq!(shown.body["entity"]["last_operation"]["state"], "succeeded");
+    let ok = t
+        .get("/v2/service_bindings?q=last_operation_state:succeeded&results-per-page=50")
+        .await;
+    assert_eq!(ok.body["total_results"], 5);
+    assert_eq!(names(&ok), ["ok-0", "ok-1", "ok-2", "ok-3", "ok-4"]);
+
+    // What is not a state, or not a state filter, is refused (on nested lists too).
+    for query in [
+        "q=last_operation_state:stuck",
+        "q=last_operation_state:Failed",
+        "q=last_operation_state:",
+        "q=last_operation_state%20IN%20failed,bogus",
+        "q=last_operation_state>=failed",
+    ] {
+        for list in [
+            "/v2/service_bindings".to_string(),
+            format!("/v2/apps/{}/service_bindings", apps[5]),
+        ] {
+            let r = t.get(&format!("{list}?{query}")).await;
+            r.assert_error(400, "CF-BadQueryParameter");
+            assert_eq!(r.body["code"], 10005, "{list}?{query}");
+        }
+    }
+    let r = t
+        .get("/v2/service_bindings?q=last_operation_state:stuck")
+        .await;
+    assert_eq!(
+        r.body["description"],
+        "The query parameter is invalid: last_operation_state must be 'in progress', \
+         'succeeded' or 'failed' but was 'stuck'"
+    );
+    // Still refused where CC's keys are the only ones: it is no key of the other lists.
+    t.get("/v2/service_instances?q=last_operation_state:failed")
+        .await
+        .assert_error(400, "CF-BadQueryParameter");
+}
+
 backend_tests!(
     list_pagination_and_filters,
-    unfiltered_pages_across_id_blocks
+    unfiltered_pages_across_id_blocks,
+    state_filter_finds_bindings_on_any_page
 );

@@ -551,6 +551,59 @@ fn param<'a>(op: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|p| p["name"] == name && p["in"] == "query")
 }
 
+/// The `q` keys a list documents, with the values a key takes when the document names them.
+/// CC's keys share one pattern, `^(a|b)( IN |:|…)`: any value. Each of tether's extension keys
+/// has its own, `^(key)(:| IN )(v1|v2)…`, naming its values (the items are then `anyOf` them).
+fn q_keys(op: &Value) -> Vec<(String, Option<Vec<String>>)> {
+    let items = &param(op, "q").expect("q")["schema"]["items"];
+    let patterns: Vec<&str> = match items["anyOf"].as_array() {
+        Some(any) => any.iter().map(|s| s["pattern"].as_str()).collect(),
+        None => vec![items["pattern"].as_str()],
+    }
+    .into_iter()
+    .map(|p| p.expect("a pattern of q keys"))
+    .collect();
+    let mut keys = Vec::new();
+    for pattern in patterns {
+        let groups = groups(pattern.strip_prefix('^').expect("^(key|key)…"));
+        let values = (groups.len() > 2 && groups[1] == ":| IN ")
+            .then(|| groups[2].split('|').map(str::to_string).collect());
+        for key in groups[0].split('|') {
+            keys.push((key.to_string(), values.clone()));
+        }
+    }
+    keys
+}
+
+/// The top-level parenthesized groups at the start of a pattern: `(a|b)(c)` is `["a|b", "c"]`.
+fn groups(pattern: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in pattern.char_indices() {
+        match c {
+            '(' => {
+                if depth == 0 {
+                    start = i + 1;
+                }
+                depth += 1;
+            }
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(&pattern[start..i]);
+                }
+            }
+            _ if depth == 0 => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn encoded(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 async fn list_parameters_are_what_the_server_accepts(backend: Backend) {
     let app = TestApp::start(backend).await;
     let doc = Doc(fetch_doc(&app).await);
@@ -598,17 +651,22 @@ async fn list_parameters_are_what_the_server_accepts(backend: Backend) {
             }
             bad(get(format!("{name}=no_such_order")).await);
         }
-        // `q`: each documented key filters; any other key is refused.
-        let pattern = param(&op, "q").expect("q")["schema"]["items"]["pattern"]
-            .as_str()
-            .expect("a pattern of the q keys");
-        let keys = pattern
-            .strip_prefix("^(")
-            .and_then(|p| p.split_once(')'))
-            .expect("^(key|key)…")
-            .0;
-        for key in keys.split('|') {
-            ok(get(format!("q={key}:x")).await);
+        // `q`: each documented key filters (with each value it documents, if it names them:
+        // then any other value is refused); any other key is refused.
+        for (key, values) in q_keys(&op) {
+            let Some(values) = values else {
+                ok(get(format!("q={key}:x")).await);
+                continue;
+            };
+            for value in &values {
+                ok(get(format!("q={}", encoded(&format!("{key}:{value}")))).await);
+            }
+            ok(get(format!(
+                "q={}",
+                encoded(&format!("{key} IN {}", values.join(",")))
+            ))
+            .await);
+            bad(get(format!("q={key}:no_such_value")).await);
         }
         bad(get("q=no_such_key:x".into()).await);
     }

@@ -13,7 +13,9 @@ use crate::api::render::{raw_json, EmptyObject, Link, MetadataRef, Resource, Ts,
 use crate::api::{flag, json, json_object, strict_flag, with_warnings, Fields};
 use crate::db::repo;
 use crate::db::repo::bindings::{BindingView, Scope};
+use crate::db::repo::{Filter, FilterOp};
 use crate::error::{ApiError, ApiResult};
+use crate::operation::OperationState;
 use crate::service::bindings::{self, CreateBinding, Deleted, Shown};
 use crate::service::Caller;
 
@@ -422,6 +424,37 @@ async fn parameters(
     Ok(json(StatusCode::OK, &params))
 }
 
+/// The values `q=last_operation_state` takes: the states a binding's `last_operation` shows.
+pub const OPERATION_STATES: [&str; 3] = [
+    OperationState::InProgress.as_str(),
+    OperationState::Succeeded.as_str(),
+    OperationState::Failed.as_str(),
+];
+
+/// `q=last_operation_state` (tether's extension, see [`repo::bindings::STATE_FILTER`]) with `:`
+/// or ` IN ` and states only: a misspelt state must be refused, not answered with an empty
+/// list that reads as "nothing failed". Worded as CC words its other list-parameter errors.
+fn check_state_filters(filters: &[Filter]) -> ApiResult<()> {
+    let key = repo::bindings::STATE_FILTER;
+    for filter in filters.iter().filter(|f| f.key == key) {
+        if !matches!(filter.op, FilterOp::Eq | FilterOp::In) {
+            return Err(ApiError::BadQueryParameter(format!(
+                "{key} must be filtered with ':' or ' IN '"
+            )));
+        }
+        if let Some(bad) = filter
+            .values
+            .iter()
+            .find(|v| OperationState::parse(v).is_none())
+        {
+            return Err(ApiError::BadQueryParameter(format!(
+                "{key} must be 'in progress', 'succeeded' or 'failed' but was '{bad}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn list_scoped(
     state: &State,
     caller: &Caller,
@@ -430,6 +463,7 @@ async fn list_scoped(
     path: &str,
 ) -> ApiResult<HttpResponse> {
     let params = ListParams::parse(req.query_string(), repo::bindings::FILTERS)?;
+    check_state_filters(&params.filters)?;
     let loaded = bindings::list(state, caller, &params.query(false)?, scope).await?;
     let depth = params.inline_depth.unwrap_or(0);
     if depth == 0 {

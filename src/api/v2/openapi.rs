@@ -15,7 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::schema::{
-    ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+    AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
 };
 use utoipa::openapi::security::{
     Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement,
@@ -286,7 +286,12 @@ impl ToSchema for VolumeMounts {}
 
 /// CC's list parameters (`api::query::ListParams`), with the keys `q` accepts on this list,
 /// whether it orders by name, and what `inline-relations-depth` embeds in it.
-fn list_parameters(filters: &[&str], by_name: bool, embeds: Option<&str>) -> Vec<Parameter> {
+fn list_parameters(
+    filters: &[&str],
+    extensions: &[QExtension],
+    by_name: bool,
+    embeds: Option<&str>,
+) -> Vec<Parameter> {
     let order_by: &[&str] = if by_name {
         &["id", "created_at", "name"]
     } else {
@@ -318,8 +323,15 @@ fn list_parameters(filters: &[&str], by_name: bool, embeds: Option<&str>) -> Vec
             inline_depth_description(embeds),
             integer(0, Some(MAX_INLINE_DEPTH.into()), 0).into(),
         ),
-        q_parameter(filters),
+        q_parameter(filters, extensions),
     ]
+}
+
+/// A `q` key that is tether's extension (CC refuses it), with the values it takes (with `:`
+/// or ` IN `; any other value is a `BadQueryParameter`).
+pub struct QExtension {
+    pub key: &'static str,
+    pub values: &'static [&'static str],
 }
 
 /// An optional query parameter.
@@ -366,46 +378,75 @@ fn inline_depth_description(embeds: Option<&str>) -> String {
     }
 }
 
-/// `q`: repeatable filters on the list's keys.
-fn q_parameter(filters: &[&str]) -> Parameter {
-    let q_keys = filters
+/// `q`: repeatable filters on the list's keys. CC's keys share one pattern; each of tether's
+/// extension keys has its own, which names the values it takes (then the items are `anyOf`
+/// them).
+fn q_parameter(filters: &[&str], extensions: &[QExtension]) -> Parameter {
+    let cc_keys: Vec<&str> = filters
         .iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .copied()
+        .filter(|k| !extensions.iter().any(|e| e.key == *k))
+        .collect();
+    let mut description = format!(
+        "Filters, all of which must hold: `key:value`, `key IN a,b`, `key>=v`, \
+         `key<=v`, `key<v`, `key>v`; `;` joins several in one `q`. Keys: {}",
+        backquoted(&cc_keys)
+    );
+    let cc_items = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^({})( IN |:|>=|<=|<|>)", cc_keys.join("|"))));
+    let items: RefOr<Schema> =
+        if extensions.is_empty() {
+            cc_items.into()
+        } else {
+            let mut any = AnyOfBuilder::new().item(cc_items);
+            for e in extensions {
+                description.push_str(&format!(
+                    "; tether's extension: `{}` (`:` or ` IN `; {})",
+                    e.key,
+                    backquoted(e.values)
+                ));
+                any = any.item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                    format!("^({})(:| IN )({})(,|;|$)", e.key, e.values.join("|")),
+                )));
+            }
+            any.into()
+        };
     ParameterBuilder::new()
         .name("q")
         .parameter_in(ParameterIn::Query)
         .required(Required::False)
-        .description(Some(format!(
-            "Filters, all of which must hold: `key:value`, `key IN a,b`, `key>=v`, \
-             `key<=v`, `key<v`, `key>v`; `;` joins several in one `q`. Keys: {q_keys}"
-        )))
+        .description(Some(description))
         .style(Some(ParameterStyle::Form))
         .explode(Some(true))
-        .schema(Some(
-            ArrayBuilder::new().items(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(format!("^({})( IN |:|>=|<=|<|>)", filters.join("|")))),
-            ),
-        ))
+        .schema(Some(ArrayBuilder::new().items(items)))
         .example(
-            filters
+            cc_keys
                 .first()
                 .map(|k| serde_json::json!([format!("{k}:value")])),
         )
         .build()
 }
 
+fn backquoted(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| format!("`{w}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 macro_rules! list_query {
     ($(#[$doc:meta])* $name:ident, $filters:expr, by_name = $by_name:expr, embeds = $embeds:expr) => {
+        list_query!($(#[$doc])* $name, $filters, extensions = &[], by_name = $by_name, embeds = $embeds);
+    };
+    ($(#[$doc:meta])* $name:ident, $filters:expr, extensions = $extensions:expr, by_name = $by_name:expr, embeds = $embeds:expr) => {
         $(#[$doc])*
         pub struct $name;
 
         impl IntoParams for $name {
             fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-                list_parameters($filters, $by_name, $embeds)
+                list_parameters($filters, $extensions, $by_name, $embeds)
             }
         }
     };
@@ -415,6 +456,10 @@ list_query!(
     /// The parameters of binding lists.
     BindingsQuery,
     repo::bindings::FILTERS,
+    extensions = &[QExtension {
+        key: repo::bindings::STATE_FILTER,
+        values: &super::bindings::OPERATION_STATES,
+    }],
     by_name = false,
     embeds = Some("the app and the service instance (and at depth 2 their spaces and the plan)")
 );

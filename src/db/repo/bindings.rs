@@ -42,7 +42,14 @@ macro_rules! view_columns {
     };
 }
 
-pub const FILTERS: &[&str] = &["app_guid", "name", "service_instance_guid"];
+/// The `q=` keys of binding lists: CC's three, then [`STATE_FILTER`].
+pub const FILTERS: &[&str] = &["app_guid", "name", "service_instance_guid", STATE_FILTER];
+
+/// tether's extension (CC refuses the key): bindings whose last operation is in one of the
+/// given states, as the entity shows it (`:` or `IN`; the values are checked by the API). It
+/// is what a dashboard asks ("is anything stuck or failed") across every page. No index serves
+/// it: the filtered list scans, and the unfiltered one is not touched.
+pub const STATE_FILTER: &str = "last_operation_state";
 
 /// Where a list is rooted: everything, one app, or one instance (nested routes).
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +67,19 @@ macro_rules! apply_filters {
                 "app_guid" => crate::filter_text!(q, sb::app_guid, f),
                 "name" => crate::filter_text!(q, sb::name, f),
                 "service_instance_guid" => crate::filter_text!(q, sb::service_instance_guid, f),
+                STATE_FILTER => {
+                    // A row without a state is shown as `succeeded` (see the rendering).
+                    let succeeded = OperationState::Succeeded.as_str();
+                    if f.values.iter().any(|v| v == succeeded) {
+                        q.filter(
+                            sb::last_operation_state
+                                .eq_any(f.values.clone())
+                                .or(sb::last_operation_state.is_null()),
+                        )
+                    } else {
+                        q.filter(sb::last_operation_state.eq_any(f.values.clone()))
+                    }
+                }
                 _ => q,
             };
         }
