@@ -1,6 +1,7 @@
 // The dashboard in a real browser (issue 17): Debian's Chromium, headless, driven by
-// playwright-core, against a real `tether serve` with the demo broker that tests/dashboard.rs
-// started and filled through the API. Run by that test, which passes the environment below.
+// playwright-core, against a real `tether serve` with the demo broker that
+// tests/dashboard_browser.rs started and filled through the API. Run by that test, which passes
+// the environment below.
 //
 // Protocol with the Rust side: a line `@@ <request>` on stdout asks it for something only it
 // can do (create a binding through the API, let the broker finish an async bind); it answers
@@ -19,7 +20,7 @@ import assert from 'node:assert/strict';
 
 const env = (name) => {
   const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (this script is run by tests/dashboard.rs)`);
+  if (!v) throw new Error(`${name} is not set (this script is run by tests/dashboard_browser.rs)`);
   return v;
 };
 const API = env('TETHER_API');
@@ -194,6 +195,8 @@ await shot('02-organizations');
 
 await page.locator('#orgs-table').getByRole('link', { name: 'acme', exact: true }).click();
 await heading('Organization acme');
+await a11y('organization');
+await shot('02b-organization');
 // By keyboard: focus the space's link and press Enter.
 await page.locator('#spaces-table').getByRole('link', { name: 'dev', exact: true }).focus();
 await page.keyboard.press('Enter');
