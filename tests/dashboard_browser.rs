@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: Debian's Chromium headless (through `playwright-core`,
 //! pinned in `tests/browser/`) against a real `tether serve` and the demo broker: it signs in,
-//! walks org → space → app → binding, watches an async binding settle without a reload, checks
-//! roles, escaping, token refresh, CORS from a real second origin, and runs axe-core on each
-//! view; see `tests/browser/dashboard.mjs`.
+//! walks org → space → app → binding, filters and pages (the state filter finds a failed binding
+//! beyond page 1), watches async bindings settle without a reload, checks roles, escaping, token
+//! refresh, CORS from a real second origin, and runs axe-core on each view; see
+//! `tests/browser/dashboard.mjs`.
 //!
 //! The browser parts are installed by `.ci/run` (`chromium` from apt, `npm ci` in
 //! `tests/browser`). Without them the test is skipped with a notice, unless
@@ -262,36 +263,6 @@ async fn browser_walkthrough(backend: Backend) {
         )
         .await;
 
-    // First, while nothing else talks to the broker: an async bind the broker fails with
-    // markup in its description.
-    broker.script(
-        "bind",
-        [Reply::Async {
-            operation: Some("bind-fails".into()),
-            polls: 0,
-            final_state: "failed",
-            retry_after: None,
-        }],
-    );
-    broker.script(
-        "poll",
-        [Reply::Status(
-            200,
-            json!({"state": "failed", "description": EVIL_DESCRIPTION}).to_string(),
-        )],
-    );
-    let failed = admin
-        .create(
-            "/v2/service_bindings?accepts_incomplete=true",
-            json!({"app_guid": worker, "service_instance_guid": jobs, "name": "worker-jobs"}),
-        )
-        .await;
-    let v = admin.wait_state(&failed, "failed").await;
-    assert_eq!(
-        v["entity"]["last_operation"]["description"],
-        EVIL_DESCRIPTION
-    );
-
     let bind = |app: &str, si: &str, extra: Value| {
         let mut b = json!({"app_guid": app, "service_instance_guid": si});
         for (k, v) in extra.as_object().unwrap() {
@@ -338,6 +309,36 @@ async fn browser_walkthrough(backend: Backend) {
             .create("/v2/service_bindings", bind(app, si, json!({"name": name})))
             .await;
     }
+    // Last, when nothing else talks to the broker any more: an async bind the broker fails with
+    // markup in its description. The space's last binding: with five a page, on page 2, where
+    // only a state filter of the API finds it from page 1.
+    broker.script(
+        "bind",
+        [Reply::Async {
+            operation: Some("bind-fails".into()),
+            polls: 0,
+            final_state: "failed",
+            retry_after: None,
+        }],
+    );
+    broker.script(
+        "poll",
+        [Reply::Status(
+            200,
+            json!({"state": "failed", "description": EVIL_DESCRIPTION}).to_string(),
+        )],
+    );
+    let failed = admin
+        .create(
+            "/v2/service_bindings?accepts_incomplete=true",
+            json!({"app_guid": worker, "service_instance_guid": jobs, "name": "worker-jobs"}),
+        )
+        .await;
+    let v = admin.wait_state(&failed, "failed").await;
+    assert_eq!(
+        v["entity"]["last_operation"]["description"],
+        EVIL_DESCRIPTION
+    );
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -402,7 +403,8 @@ async fn browser_walkthrough(backend: Backend) {
         forward(Box::new(stderr), true),
     ];
     drop(tx);
-    let mut async_binding = None;
+    // The async bindings the script had created (by app name), until they settle.
+    let mut async_bindings: Vec<String> = Vec::new();
     loop {
         let line = match tokio::time::timeout(Duration::from_secs(300), rx.recv()).await {
             Ok(Some((false, line))) => line,
@@ -421,7 +423,12 @@ async fn browser_walkthrough(backend: Backend) {
             continue;
         };
         let answer = match request.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["create-async-binding"] => {
+            ["create-async-binding", app_name] => {
+                let app = match *app_name {
+                    "web" => &web,
+                    "cron" => &cron,
+                    other => panic!("no app {other} to bind asynchronously"),
+                };
                 broker.script(
                     "bind",
                     [Reply::Async {
@@ -435,16 +442,23 @@ async fn browser_walkthrough(backend: Backend) {
                     .call(
                         Method::POST,
                         "/v2/service_bindings?accepts_incomplete=true",
-                        Some(bind(&web, &jobs, json!({"name": "web-jobs"}))),
+                        Some(bind(
+                            app,
+                            &jobs,
+                            json!({"name": format!("{app_name}-jobs")}),
+                        )),
                     )
                     .await;
                 assert_eq!(status, 202, "{v}");
                 let guid = v["metadata"]["guid"].as_str().unwrap().to_string();
-                async_binding = Some(guid.clone());
+                async_bindings.push(guid.clone());
                 guid
             }
             ["finish-async-binding", guid] => {
-                assert_eq!(Some(guid.to_string()), async_binding);
+                assert!(
+                    async_bindings.iter().any(|g| g == guid),
+                    "{guid} is no async binding the script created"
+                );
                 assert!(
                     broker.set_remaining_polls(guid, 0),
                     "no async bind running for {guid}"
@@ -461,8 +475,14 @@ async fn browser_walkthrough(backend: Backend) {
         let _ = r.join();
     }
     assert!(status.success(), "the browser test failed (see above)");
-    let guid = async_binding.expect("the script never created the async binding");
-    admin.wait_state(&guid, "succeeded").await;
+    assert_eq!(
+        async_bindings.len(),
+        2,
+        "the script did not create its two async bindings"
+    );
+    for guid in &async_bindings {
+        admin.wait_state(guid, "succeeded").await;
+    }
 }
 
 backend_tests!(browser_walkthrough);

@@ -410,8 +410,11 @@
   }
 
   // Re-reads in-progress bindings (by guid) with backoff until each has settled, updating
-  // their rows in place (focus and scroll position stay put) and announcing changes.
-  function pollRows(section, gen) {
+  // their rows in place (focus and scroll position stay put) and announcing changes. Under a
+  // state filter (`only`), a row that settles into another state is no longer one of the
+  // list's: the page is read again (its rows, total and pages are the filter's again, and
+  // polling starts anew from there).
+  function pollRows(section, gen, only) {
     stopPolling();
     let delay = POLL_FIRST_MS;
     const tick = async () => {
@@ -420,6 +423,7 @@
       const rows = [...section.querySelectorAll('tr[data-state="in progress"]')];
       if (rows.length === 0) return;
       let changed = false;
+      let left = false;
       for (const row of rows) {
         let b = null;
         try {
@@ -435,6 +439,7 @@
           row.querySelector('.op').replaceChildren(h('span', { class: 'badge state-other', 'data-state': 'deleted' }, 'deleted'));
           status(`Binding ${name}: deleted`);
           changed = true;
+          left = left || Boolean(only);
           continue;
         }
         const op = b.entity.last_operation || {};
@@ -444,7 +449,25 @@
           row.querySelector('.updated').replaceChildren(time(b.metadata.updated_at));
           status(`Binding ${name}: ${op.type} ${op.state}`);
           changed = true;
+          left = left || Boolean(only && op.state !== only);
         }
+      }
+      if (left) {
+        if (gen !== generation || !section.isConnected) return;
+        const hadFocus = section.contains(document.activeElement);
+        try {
+          await section.reload();
+        } catch (e) {
+          showError(section, e);
+          return;
+        }
+        // The focused row may have left: keep focus in the table, as paging does.
+        const cap = section.querySelector('caption');
+        if (hadFocus && cap && !section.contains(document.activeElement)) {
+          cap.setAttribute('tabindex', '-1');
+          cap.focus();
+        }
+        return;
       }
       delay = changed ? POLL_FIRST_MS : Math.min(delay * 1.5, POLL_MAX_MS);
       if (gen === generation) pollTimer = setTimeout(tick, delay);
@@ -473,7 +496,7 @@
       fields.push(select('filter-instance', 'Service instance', [['', 'All instances'],
         ...[...instances].sort(byName).map((i) => [i.metadata.guid, i.entity.name])], 'instance'));
     }
-    fields.push(select('filter-state', 'State (on the page shown)', [['', 'Any state'],
+    fields.push(select('filter-state', 'State', [['', 'Any state'],
       ...STATES.map((s) => [s, s])], 'state'));
     fields.push(select('filter-per', 'Rows per page', ['5', '10', '25', '50', '100'].map((n) => [n, n]), 'per'));
 
@@ -504,6 +527,8 @@
         if (filters.app) q.push('app_guid:' + filters.app);
         if (filters.instance) q.push('service_instance_guid:' + filters.instance);
       }
+      // tether's extension of CC's list filters: the API pages through the matching ones.
+      if (filters.state) q.push('last_operation_state:' + filters.state);
       const params = [`results-per-page=${enc(filters.per)}`, ...q.map((v) => 'q=' + enc(v))];
       return `${base}?${params.join('&')}`;
     }
@@ -546,14 +571,14 @@
         if (announce) status('No bindings');
         return;
       }
-      const caption = filters.state
-        ? `Service bindings (only "${filters.state}" on the page shown)`
-        : 'Service bindings';
+      // Announced once: the re-reads after it (Refresh, paging, a row that left the filter)
+      // announce what they did themselves.
+      let announceRows = announce;
       const table = pagedTable({
         id: 'bindings-table',
-        caption,
+        caption: 'Service bindings',
         what: 'service bindings',
-        hideCaption: !filters.state,
+        hideCaption: true,
         path: listPath(),
         columns,
         empty: 'No bindings match.',
@@ -563,19 +588,13 @@
             const cells = row.children;
             cells[8].classList.add('updated');
             cells[9].classList.add('op');
-            const st = row.querySelector('.badge').dataset.state;
-            row.dataset.state = st;
-            // The state filter works on the rows of the page shown: the API has no filter on
-            // a binding's last operation.
-            if (filters.state && st !== filters.state) row.hidden = true;
+            row.dataset.state = row.querySelector('.badge').dataset.state;
           }
-          const visible = section.querySelectorAll('tbody tr[data-guid]:not([hidden])').length;
-          if (filters.state && visible === 0) {
-            section.querySelector('tbody').append(h('tr', null,
-              h('td', { colspan: columns.length }, `No "${filters.state}" bindings on this page.`)));
+          pollRows(section, gen, filters.state);
+          if (announceRows) {
+            status(`Bindings loaded: ${section.querySelectorAll('tbody tr[data-guid]').length} shown`);
+            announceRows = false;
           }
-          pollRows(section, gen);
-          if (announce) status(`Bindings loaded: ${visible} shown`);
         },
       });
       current = table;

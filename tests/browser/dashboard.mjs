@@ -129,7 +129,7 @@ async function go(hash) {
   await page.evaluate((h) => { location.hash = h; }, hash);
 }
 
-const bindingRows = () => page.locator('#bindings-table tbody tr[data-guid]:not([hidden])');
+const bindingRows = () => page.locator('#bindings-table tbody tr[data-guid]');
 const bindingNames = () => bindingRows().locator('th').allTextContents();
 
 async function expectBindings(names, what) {
@@ -202,8 +202,10 @@ await page.locator('#spaces-table').getByRole('link', { name: 'dev', exact: true
 await page.keyboard.press('Enter');
 await heading('Space dev');
 assert.equal(await page.evaluate(() => document.activeElement.tagName), 'H1', 'focus moves to the new heading');
-const ALL = ['worker-jobs', 'web-orders', 'worker-orders', 'web-evil', 'web-config',
-  'cron-orders', 'cron-config', 'cron-evil', 'worker-config', 'worker-evil'];
+// In creation order; the failed one last, on page 2 when a page has five rows.
+const ALL = ['web-orders', 'worker-orders', 'web-evil', 'web-config', 'cron-orders',
+  'cron-config', 'cron-evil', 'worker-config', 'worker-evil', 'worker-jobs'];
+const SUCCEEDED = ALL.filter((name) => name !== 'worker-jobs');
 await expectBindings(ALL, 'the space\'s bindings');
 log('walked org → space (by mouse and keyboard)');
 
@@ -218,28 +220,47 @@ log('the failed binding shows the broker\'s description, markup and all, as text
 await a11y('space');
 await shot('03-space');
 
-// Filters: by app, by state (on the page shown), by instance; paging through next_url.
+// Filters: by app, by state, by instance (each a `q=` of the API); paging through next_url.
 const applyFilters = () => page.getByRole('button', { name: 'Apply filters' }).click();
+const pager = (text) => page.locator('#bindings-table .pager').getByText(text, { exact: true }).waitFor();
 await page.getByLabel('App', { exact: true }).selectOption({ label: 'worker' });
 await applyFilters();
-await expectBindings(['worker-jobs', 'worker-orders', 'worker-config', 'worker-evil'], 'the app filter');
-await page.getByLabel('State (on the page shown)').selectOption('failed');
+await expectBindings(['worker-orders', 'worker-config', 'worker-evil', 'worker-jobs'], 'the app filter');
+await page.getByLabel('State', { exact: true }).selectOption('failed');
 await applyFilters();
-await expectBindings(['worker-jobs'], 'the state filter');
+await expectBindings(['worker-jobs'], 'the app and state filters');
 await page.getByLabel('App', { exact: true }).selectOption({ label: 'All apps' });
-await page.getByLabel('State (on the page shown)').selectOption({ label: 'Any state' });
+await page.getByLabel('State', { exact: true }).selectOption({ label: 'Any state' });
 await page.getByLabel('Rows per page').selectOption('5');
 await applyFilters();
 await expectBindings(ALL.slice(0, 5), 'page 1 of five rows');
-await page.locator('#bindings-table').getByText('Page 1 of 2 (10 in all)').waitFor();
+assert.ok(!ALL.slice(0, 5).includes('worker-jobs'), 'the failed binding is not on page 1');
+await pager('Page 1 of 2 (10 in all)');
 assert.ok(await page.getByRole('button', { name: 'Previous page of service bindings' }).isDisabled(), 'no page before the first');
 await page.getByRole('button', { name: 'Next page of service bindings' }).click();
 await expectBindings(ALL.slice(5), 'page 2');
-await page.locator('#bindings-table').getByText('Page 2 of 2 (10 in all)').waitFor();
+await pager('Page 2 of 2 (10 in all)');
 assert.ok(await page.getByRole('button', { name: 'Next page of service bindings' }).isDisabled(), 'no page after the last');
 await shot('03b-space-page-2');
 await page.getByRole('button', { name: 'Previous page of service bindings' }).click();
 await expectBindings(ALL.slice(0, 5), 'back to page 1');
+// The state filter asks the API, so "is anything failed" is answered from every page: the
+// failed binding, on page 2 of the plain list, is the filtered list's only row.
+await page.getByLabel('State', { exact: true }).selectOption('failed');
+await applyFilters();
+await expectBindings(['worker-jobs'], 'the failed binding, found beyond page 1');
+await pager('1 in all');
+assert.equal((await failedRow.locator('.badge').textContent()).trim(), '✕ failed');
+await shot('03c-space-failed-filter');
+// Its pages are the filter's, and the API's page links keep the filter.
+await page.getByLabel('State', { exact: true }).selectOption('succeeded');
+await applyFilters();
+await expectBindings(SUCCEEDED.slice(0, 5), 'page 1 of the succeeded bindings');
+await pager('Page 1 of 2 (9 in all)');
+await page.getByRole('button', { name: 'Next page of service bindings' }).click();
+await expectBindings(SUCCEEDED.slice(5), 'page 2 of the succeeded bindings');
+await pager('Page 2 of 2 (9 in all)');
+await page.getByLabel('State', { exact: true }).selectOption({ label: 'Any state' });
 await page.getByLabel('Service instance', { exact: true }).selectOption({ label: 'orders-db' });
 await applyFilters();
 await expectBindings(['web-orders', 'worker-orders', 'cron-orders'], 'the instance filter');
@@ -260,7 +281,7 @@ await shot('04-app');
 
 // ---- 4. a binding created through the API appears (Refresh, not a reload) and settles
 
-const asyncGuid = await ask('create-async-binding');
+const asyncGuid = await ask('create-async-binding web');
 await page.evaluate(() => { window.__sameDocument = true; });
 await page.getByRole('button', { name: 'Refresh' }).click();
 const asyncRow = page.locator(`#bindings-table tr[data-guid="${asyncGuid}"]`);
@@ -277,6 +298,25 @@ await until('the change announced', async () =>
   (await page.locator('#status').textContent()) === 'Binding web-jobs: create succeeded');
 log('it went to succeeded by itself, without a reload, and was announced');
 await shot('06-binding-succeeded');
+
+// Under a state filter, a row that settles into another state leaves the list by itself.
+await go(`#/spaces/${env('SPACE_GUID')}`);
+await heading('Space dev');
+const cronGuid = await ask('create-async-binding cron');
+await page.getByLabel('State', { exact: true }).selectOption('in progress');
+await applyFilters();
+await expectBindings(['cron-jobs'], 'the binding in progress');
+await pager('1 in all');
+assert.equal(await ask(`finish-async-binding ${cronGuid}`), 'ok');
+await page.locator('#bindings-table').getByText('No bindings match.').waitFor({ timeout: 30_000 });
+await pager('0 in all');
+await until('the change announced', async () =>
+  (await page.locator('#status').textContent()) === 'Binding cron-jobs: create succeeded');
+assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload happened');
+log('a binding that settled left the "in progress" filter\'s list, without a reload');
+await page.getByLabel('State', { exact: true }).selectOption({ label: 'Any state' });
+await applyFilters();
+await expectBindings(ALL.concat(['web-jobs', 'cron-jobs']), 'every binding of the space again');
 
 // ---- 5. a binding's details: parameters and credentials
 
@@ -355,7 +395,7 @@ log('signed out: the token is gone and views need a new sign-in');
 // Signing in leads to the page that asked for it (the space, from the step before).
 await signIn(env('AUDITOR_USER'), env('AUDITOR_PASSWORD'), 'Space dev');
 tokens.add((await stored()).access_token);
-await expectBindings(ALL.concat(['web-jobs']), 'the auditor sees the space\'s bindings');
+await expectBindings(ALL.concat(['web-jobs', 'cron-jobs']), 'the auditor sees the space\'s bindings');
 await go('#/');
 await heading('Organizations');
 assert.deepEqual(await page.locator('#orgs-table tbody th').allTextContents(), ['acme']);
