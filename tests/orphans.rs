@@ -6,8 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::osb::{async_reply, binding_path, guid_of, has_state};
 use common::process::{tether_command, ServerProcess};
-use common::{Api, Backend, TestApp, TestDb, BROKER_PASS, BROKER_USER};
+use common::{Api, Backend, Options, TestApp, TestDb, BROKER_PASS, BROKER_USER};
 use serde_json::json;
 use tether::demo_broker::{DemoBroker, Reply};
 
@@ -208,8 +209,123 @@ async fn a_crash_between_discard_and_cleanup_loses_no_orphan(backend: Backend) {
     assert_eq!(left.body["total_results"], 0, "{}", left.text);
 }
 
+/// Asserts that the broker got exactly one cleanup unbind for `binding` (platform-initiated,
+/// `accepts_incomplete=true`), and that tether then polled it, always with the operation id the
+/// broker gave with its 202, `polls` times, until the broker no longer held the binding; and
+/// that no job is left.
+async fn assert_cleanup_polled_to_its_end(
+    app: &TestApp,
+    binding: &str,
+    operation: &str,
+    polls: usize,
+) {
+    let unbinds = app.unbinds(binding);
+    assert_eq!(unbinds.len(), 1, "one cleanup unbind, accepted");
+    assert_eq!(
+        unbinds[0].query_param("accepts_incomplete").as_deref(),
+        Some("true")
+    );
+    assert!(unbinds[0]
+        .header("x-broker-api-originating-identity")
+        .is_none());
+    let after: Vec<_> = app
+        .polls(binding)
+        .into_iter()
+        .filter(|p| p.at > unbinds[0].at)
+        .collect();
+    assert_eq!(after.len(), polls, "polls of the accepted cleanup");
+    assert!(
+        after
+            .iter()
+            .all(|p| p.query_param("operation").as_deref() == Some(operation)),
+        "a cleanup poll without the broker's operation id"
+    );
+    assert!(
+        !app.broker.has_binding(binding),
+        "the orphan is still at the broker"
+    );
+    assert_eq!(
+        app.pending_jobs().await,
+        0,
+        "the cleanup job never finished"
+    );
+}
+
+/// An asynchronous bind that the broker reports failed while it still holds the binding: the
+/// cleanup unbind is queued with the failure; the broker accepts it (202) and tether polls it
+/// until the broker has deleted the binding (it used to stop at the 202, and a broker whose
+/// unbind then failed kept the orphan). The failed binding stays visible, as in CC, and can be
+/// deleted.
+async fn a_failed_async_bind_is_cleaned_up_through_an_accepted_unbind(backend: Backend) {
+    let app = TestApp::manual(backend).await;
+    let w = app.world().await;
+    let si = app.async_instance(&w).await;
+    app.broker
+        .script("bind", [async_reply(Some("bind-1"), 0, "succeeded")]);
+    // The broker says the bind failed, but keeps what it made.
+    app.broker.script(
+        "poll",
+        [Reply::Status(
+            200,
+            r#"{"state": "failed", "description": "out of capacity"}"#.into(),
+        )],
+    );
+    app.broker
+        .script("unbind", [async_reply(Some("cleanup-3"), 2, "succeeded")]);
+    let r = app.bind_async(&w.app, &si, json!({})).await;
+    r.assert_status(202);
+    let guid = guid_of(&r);
+    let failed = app
+        .drive_until(&binding_path(&guid), has_state("create", "failed"))
+        .await;
+    assert_eq!(
+        failed.body["entity"]["last_operation"]["description"],
+        "out of capacity"
+    );
+    assert!(app.broker.has_binding(&guid), "the broker holds the orphan");
+
+    app.settle_jobs().await;
+    // Twice in progress, then succeeded (and the broker deleted it).
+    assert_cleanup_polled_to_its_end(&app, &guid, "cleanup-3", 3).await;
+    let shown = app.get(&binding_path(&guid)).await;
+    assert!(has_state("create", "failed")(&shown), "{}", shown.text);
+    app.delete(&binding_path(&guid)).await.assert_status(204);
+    assert_eq!(app.count("service_bindings").await, 0);
+}
+
+/// A bind that timed out: the broker made the binding, but its answer came after tether gave up
+/// waiting. The client gets 504; the cleanup unbind is accepted (202) and polled until the
+/// broker has deleted the binding.
+async fn a_timed_out_bind_is_cleaned_up_through_an_accepted_unbind(backend: Backend) {
+    let app = TestApp::manual_with(
+        backend,
+        Options {
+            broker_timeout: Duration::from_millis(500),
+            ..Options::default()
+        },
+    )
+    .await;
+    let w = app.world().await;
+    app.broker
+        .script("bind", [Reply::BoundLate(Duration::from_secs(60))]);
+    app.broker
+        .script("unbind", [async_reply(Some("cleanup-4"), 1, "succeeded")]);
+    let r = app.bind(&w.app, &w.instance, json!({})).await;
+    r.assert_error(504, "CF-HttpClientTimeout");
+    let id = app.last_bound_id();
+    assert!(app.broker.has_binding(&id), "the broker holds the orphan");
+    assert_eq!(app.count("service_bindings").await, 0);
+
+    app.settle_jobs().await;
+    // Once in progress, then succeeded (and the broker deleted it).
+    assert_cleanup_polled_to_its_end(&app, &id, "cleanup-4", 2).await;
+    assert_eq!(app.count("service_bindings").await, 0);
+}
+
 backend_tests!(
     an_accepted_cleanup_is_polled_and_resent_until_gone,
     an_accepted_instance_cleanup_is_polled_to_its_end,
     a_crash_between_discard_and_cleanup_loses_no_orphan,
+    a_failed_async_bind_is_cleaned_up_through_an_accepted_unbind,
+    a_timed_out_bind_is_cleaned_up_through_an_accepted_unbind,
 );

@@ -298,6 +298,12 @@ async fn bind(
                 .insert(id.to_string(), credentials_for(id));
             raw(code, body)
         }
+        Reply::BoundLate(after) => {
+            let creds = credentials_for(id);
+            state.lock().bindings.insert(id.to_string(), creds.clone());
+            tokio::time::sleep(after).await;
+            ok_json(201, json!({ "credentials": creds }))
+        }
         Reply::Async {
             operation,
             polls,

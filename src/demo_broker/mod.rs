@@ -60,6 +60,9 @@ pub enum Reply {
     /// Bind (the broker keeps the binding), but answer with this status and body: a broker
     /// that did the work and then sent an answer the platform cannot use.
     Bound(u16, String),
+    /// Bind (the broker keeps the binding at once), but answer normally only after this long: a
+    /// broker whose answer comes after the platform gave up waiting (binds only).
+    BoundLate(Duration),
     /// Sleep, then answer normally.
     Delay(Duration),
 }
