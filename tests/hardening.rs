@@ -531,6 +531,106 @@ async fn inlined_relations_stay_bounded(backend: Backend) {
     );
 }
 
+/// Sends `request` on a fresh connection and reads until the server closes it (bounded):
+/// the raw answer, as text.
+async fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer))
+        .await
+        .expect("the server kept the connection open")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Requests the HTTP parser refuses before there is any request for tether to answer: a
+/// malformed request line or header line (400), a head over the parser's 128 KiB or with more
+/// than 96 headers (431), a head not finished within the client request timeout (408). Each is
+/// answered with its status, without a body (actix-http writes these itself and offers no way to
+/// set their body; in a CF deployment nginx or the gorouter answers them, not CC), and the
+/// connection is closed; the server goes on serving. A 20 KiB header is within the parser's
+/// limits: an ordinary request, answered by tether.
+async fn requests_the_http_parser_refuses_are_answered_and_closed(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // The header timeout takes its 5 s: started first, checked last.
+    let stalled = {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            raw_exchange(&addr, b"GET /v2/info HTTP/1.1\r\nHost: x\r\nX-Slow: ").await
+        })
+    };
+    let refused: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "a malformed request line",
+            b"NOT A REQUEST LINE\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "a request line with control characters",
+            b"GET /v2/\x01info HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "a header line without a colon",
+            b"GET /v2/info HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "97 headers",
+            {
+                let mut head = b"GET /v2/info HTTP/1.1\r\nHost: x\r\n".to_vec();
+                for i in 0..96 {
+                    head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+                }
+                head.extend_from_slice(b"\r\n");
+                head
+            },
+            "431",
+        ),
+        (
+            "an unfinished head of 128 KiB",
+            {
+                // Exactly the parser's buffer, never finished: all of it is read before the answer.
+                let mut head = b"GET /v2/info HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+                head.resize(128 * 1024, b'a');
+                head
+            },
+            "431",
+        ),
+    ];
+    for (what, request, status) in &refused {
+        let answer = raw_exchange(&addr, request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {answer}"
+        );
+    }
+
+    // A 20 KiB header: tether's answer, a CF error document for a request without a token.
+    let big = "a".repeat(20 * 1024);
+    let answer = raw_exchange(
+        &addr,
+        format!(
+            "GET /v2/service_bindings HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(doc["error_code"], "CF-NotAuthenticated", "{answer}");
+
+    let answer = stalled.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Still serving.
+    app.get("/v2/service_bindings").await.assert_status(200);
+    app.get("/v2/info").await.assert_status(200);
+}
+
 backend_tests!(
     inlined_relations_stay_bounded,
     password_guessing_locks_the_account,
@@ -542,4 +642,5 @@ backend_tests!(
     multibyte_filters_are_bad_query_parameters,
     a_stalled_body_gets_408_and_the_connection_closes,
     framework_errors_are_cf_documents,
+    requests_the_http_parser_refuses_are_answered_and_closed,
 );
