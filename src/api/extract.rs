@@ -99,3 +99,88 @@ impl FromRequest for Caller {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties as props;
+    use actix_web::http::header::{HeaderValue, AUTHORIZATION};
+    use actix_web::test::TestRequest;
+    use proptest::prelude::*;
+
+    fn request_with(authorization: Option<HeaderValue>) -> HttpRequest {
+        let mut req = TestRequest::default();
+        if let Some(value) = authorization {
+            req = req.insert_header((AUTHORIZATION, value));
+        }
+        req.to_http_request()
+    }
+
+    proptest! {
+        #![proptest_config(props::config())]
+
+        /// Any `Authorization` header: a token, or `401` with CF's `InvalidAuthToken` (or
+        /// `NotAuthenticated` when it is blank), never a panic. A token is never blank and
+        /// never carries the header's surrounding blanks.
+        #[test]
+        fn any_authorization_header_is_a_token_or_a_cf_401(
+            raw in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..48),
+                ("(bearer|Bearer|BEARER|basic|bearer\t)?[ \t]{0,2}", "[ -~\u{80}-\u{ff}]{0,40}")
+                    .prop_map(|(scheme, rest)| format!("{scheme}{rest}").into_bytes()),
+            ],
+        ) {
+            let Ok(value) = HeaderValue::from_bytes(&raw) else {
+                return Ok(());
+            };
+            let req = request_with(Some(value));
+            match bearer_token(&req) {
+                Ok(token) => {
+                    prop_assert!(!token.is_empty());
+                    prop_assert_eq!(token, token.trim());
+                }
+                Err(e) => {
+                    prop_assert!(
+                        matches!(e, ApiError::InvalidAuthToken | ApiError::NotAuthenticated),
+                        "{:?}", e
+                    );
+                    props::check_refusal(&Err::<(), _>(e), &[1000, 10002])?;
+                }
+            }
+        }
+
+        /// `bearer <token>` in any case of the scheme, with blanks around, gives the token.
+        #[test]
+        fn a_bearer_token_is_read_back(
+            scheme in "[bB][eE][aA][rR][eE][rR]",
+            token in "[!-~]{1,60}",
+            before in "[ \t]{0,2}",
+            after in "[ \t]{0,2}",
+        ) {
+            let value = HeaderValue::from_str(&format!("{before}{scheme} {token}{after}")).unwrap();
+            let req = request_with(Some(value));
+            prop_assert_eq!(bearer_token(&req).ok(), Some(token.as_str()));
+        }
+    }
+
+    #[test]
+    fn no_or_blank_header_is_not_authenticated_and_other_schemes_are_invalid() {
+        assert!(matches!(
+            bearer_token(&request_with(None)),
+            Err(ApiError::NotAuthenticated)
+        ));
+        assert!(matches!(
+            bearer_token(&request_with(Some(HeaderValue::from_static("  ")))),
+            Err(ApiError::NotAuthenticated)
+        ));
+        for refused in ["Basic abc", "bearer", "bearer   ", "token", "Bearerabc"] {
+            assert!(
+                matches!(
+                    bearer_token(&request_with(Some(HeaderValue::from_static(refused)))),
+                    Err(ApiError::InvalidAuthToken)
+                ),
+                "{refused}"
+            );
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //! call `crate::service`.
 
 pub mod access_log;
+#[cfg(test)]
+pub(crate) mod body_properties;
 pub mod cors;
 pub mod dashboard;
 pub mod extract;
@@ -215,15 +217,23 @@ impl<'a> Fields<'a> {
 
 /// `true` for CC's truthy flag values (`accepts_incomplete=true`, `async=true`).
 pub fn flag(req: &HttpRequest, name: &str) -> bool {
-    form_urlencoded::parse(req.query_string().as_bytes())
+    flag_in(req.query_string(), name)
+}
+
+fn flag_in(query: &str, name: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes())
         .any(|(k, v)| k == name && v.eq_ignore_ascii_case("true"))
 }
 
 /// CC's `convert_flag_to_bool`: exactly `true` or `false`, or absent (false). Anything else
 /// (`yes`, `TRUE`, an empty value) is `400 CF-InvalidRequest`, answered before anything is done.
 pub fn strict_flag(req: &HttpRequest, name: &str) -> Result<bool, ApiError> {
+    strict_flag_in(req.query_string(), name)
+}
+
+fn strict_flag_in(query: &str, name: &str) -> Result<bool, ApiError> {
     // Rails keeps the last of repeated keys.
-    let value = form_urlencoded::parse(req.query_string().as_bytes())
+    let value = form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k == name)
         .last()
         .map(|(_, v)| v);
@@ -269,4 +279,84 @@ const WARNING_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 
 fn utf8_percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, WARNING_SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A query string of `pairs`, form-encoded as clients write them.
+    fn query_of(pairs: &[(String, String)]) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    }
+
+    fn other_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec(("\\PC{0,12}", "\\PC{0,12}"), 0..4).prop_map(|pairs| {
+            pairs
+                .into_iter()
+                .filter(|(k, _)| k != "accepts_incomplete")
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(body_properties::config())]
+
+        /// Any query string, bytes included: the flag is read or refused with
+        /// `CF-InvalidRequest`, never a panic.
+        #[test]
+        fn any_query_string_gives_a_flag_or_invalid_request(raw in prop::collection::vec(any::<u8>(), 0..64)) {
+            let encoded: String = form_urlencoded::byte_serialize(&raw).collect();
+            for query in [
+                String::from_utf8_lossy(&raw).into_owned(),
+                format!("accepts_incomplete={encoded}"),
+            ] {
+                match strict_flag_in(&query, "accepts_incomplete") {
+                    Ok(_) => {}
+                    Err(e) => prop_assert_eq!(e.details(), (400, 10004, "InvalidRequest")),
+                }
+                let _ = flag_in(&query, "accepts_incomplete");
+            }
+        }
+
+        /// A flag written among other parameters is read back: the last of repeated values
+        /// counts, only `true` and `false` are values (`flag` also takes `TRUE`).
+        #[test]
+        fn a_written_flag_is_read_back(
+            before in other_pairs(),
+            after in other_pairs(),
+            values in prop::collection::vec(
+                prop_oneof![Just("true".to_string()), Just("false".to_string()), "\\PC{0,8}"],
+                0..3,
+            ),
+        ) {
+            let mut pairs = before;
+            pairs.extend(values.iter().map(|v| ("accepts_incomplete".to_string(), v.clone())));
+            pairs.extend(after);
+            let query = query_of(&pairs);
+            let strict = strict_flag_in(&query, "accepts_incomplete");
+            match values.last().map(String::as_str) {
+                None | Some("false") => prop_assert!(matches!(strict, Ok(false))),
+                Some("true") => prop_assert!(matches!(strict, Ok(true))),
+                Some(_) => prop_assert!(matches!(strict, Err(ApiError::InvalidRequest))),
+            }
+            let lenient = values.iter().any(|v| v.eq_ignore_ascii_case("true"));
+            prop_assert_eq!(flag_in(&query, "accepts_incomplete"), lenient);
+        }
+    }
+
+    #[test]
+    fn json_object_takes_blank_bodies_as_empty_and_refuses_other_documents() {
+        assert!(json_object(b"").unwrap().is_empty());
+        assert!(json_object(b" \r\n\t").unwrap().is_empty());
+        for refused in [&b"[]"[..], b"null", b"1", b"\"x\"", b"{", b"\xff"] {
+            assert!(matches!(
+                json_object(refused),
+                Err(ApiError::MessageParseError(_))
+            ));
+        }
+    }
 }

@@ -112,6 +112,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/spaces/{guid}/apps", web::get().to(list_in_space));
 }
 
+/// The body of `PUT /v2/apps/:guid` (and of a create, see [`create_input`]).
 fn app_input(body: &[u8]) -> ApiResult<AppInput> {
     let obj = json_object(body)?;
     let f = Fields(&obj);
@@ -128,6 +129,22 @@ fn app_input(body: &[u8]) -> ApiResult<AppInput> {
         disk_quota: f.opt_i64("disk_quota")?,
         environment_json,
     })
+}
+
+/// The body of `POST /v2/apps`: [`app_input`] with a name and a space.
+fn create_input(body: &[u8]) -> ApiResult<AppInput> {
+    let input = app_input(body)?;
+    if input.name.is_none() {
+        return Err(ApiError::MessageParseError(
+            "Field: name, Error: Missing field name".into(),
+        ));
+    }
+    if input.space_guid.is_none() {
+        return Err(ApiError::MessageParseError(
+            "Field: space_guid, Error: Missing field space_guid".into(),
+        ));
+    }
+    Ok(input)
 }
 
 #[utoipa::path(
@@ -199,17 +216,7 @@ async fn apps_page(
 }
 
 async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
-    let input = app_input(&body)?;
-    if input.name.is_none() {
-        return Err(ApiError::MessageParseError(
-            "Field: name, Error: Missing field name".into(),
-        ));
-    }
-    if input.space_guid.is_none() {
-        return Err(ApiError::MessageParseError(
-            "Field: space_guid, Error: Missing field space_guid".into(),
-        ));
-    }
+    let input = create_input(&body)?;
     let app = resources::create_app(&state, &caller, input).await?;
     let mut resp = json(StatusCode::CREATED, &render_app(&app));
     super::set_location(&mut resp, &format!("/v2/apps/{}", app.guid));
@@ -264,4 +271,55 @@ async fn update(
 async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     resources::delete_app(&state, &caller, &path).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::{Map, Value};
+
+    fn decoded_app(i: &AppInput, _: &Map<String, Value>) -> Map<String, Value> {
+        assert!(i.guid.is_none(), "a client never names the guid");
+        let env = i.environment_json.as_deref().map(|text| {
+            serde_json::from_str::<Value>(text).expect("environment_json is stored as JSON")
+        });
+        crate::api::body_properties::decoded([
+            ("name", i.name.clone().map(Value::from)),
+            ("space_guid", i.space_guid.clone().map(Value::from)),
+            ("state", i.state.clone().map(Value::from)),
+            ("memory", i.memory.map(Value::from)),
+            ("instances", i.instances.map(Value::from)),
+            ("disk_quota", i.disk_quota.map(Value::from)),
+            ("environment_json", env),
+        ])
+    }
+
+    decoder_properties!(update_body {
+        decode: app_input,
+        fields: &[
+            ("name", Kind::Str),
+            ("space_guid", Kind::Str),
+            ("state", Kind::Str),
+            ("memory", Kind::Int),
+            ("instances", Kind::Int),
+            ("disk_quota", Kind::Int),
+            ("environment_json", Kind::Object),
+        ],
+        decoded_as: decoded_app,
+    });
+
+    decoder_properties!(create_body {
+        decode: create_input,
+        fields: &[
+            ("name", Kind::RequiredStr),
+            ("space_guid", Kind::RequiredStr),
+            ("state", Kind::Str),
+            ("memory", Kind::Int),
+            ("instances", Kind::Int),
+            ("disk_quota", Kind::Int),
+            ("environment_json", Kind::Object),
+        ],
+        decoded_as: decoded_app,
+    });
 }

@@ -212,6 +212,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// The body of `POST /v2/service_bindings` (`accepts_incomplete`, from the query, is left
+/// `false`). Like CC's `CreateMessage`, decoded before anything else is looked at.
+fn create_input(body: &[u8]) -> ApiResult<CreateBinding> {
+    let obj = json_object(body)?;
+    let f = Fields(&obj);
+    let input = CreateBinding {
+        app_guid: f.required_str("app_guid")?.to_string(),
+        service_instance_guid: f.required_str("service_instance_guid")?.to_string(),
+        name: f.opt_str("name")?.map(str::to_string),
+        parameters: f.opt_object("parameters")?.cloned(),
+        accepts_incomplete: false,
+        role: f.opt_str("role")?.map(str::to_string),
+        prefix: f.opt_str("prefix")?.map(str::to_string),
+        credential_binding: f.opt_str("credential_binding_guid")?.map(str::to_string),
+        service_key: match (f.opt_str("service_key_guid")?, f.opt_str("service_key_name")?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::MessageParseError(
+                    "Field: service_key_guid, Error: give service_key_guid or service_key_name, not both".into(),
+                ))
+            }
+            (g, n) => g.or(n).map(str::to_string),
+        },
+    };
+    if input.credential_binding.is_some() && input.service_key.is_some() {
+        return Err(ApiError::MessageParseError(
+            "Field: credential_binding_guid, Error: give a service key or a binding's credential, not both".into(),
+        ));
+    }
+    Ok(input)
+}
+
 #[utoipa::path(
     post,
     path = "/v2/service_bindings",
@@ -236,32 +267,8 @@ async fn create(
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let f = Fields(&obj);
-    let accepts_incomplete = strict_flag(&req, "accepts_incomplete")?;
-    let input = CreateBinding {
-        app_guid: f.required_str("app_guid")?.to_string(),
-        service_instance_guid: f.required_str("service_instance_guid")?.to_string(),
-        name: f.opt_str("name")?.map(str::to_string),
-        parameters: f.opt_object("parameters")?.cloned(),
-        accepts_incomplete,
-        role: f.opt_str("role")?.map(str::to_string),
-        prefix: f.opt_str("prefix")?.map(str::to_string),
-        credential_binding: f.opt_str("credential_binding_guid")?.map(str::to_string),
-        service_key: match (f.opt_str("service_key_guid")?, f.opt_str("service_key_name")?) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::MessageParseError(
-                    "Field: service_key_guid, Error: give service_key_guid or service_key_name, not both".into(),
-                ))
-            }
-            (g, n) => g.or(n).map(str::to_string),
-        },
-    };
-    if input.credential_binding.is_some() && input.service_key.is_some() {
-        return Err(ApiError::MessageParseError(
-            "Field: credential_binding_guid, Error: give a service key or a binding's credential, not both".into(),
-        ));
-    }
+    let mut input = create_input(&body)?;
+    input.accepts_incomplete = strict_flag(&req, "accepts_incomplete")?;
     let shown = bindings::create(&state, &caller, input).await?;
     let status = if shown.view.binding.last_operation().in_progress() {
         StatusCode::ACCEPTED
@@ -598,4 +605,91 @@ async fn list_for_upsi(
         &format!("/v2/user_provided_service_instances/{path}/service_bindings"),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::Map;
+
+    decoder_properties!(create_body {
+        decode: create_input,
+        fields: &[
+            ("app_guid", Kind::RequiredStr),
+            ("service_instance_guid", Kind::RequiredStr),
+            ("name", Kind::Str),
+            ("parameters", Kind::Object),
+            ("role", Kind::Str),
+            ("prefix", Kind::Str),
+            ("credential_binding_guid", Kind::Str),
+            ("service_key_guid", Kind::Str),
+            ("service_key_name", Kind::Str),
+        ],
+        at_most_one_of: &[&[
+            "service_key_guid",
+            "service_key_name",
+            "credential_binding_guid"
+        ]],
+        decoded_as: |i: &CreateBinding, sent: &Map<String, Value>| {
+            // The key is one field, whichever of the two named it.
+            let key_field = ["service_key_guid", "service_key_name"]
+                .into_iter()
+                .find(|k| sent.get(*k).is_some_and(|v| !v.is_null()))
+                .unwrap_or("service_key_guid");
+            assert!(
+                !i.accepts_incomplete,
+                "the body never says accepts_incomplete"
+            );
+            decoded([
+                ("app_guid", Some(Value::from(i.app_guid.clone()))),
+                (
+                    "service_instance_guid",
+                    Some(Value::from(i.service_instance_guid.clone())),
+                ),
+                ("name", i.name.clone().map(Value::from)),
+                ("parameters", i.parameters.clone().map(Value::Object)),
+                ("role", i.role.clone().map(Value::from)),
+                ("prefix", i.prefix.clone().map(Value::from)),
+                (
+                    "credential_binding_guid",
+                    i.credential_binding.clone().map(Value::from),
+                ),
+                (key_field, i.service_key.clone().map(Value::from)),
+            ])
+        },
+    });
+
+    mod create_body_credentials {
+        use super::*;
+        use crate::api::body_properties::{self as props, text};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(props::config())]
+
+            /// Two credentials named at once (a key by guid and by name, or a key and another
+            /// binding's credential) are a parse error naming the field, whatever the values.
+            #[test]
+            fn two_credentials_are_a_parse_error(
+                a in text(),
+                b in text(),
+                pair in prop::sample::select(vec![
+                    ("service_key_guid", "service_key_name", "service_key_guid"),
+                    ("credential_binding_guid", "service_key_guid", "credential_binding_guid"),
+                    ("credential_binding_guid", "service_key_name", "credential_binding_guid"),
+                ]),
+            ) {
+                let (first, second, named) = pair;
+                let body = serde_json::json!({
+                    "app_guid": "app",
+                    "service_instance_guid": "si",
+                    first: a,
+                    second: b,
+                });
+                let body = serde_json::to_vec(&body).unwrap();
+                props::check_parse_error(&create_input(&body), Some(named))?;
+            }
+        }
+    }
 }

@@ -206,6 +206,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// The body of `POST /v2/service_brokers` and `PUT /v2/service_brokers/:guid`.
 fn broker_input(body: &[u8]) -> ApiResult<BrokerInput> {
     let obj = json_object(body)?;
     let f = Fields(&obj);
@@ -216,6 +217,21 @@ fn broker_input(body: &[u8]) -> ApiResult<BrokerInput> {
         auth_password: f.opt_str("auth_password")?.map(str::to_string),
         space_guid: f.opt_str("space_guid")?.map(str::to_string),
     })
+}
+
+/// The body of `PUT /v2/service_plans/:guid`: whether the plan is public, if it says.
+fn plan_update_input(body: &[u8]) -> ApiResult<Option<bool>> {
+    let obj = json_object(body)?;
+    Fields(&obj).opt_bool("public")
+}
+
+/// The body of `POST /v2/service_plan_visibilities`: the plan and the organization.
+fn visibility_input(body: &[u8]) -> ApiResult<(String, String)> {
+    let obj = json_object(body)?;
+    let f = Fields(&obj);
+    let plan = f.required_str("service_plan_guid")?.to_string();
+    let org = f.required_str("organization_guid")?.to_string();
+    Ok((plan, org))
 }
 
 async fn list_brokers(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -366,9 +382,7 @@ async fn update_plan(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let f = Fields(&obj);
-    let plan = match f.opt_bool("public")? {
+    let plan = match plan_update_input(&body)? {
         Some(public) => brokers::set_plan_public(&state, &caller, &path, public).await?,
         None => brokers::get_plan(&state, &caller, &path).await?,
     };
@@ -397,10 +411,7 @@ async fn create_visibility(
     caller: Caller,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let f = Fields(&obj);
-    let plan = f.required_str("service_plan_guid")?.to_string();
-    let org = f.required_str("organization_guid")?.to_string();
+    let (plan, org) = visibility_input(&body)?;
     let vis = brokers::create_visibility(&state, &caller, plan, org).await?;
     let mut resp = json(StatusCode::CREATED, &render_visibility(&vis));
     super::set_location(
@@ -426,4 +437,53 @@ async fn delete_visibility(
 ) -> ApiResult<HttpResponse> {
     brokers::delete_visibility(&state, &caller, &path).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::{Map, Value};
+
+    decoder_properties!(broker_body {
+        decode: broker_input,
+        fields: &[
+            ("name", Kind::Str),
+            ("broker_url", Kind::Str),
+            ("auth_username", Kind::Str),
+            ("auth_password", Kind::Str),
+            ("space_guid", Kind::Str),
+        ],
+        decoded_as: |b: &BrokerInput, _: &Map<String, Value>| {
+            decoded([
+                ("name", b.name.clone().map(Value::from)),
+                ("broker_url", b.broker_url.clone().map(Value::from)),
+                ("auth_username", b.auth_username.clone().map(Value::from)),
+                ("auth_password", b.auth_password.clone().map(Value::from)),
+                ("space_guid", b.space_guid.clone().map(Value::from)),
+            ])
+        },
+    });
+
+    decoder_properties!(plan_update_body {
+        decode: plan_update_input,
+        fields: &[("public", Kind::Bool)],
+        decoded_as: |public: &Option<bool>, _: &Map<String, Value>| {
+            decoded([("public", public.map(Value::from))])
+        },
+    });
+
+    decoder_properties!(visibility_body {
+        decode: visibility_input,
+        fields: &[
+            ("service_plan_guid", Kind::RequiredStr),
+            ("organization_guid", Kind::RequiredStr),
+        ],
+        decoded_as: |(plan, org): &(String, String), _: &Map<String, Value>| {
+            decoded([
+                ("service_plan_guid", Some(Value::from(plan.clone()))),
+                ("organization_guid", Some(Value::from(org.clone()))),
+            ])
+        },
+    });
 }

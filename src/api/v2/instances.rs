@@ -289,16 +289,8 @@ async fn create(
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let f = Fields(&obj);
-    let input = CreateInstance {
-        name: f.opt_str("name")?.map(str::to_string),
-        space_guid: f.opt_str("space_guid")?.map(str::to_string),
-        service_plan_guid: f.opt_str("service_plan_guid")?.map(str::to_string),
-        parameters: f.opt_object("parameters")?.cloned(),
-        tags: f.opt_string_list("tags")?,
-        accepts_incomplete: flag(&req, "accepts_incomplete"),
-    };
+    let mut input = create_input(&body)?;
+    input.accepts_incomplete = flag(&req, "accepts_incomplete");
     let view = instances::create_managed(&state, &caller, input).await?;
     let status = if view.instance.last_operation().in_progress() {
         StatusCode::ACCEPTED
@@ -375,15 +367,8 @@ async fn update(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let f = Fields(&obj);
-    let input = UpdateInstance {
-        name: f.opt_str("name")?.map(str::to_string),
-        tags: f.opt_string_list("tags")?,
-        service_plan_guid: f.opt_str("service_plan_guid")?.map(str::to_string),
-        parameters: f.opt_object("parameters")?.cloned(),
-        accepts_incomplete: flag(&req, "accepts_incomplete"),
-    };
+    let mut input = update_input(&body)?;
+    input.accepts_incomplete = flag(&req, "accepts_incomplete");
     let view = instances::update_managed(&state, &caller, &path, input).await?;
     if view.instance.last_operation().in_progress() {
         let mut resp = json(StatusCode::ACCEPTED, &render_instance(&view));
@@ -444,6 +429,35 @@ async fn delete(
     }
 }
 
+/// The body of `POST /v2/service_instances` (`accepts_incomplete`, from the query, is left
+/// `false`).
+fn create_input(body: &[u8]) -> ApiResult<CreateInstance> {
+    let obj = json_object(body)?;
+    let f = Fields(&obj);
+    Ok(CreateInstance {
+        name: f.opt_str("name")?.map(str::to_string),
+        space_guid: f.opt_str("space_guid")?.map(str::to_string),
+        service_plan_guid: f.opt_str("service_plan_guid")?.map(str::to_string),
+        parameters: f.opt_object("parameters")?.cloned(),
+        tags: f.opt_string_list("tags")?,
+        accepts_incomplete: false,
+    })
+}
+
+/// The body of `PUT /v2/service_instances/:guid` (`accepts_incomplete` left `false`).
+fn update_input(body: &[u8]) -> ApiResult<UpdateInstance> {
+    let obj = json_object(body)?;
+    let f = Fields(&obj);
+    Ok(UpdateInstance {
+        name: f.opt_str("name")?.map(str::to_string),
+        tags: f.opt_string_list("tags")?,
+        service_plan_guid: f.opt_str("service_plan_guid")?.map(str::to_string),
+        parameters: f.opt_object("parameters")?.cloned(),
+        accepts_incomplete: false,
+    })
+}
+
+/// The body of `POST /v2/user_provided_service_instances` and of its `PUT`.
 fn upsi_input(body: &[u8]) -> ApiResult<UpsiInput> {
     let obj = json_object(body)?;
     let f = Fields(&obj);
@@ -547,4 +561,92 @@ async fn delete_upsi(
 ) -> ApiResult<HttpResponse> {
     instances::delete(&state, &caller, &path, Kind::UserProvided, false).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::{Map, Value};
+
+    decoder_properties!(create_body {
+        decode: create_input,
+        fields: &[
+            ("name", Kind::Str),
+            ("space_guid", Kind::Str),
+            ("service_plan_guid", Kind::Str),
+            ("parameters", Kind::Object),
+            ("tags", Kind::StrList),
+        ],
+        decoded_as: |i: &CreateInstance, _: &Map<String, Value>| {
+            assert!(
+                !i.accepts_incomplete,
+                "the body never says accepts_incomplete"
+            );
+            decoded([
+                ("name", i.name.clone().map(Value::from)),
+                ("space_guid", i.space_guid.clone().map(Value::from)),
+                (
+                    "service_plan_guid",
+                    i.service_plan_guid.clone().map(Value::from),
+                ),
+                ("parameters", i.parameters.clone().map(Value::Object)),
+                ("tags", i.tags.clone().map(Value::from)),
+            ])
+        },
+    });
+
+    decoder_properties!(update_body {
+        decode: update_input,
+        fields: &[
+            ("name", Kind::Str),
+            ("tags", Kind::StrList),
+            ("service_plan_guid", Kind::Str),
+            ("parameters", Kind::Object),
+        ],
+        decoded_as: |i: &UpdateInstance, _: &Map<String, Value>| {
+            assert!(
+                !i.accepts_incomplete,
+                "the body never says accepts_incomplete"
+            );
+            decoded([
+                ("name", i.name.clone().map(Value::from)),
+                ("tags", i.tags.clone().map(Value::from)),
+                (
+                    "service_plan_guid",
+                    i.service_plan_guid.clone().map(Value::from),
+                ),
+                ("parameters", i.parameters.clone().map(Value::Object)),
+            ])
+        },
+    });
+
+    decoder_properties!(user_provided_body {
+        decode: upsi_input,
+        fields: &[
+            ("name", Kind::Str),
+            ("space_guid", Kind::Str),
+            ("credentials", Kind::Object),
+            ("syslog_drain_url", Kind::Str),
+            ("route_service_url", Kind::Str),
+            ("tags", Kind::StrList),
+        ],
+        decoded_as: |i: &UpsiInput, _: &Map<String, Value>| {
+            assert!(i.guid.is_none(), "a client never names the guid");
+            decoded([
+                ("name", i.name.clone().map(Value::from)),
+                ("space_guid", i.space_guid.clone().map(Value::from)),
+                ("credentials", i.credentials.clone().map(Value::Object)),
+                (
+                    "syslog_drain_url",
+                    i.syslog_drain_url.clone().map(Value::from),
+                ),
+                (
+                    "route_service_url",
+                    i.route_service_url.clone().map(Value::from),
+                ),
+                ("tags", i.tags.clone().map(Value::from)),
+            ])
+        },
+    });
 }

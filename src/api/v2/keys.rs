@@ -56,18 +56,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
+/// The body of `POST /v2/service_keys`.
+fn create_input(body: &[u8]) -> ApiResult<keys::CreateKey> {
+    let obj = json_object(body)?;
     let f = Fields(&obj);
     let instance = f.required_str("service_instance_guid")?.to_string();
     let name = f.required_str("name")?.to_string();
     let parameters = f.opt_object("parameters")?.cloned();
-    let input = keys::CreateKey {
+    Ok(keys::CreateKey {
         instance_guid: instance,
         name,
         parameters,
         role: f.opt_str("role")?.map(str::to_string),
-    };
+    })
+}
+
+async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let input = create_input(&body)?;
     let view = keys::create(&state, &caller, input).await?;
     let mut resp = json(StatusCode::CREATED, &render_key(&view));
     super::set_location(&mut resp, &format!("/v2/service_keys/{}", view.key.guid));
@@ -113,4 +118,32 @@ async fn list_for_instance(
         items,
         &[],
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::{Map, Value};
+
+    decoder_properties!(create_body {
+        decode: create_input,
+        fields: &[
+            ("service_instance_guid", Kind::RequiredStr),
+            ("name", Kind::RequiredStr),
+            ("parameters", Kind::Object),
+            ("role", Kind::Str),
+        ],
+        decoded_as: |k: &keys::CreateKey, _: &Map<String, Value>| {
+            decoded([
+                (
+                    "service_instance_guid",
+                    Some(Value::from(k.instance_guid.clone())),
+                ),
+                ("name", Some(Value::from(k.name.clone()))),
+                ("parameters", k.parameters.clone().map(Value::Object)),
+                ("role", k.role.clone().map(Value::from)),
+            ])
+        },
+    });
 }

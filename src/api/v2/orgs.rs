@@ -76,10 +76,37 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     Ok(page(&params, "/v2/organizations", loaded.total, items, &[]))
 }
 
-async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
+/// The body of `POST /v2/organizations`: the organization's name.
+fn create_input(body: &[u8]) -> ApiResult<String> {
+    let obj = json_object(body)?;
+    Ok(Fields(&obj).required_str("name")?.to_string())
+}
+
+/// What `PUT /v2/organizations/:guid` changes.
+struct OrgUpdate {
+    name: Option<String>,
+    status: Option<OrgStatus>,
+}
+
+/// The body of `PUT /v2/organizations/:guid`; a status other than CC's two is CC's
+/// `OrganizationInvalid`.
+fn update_input(body: &[u8]) -> ApiResult<OrgUpdate> {
+    let obj = json_object(body)?;
     let f = Fields(&obj);
-    let name = f.required_str("name")?.to_string();
+    let name = f.opt_str("name")?.map(str::to_string);
+    let status = match f.opt_str("status")? {
+        Some(s) => Some(OrgStatus::parse(s).ok_or_else(|| {
+            ApiError::OrganizationInvalid(
+                r#"status is not in range or set: ["active", "suspended"]"#.into(),
+            )
+        })?),
+        None => None,
+    };
+    Ok(OrgUpdate { name, status })
+}
+
+async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let name = create_input(&body)?;
     let org = resources::create_org(&state, &caller, name, None).await?;
     let mut resp = json(StatusCode::CREATED, &render_org(&org));
     crate::api::v2::set_location(&mut resp, &format!("/v2/organizations/{}", org.guid));
@@ -111,17 +138,7 @@ async fn update(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let f = Fields(&obj);
-    let name = f.opt_str("name")?.map(str::to_string);
-    let status = match f.opt_str("status")? {
-        Some(s) => Some(OrgStatus::parse(s).ok_or_else(|| {
-            ApiError::OrganizationInvalid(
-                r#"status is not in range or set: ["active", "suspended"]"#.into(),
-            )
-        })?),
-        None => None,
-    };
+    let OrgUpdate { name, status } = update_input(&body)?;
     let org = if name.is_none() && status.is_none() {
         resources::get_org(&state, &caller, &path).await?
     } else {
@@ -133,4 +150,48 @@ async fn update(
 async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     resources::delete_org(&state, &caller, &path).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::{self as props, decoder_properties, text};
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    decoder_properties!(create_body {
+        decode: create_input,
+        fields: &[("name", Kind::RequiredStr)],
+        decoded_as: |name: &String, _: &Map<String, Value>| {
+            decoded([("name", Some(Value::from(name.clone())))])
+        },
+    });
+
+    decoder_properties!(update_body {
+        decode: update_input,
+        fields: &[
+            ("name", Kind::Str),
+            ("status", Kind::OneOf(&["active", "suspended"])),
+        ],
+        also_refused_with: &[30001],
+        decoded_as: |u: &OrgUpdate, _: &Map<String, Value>| {
+            decoded([
+                ("name", u.name.clone().map(Value::from)),
+                ("status", u.status.map(|s| Value::from(s.as_str()))),
+            ])
+        },
+    });
+
+    proptest! {
+        #![proptest_config(props::config())]
+
+        /// A status that is a string but not one of CC's two is `OrganizationInvalid`.
+        #[test]
+        fn another_status_is_organization_invalid(status in text()) {
+            prop_assume!(status != "active" && status != "suspended");
+            let body = serde_json::to_vec(&serde_json::json!({"status": status})).unwrap();
+            let e = update_input(&body).err();
+            prop_assert!(matches!(e, Some(ApiError::OrganizationInvalid(_))), "{:?}", e);
+        }
+    }
 }

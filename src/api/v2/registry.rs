@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/registry_secrets/{guid}", web::delete().to(delete));
 }
 
+/// The body of `POST /v2/spaces/:guid/registry_secrets` and `PUT /v2/registry_secrets/:guid`.
 fn input(body: &[u8]) -> ApiResult<RegistryInput> {
     let obj = json_object(body)?;
     let f = Fields(&obj);
@@ -107,4 +108,31 @@ async fn update(
 async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     registry::delete(&state, &caller, &path).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::{Map, Value};
+
+    decoder_properties!(secret_body {
+        decode: input,
+        fields: &[
+            ("name", Kind::Str),
+            ("server", Kind::Str),
+            ("username", Kind::Str),
+            ("password", Kind::Str),
+            ("email", Kind::Str),
+        ],
+        decoded_as: |i: &RegistryInput, _: &Map<String, Value>| {
+            decoded([
+                ("name", i.name.clone().map(Value::from)),
+                ("server", i.server.clone().map(Value::from)),
+                ("username", i.username.clone().map(Value::from)),
+                ("password", i.password.clone().map(Value::from)),
+                ("email", i.email.clone().map(Value::from)),
+            ])
+        },
+    });
 }

@@ -122,11 +122,23 @@ async fn list_in_org(
     ))
 }
 
-async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
+/// The body of `POST /v2/spaces`: the space's name and its organization.
+fn create_input(body: &[u8]) -> ApiResult<(String, String)> {
+    let obj = json_object(body)?;
     let f = Fields(&obj);
     let name = f.required_str("name")?.to_string();
     let org = f.required_str("organization_guid")?.to_string();
+    Ok((name, org))
+}
+
+/// The body of `PUT /v2/spaces/:guid`: a new name, if any.
+fn update_input(body: &[u8]) -> ApiResult<Option<String>> {
+    let obj = json_object(body)?;
+    Ok(Fields(&obj).opt_str("name")?.map(str::to_string))
+}
+
+async fn create(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let (name, org) = create_input(&body)?;
     let space = resources::create_space(&state, &caller, name, org, None).await?;
     let mut resp = json(StatusCode::CREATED, &render_space(&space));
     super::set_location(&mut resp, &format!("/v2/spaces/{}", space.guid));
@@ -158,10 +170,8 @@ async fn update(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let f = Fields(&obj);
-    let space = match f.opt_str("name")? {
-        Some(n) => resources::rename_space(&state, &caller, &path, n.to_string()).await?,
+    let space = match update_input(&body)? {
+        Some(n) => resources::rename_space(&state, &caller, &path, n).await?,
         None => resources::get_space(&state, &caller, &path).await?,
     };
     Ok(json(StatusCode::CREATED, &render_space(&space)))
@@ -170,4 +180,33 @@ async fn update(
 async fn delete(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     resources::delete_space(&state, &caller, &path).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::{Map, Value};
+
+    decoder_properties!(create_body {
+        decode: create_input,
+        fields: &[
+            ("name", Kind::RequiredStr),
+            ("organization_guid", Kind::RequiredStr)
+        ],
+        decoded_as: |(name, org): &(String, String), _: &Map<String, Value>| {
+            decoded([
+                ("name", Some(Value::from(name.clone()))),
+                ("organization_guid", Some(Value::from(org.clone()))),
+            ])
+        },
+    });
+
+    decoder_properties!(update_body {
+        decode: update_input,
+        fields: &[("name", Kind::Str)],
+        decoded_as: |name: &Option<String>, _: &Map<String, Value>| {
+            decoded([("name", name.clone().map(Value::from))])
+        },
+    });
 }

@@ -118,9 +118,21 @@ async fn list_users(state: State, caller: Caller, req: HttpRequest) -> ApiResult
     Ok(page(&params, "/v2/users", loaded.total, items, &[]))
 }
 
+/// The body of `POST /v2/users`: the user's UAA id.
+fn create_user_input(body: &[u8]) -> ApiResult<String> {
+    let obj = json_object(body)?;
+    Ok(Fields(&obj).required_str("guid")?.to_string())
+}
+
+/// The body of the role changes by name (`PUT`/`DELETE /v2/{spaces,organizations}/:guid/{role}`):
+/// the user's name.
+fn username_input(body: &[u8]) -> ApiResult<String> {
+    let obj = json_object(body)?;
+    Ok(Fields(&obj).required_str("username")?.to_string())
+}
+
 async fn create_user(state: State, caller: Caller, body: web::Bytes) -> ApiResult<HttpResponse> {
-    let obj = json_object(&body)?;
-    let guid = Fields(&obj).required_str("guid")?.to_string();
+    let guid = create_user_input(&body)?;
     let user = roles::create_user(&state, &caller, guid).await?;
     let mut resp = json(StatusCode::CREATED, &render_user(&user));
     super::set_location(&mut resp, &format!("/v2/users/{}", user.guid));
@@ -153,8 +165,7 @@ fn org_role_or_404(role: &str) -> ApiResult<&'static str> {
 }
 
 async fn user_guid_by_name(state: &State, body: &[u8]) -> ApiResult<String> {
-    let obj = json_object(body)?;
-    let username = Fields(&obj).required_str("username")?.to_string();
+    let username = username_input(body)?;
     state
         .db
         .read(move |conn| {
@@ -318,4 +329,27 @@ async fn delete_org_role(
     let role = org_role_or_404(&role)?;
     roles::set_org_role(&state, &caller, &org, role, &user, false).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::body_properties::decoder_properties;
+    use serde_json::{Map, Value};
+
+    decoder_properties!(create_user_body {
+        decode: create_user_input,
+        fields: &[("guid", Kind::RequiredStr)],
+        decoded_as: |guid: &String, _: &Map<String, Value>| {
+            decoded([("guid", Some(Value::from(guid.clone())))])
+        },
+    });
+
+    decoder_properties!(role_by_username_body {
+        decode: username_input,
+        fields: &[("username", Kind::RequiredStr)],
+        decoded_as: |name: &String, _: &Map<String, Value>| {
+            decoded([("username", Some(Value::from(name.clone())))])
+        },
+    });
 }
