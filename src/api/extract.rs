@@ -1,5 +1,6 @@
 //! Extractors: who is calling (the bearer token, verified), the request id, and the two
-//! together as the use cases' [`Caller`].
+//! together as the use cases' [`Caller`] (or [`MaybeCaller`] where CC serves callers without
+//! a token too).
 
 use std::future::{ready, Ready};
 
@@ -97,6 +98,25 @@ impl FromRequest for Caller {
                 request_id,
             })
         })
+    }
+}
+
+/// The caller of a route that CC also serves without a token (`allow_unauthenticated_access`,
+/// the marketplace lists): `None` when the request carries no token at all (what
+/// [`bearer_token`] calls not authenticated). A token that is there but does not verify is
+/// refused as on every other route (`CF-InvalidAuthToken`), as CC refuses it.
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequest for MaybeCaller {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        if matches!(bearer_token(req), Err(ApiError::NotAuthenticated)) {
+            return Box::pin(ready(Ok(MaybeCaller(None))));
+        }
+        let caller = Caller::from_request(req, payload);
+        Box::pin(async move { Ok(MaybeCaller(Some(caller.await?))) })
     }
 }
 

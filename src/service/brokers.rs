@@ -243,21 +243,76 @@ pub struct ServiceView {
     pub broker_name: String,
 }
 
+/// `GET /v2/services`: the services that offer a plan the viewer may list (every service for
+/// those who read everything). `viewer` is `None` for a caller without a token, whom CC shows
+/// the services of the public active plans.
 pub async fn list_services(
     state: &AppState,
-    caller: &Caller,
+    viewer: Option<&Caller>,
     query: &ListQuery,
 ) -> ApiResult<Loaded<ServiceView>> {
-    authz::require_read_scope(&caller.actor)?;
+    let actor = viewer_actor(viewer)?;
     let page = query.page;
     let filters = query.filters.clone();
     state
         .db
         .read(move |conn| {
-            let loaded = repo::brokers::list_services(conn, &filters, &page)?;
+            let loaded = match listable_plans(conn, actor.as_ref())? {
+                None => repo::brokers::list_services(conn, &filters, &page)?,
+                Some(plans) => {
+                    let services = repo::marketplace::services_of_plans(conn, &plans)?;
+                    repo::marketplace::list_services_among(conn, &filters, &services, &page)?
+                }
+            };
             with_broker_names(conn, loaded)
         })
         .await
+}
+
+/// The actor behind a marketplace viewer, once it may read (`None`: no token).
+fn viewer_actor(viewer: Option<&Caller>) -> ApiResult<Option<crate::auth::Actor>> {
+    match viewer {
+        Some(caller) => {
+            authz::require_read_scope(&caller.actor)?;
+            Ok(Some(caller.actor.clone()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The plans a viewer may list (CC's `ServicePlan.user_visibility_list_filter`): `None` means
+/// all of them (admins, read-only admins, global auditors); a caller without a token
+/// (`actor` `None`) and one without roles see the public active plans; members of orgs and
+/// spaces also the plans made visible to their orgs and those of brokers scoped to their
+/// spaces. Inactive plans (gone from their broker's catalog) are never listed.
+fn listable_plans(
+    conn: &mut DbConnection,
+    actor: Option<&crate::auth::Actor>,
+) -> ApiResult<Option<Vec<String>>> {
+    let (orgs, spaces) = match actor {
+        Some(actor) if actor.reads_everything() => return Ok(None),
+        Some(actor) => {
+            let roles = authz::load_roles(conn, actor)?;
+            let orgs: Vec<String> = [
+                roles.user_orgs,
+                roles.manager_orgs,
+                roles.auditor_orgs,
+                roles.billing_manager_orgs,
+            ]
+            .concat();
+            let spaces: Vec<String> = [
+                roles.developer_spaces,
+                roles.manager_spaces,
+                roles.auditor_spaces,
+            ]
+            .concat();
+            (orgs, spaces)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(Some(repo::marketplace::listable_plan_guids(
+        conn, &orgs, &spaces,
+    )?))
 }
 
 /// Services with their brokers' names, for rendering.
@@ -314,13 +369,15 @@ pub async fn get_service(state: &AppState, caller: &Caller, guid: &str) -> ApiRe
         .await
 }
 
+/// `GET /v2/service_plans` (and `/v2/services/:guid/service_plans`, `service` given): the plans
+/// the viewer may list (see `listable_plans`; `viewer` `None`: a caller without a token).
 pub async fn list_plans(
     state: &AppState,
-    caller: &Caller,
+    viewer: Option<&Caller>,
     query: &ListQuery,
     service: Option<String>,
 ) -> ApiResult<Loaded<ServicePlan>> {
-    authz::require_read_scope(&caller.actor)?;
+    let actor = viewer_actor(viewer)?;
     let page = query.page;
     let filters = query.filters.clone();
     state
@@ -329,12 +386,13 @@ pub async fn list_plans(
             if let Some(s) = &service {
                 find_service(conn, s)?;
             }
-            Ok(repo::brokers::list_plans(
-                conn,
-                &filters,
-                service.as_deref(),
-                &page,
-            )?)
+            let service = service.as_deref();
+            Ok(match listable_plans(conn, actor.as_ref())? {
+                None => repo::brokers::list_plans(conn, &filters, service, &page)?,
+                Some(plans) => {
+                    repo::marketplace::list_plans_among(conn, &filters, service, &plans, &page)?
+                }
+            })
         })
         .await
 }

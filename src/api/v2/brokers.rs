@@ -7,12 +7,13 @@ use serde_json::value::RawValue;
 
 use super::openapi::CfError;
 use super::State;
+use crate::api::extract::MaybeCaller;
 use crate::api::query::ListParams;
 use crate::api::render::{raw_json, Metadata, Resource};
 use crate::api::{json, json_object, page, Fields};
 use crate::db::models::{ServiceBroker, ServicePlan, ServicePlanVisibility};
-use crate::db::repo;
-use crate::error::ApiResult;
+use crate::db::repo::{self, Filter};
+use crate::error::{ApiError, ApiResult};
 use crate::service::brokers::{self, BrokerInput, ServiceView};
 use crate::service::Caller;
 
@@ -284,9 +285,33 @@ async fn delete_broker(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn list_services(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let params = ListParams::parse(req.query_string(), repo::brokers::SERVICE_FILTERS)?;
-    let loaded = brokers::list_services(&state, &caller, &params.query(true)?).await?;
+/// CC serves the marketplace lists to callers without a token too (services_controller.rb and
+/// service_plans_controller.rb, `allow_unauthenticated_access only: :enumerate`), unless the
+/// feature flag `hide_marketplace_from_unauthenticated_users` is on.
+fn marketplace_viewer(caller: MaybeCaller) -> ApiResult<Option<Caller>> {
+    match caller.0 {
+        Some(caller) => Ok(Some(caller)),
+        None if super::summary::feature_flag_enabled(HIDE_MARKETPLACE_FLAG) => {
+            Err(ApiError::NotAuthenticated)
+        }
+        None => Ok(None),
+    }
+}
+
+const HIDE_MARKETPLACE_FLAG: &str = "hide_marketplace_from_unauthenticated_users";
+
+async fn list_services(
+    state: State,
+    caller: MaybeCaller,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let viewer = marketplace_viewer(caller)?;
+    let mut params = ListParams::parse(req.query_string(), repo::brokers::SERVICE_FILTERS)?;
+    if viewer.is_none() {
+        // CC drops `inline-relations-depth` for callers without a token.
+        params.inline_depth = None;
+    }
+    let loaded = brokers::list_services(&state, viewer.as_ref(), &params.query(true)?).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_service).collect();
     Ok(page(&params, "/v2/services", loaded.total, items, &[]))
 }
@@ -345,7 +370,7 @@ async fn list_service_plans(
     let params = ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?;
     let loaded = brokers::list_plans(
         &state,
-        &caller,
+        Some(&caller),
         &params.query(true)?,
         Some(path.to_string()),
     )
@@ -360,11 +385,45 @@ async fn list_service_plans(
     ))
 }
 
-async fn list_plans(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let params = ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?;
-    let loaded = brokers::list_plans(&state, &caller, &params.query(true)?, None).await?;
+async fn list_plans(
+    state: State,
+    caller: MaybeCaller,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let viewer = marketplace_viewer(caller)?;
+    let params = match viewer {
+        Some(_) => ListParams::parse(req.query_string(), repo::brokers::PLAN_FILTERS)?,
+        None => anonymous_plan_params(req.query_string())?,
+    };
+    let loaded = brokers::list_plans(&state, viewer.as_ref(), &params.query(true)?, None).await?;
     let items: Vec<_> = loaded.rows.iter().map(render_plan).collect();
     Ok(page(&params, "/v2/service_plans", loaded.total, items, &[]))
+}
+
+/// The list parameters of `GET /v2/service_plans` without a token, as CC reads them
+/// (service_plans_controller.rb `enumerate`): of the `q` filters only the first counts, and
+/// only when it starts with `service_guid` (its value is what follows the first `:`); the
+/// others are neither applied nor refused, but stay in the page links. No
+/// `inline-relations-depth`.
+fn anonymous_plan_params(query: &str) -> ApiResult<ListParams> {
+    let (filters, rest): (Vec<_>, Vec<_>) =
+        form_urlencoded::parse(query.as_bytes()).partition(|(key, _)| key == "q");
+    let rest = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    let mut params = ListParams::parse(&rest, &[])?;
+    params.inline_depth = None;
+    params.raw_q = filters.into_iter().map(|(_, v)| v.into_owned()).collect();
+    let service = params
+        .raw_q
+        .first()
+        .filter(|q| q.starts_with("service_guid"))
+        .and_then(|q| q.split(':').nth(1))
+        .filter(|guid| !guid.is_empty());
+    params.filters = service
+        .map(|guid| vec![Filter::eq("service_guid", guid)])
+        .unwrap_or_default();
+    Ok(params)
 }
 
 async fn get_plan(

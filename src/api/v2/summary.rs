@@ -112,6 +112,13 @@ const FLAGS: &[(&str, bool)] = &[
     ("hash_based_routing", false),
 ];
 
+/// Whether a feature flag is on (its fixed default here); an unknown name is off.
+pub(crate) fn feature_flag_enabled(name: &str) -> bool {
+    FLAGS
+        .iter()
+        .any(|(flag, enabled)| *flag == name && *enabled)
+}
+
 /// CC's `FeatureFlagPresenter`: a bare object, not a v2 resource.
 fn flag_doc(name: &str, enabled: bool) -> Value {
     json!({ "name": name, "enabled": enabled, "error_message": null, "url": format!("/v2/config/feature_flags/{name}") })

@@ -383,7 +383,7 @@ pub const PLAN_FILTERS: &[&str] = &[
     "service_instance_guid",
 ];
 
-fn plans_filtered<'a>(
+pub(super) fn plans_filtered<'a>(
     filters: &[Filter],
     service: Option<&'a str>,
 ) -> crate::db::schema::service_plans::BoxedQuery<'a, Backend> {
