@@ -3,7 +3,7 @@
 //! allocation-light rendering.
 //!
 //! Supported: bindings → `app`, `service_instance`; apps → `space`, `service_bindings`;
-//! service instances → `space`, `service_plan`, `service_bindings`; at depth 2 also
+//! service instances → `space`, `service_plan`, `service_bindings`, `service_keys`; at depth 2 also
 //! space → `organization` and service plan → `service`.
 
 use std::collections::HashMap;
@@ -162,6 +162,18 @@ fn embed_bindings(resource: &mut Value, bindings: &repo::Loaded<(BindingView, bo
     set(resource, "service_bindings", Value::Array(list));
 }
 
+fn embed_keys(resource: &mut Value, keys: &repo::Loaded<crate::service::keys::KeyView>) {
+    if keys.total > MAX_INLINE {
+        return;
+    }
+    let list: Vec<Value> = keys
+        .rows
+        .iter()
+        .map(|k| to_value(&super::keys::render_key(k)))
+        .collect();
+    set(resource, "service_keys", Value::Array(list));
+}
+
 fn raw(v: &Value) -> Box<RawValue> {
     crate::api::render::raw_json(&v.to_string(), "null")
 }
@@ -194,7 +206,8 @@ pub async fn app(
     Ok(())
 }
 
-/// Inlines a service instance's space, plan and bindings.
+/// Inlines a service instance's space, plan, bindings and service keys (the cf CLI's
+/// `delete-service` counts the last two before it deletes).
 pub async fn instance_relations(
     state: &AppState,
     caller: &Caller,
@@ -224,5 +237,9 @@ pub async fn instance_relations(
     )
     .await?;
     embed_bindings(resource, &bindings);
+    let keys =
+        crate::service::keys::list(state, caller, &repo::ListQuery::first_page(), Some(guid))
+            .await?;
+    embed_keys(resource, &keys);
     Ok(())
 }

@@ -313,7 +313,7 @@ async fn create(
     summary = "Get a service instance (managed or user-provided)",
     params(
         ("guid" = String, Path, description = "The service instance's guid"),
-        ("inline-relations-depth" = Option<u8>, Query, maximum = 2, description = "Embeds the space, the plan and the bindings (and at depth 2 the organization and the service)"),
+        ("inline-relations-depth" = Option<u8>, Query, maximum = 2, description = "Embeds the space, the plan, the bindings and the service keys (and at depth 2 the organization and the service)"),
     ),
     responses(
         (status = 200, description = "The instance", body = Resource<InstanceEntity>),
