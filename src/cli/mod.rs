@@ -49,7 +49,7 @@ enum Command {
     #[command(subcommand)]
     Client(ClientCommand),
     /// Show an app's service bindings as a table (name, id, instance, type, role/credential,
-    /// env-var prefix).
+    /// env-var prefix); with --unused-credentials, the existing credentials it could bind with.
     Bindings(BindingsArgs),
     /// Registry access secrets.
     #[command(subcommand)]
@@ -68,6 +68,15 @@ struct BindingsArgs {
     /// The app's space (name or guid), if the name is not unique.
     #[arg(long)]
     space: Option<String>,
+    /// Instead of the bindings: the existing credentials (service keys, other apps' binding
+    /// credentials) of the app's space that the app does not use yet, which a new binding can
+    /// reuse (Code Engine's "Existing secret").
+    #[arg(long)]
+    unused_credentials: bool,
+    /// With --unused-credentials: only the credentials of this service instance (its name, in
+    /// the app's space).
+    #[arg(long, requires = "unused_credentials")]
+    service_instance: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -377,6 +386,9 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
         let state = AppState::new(config)?;
         let _close = state.db.close_on_drop();
         let app = app_named(&state, &args.app, args.space.as_deref()).await?;
+        if args.unused_credentials {
+            return unused_credentials_table(&state, &app, args.service_instance.as_deref()).await;
+        }
         let ab = crate::service::env::load(&state, &admin_caller(), &app.guid, false)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -406,6 +418,100 @@ fn bindings_table(args: BindingsArgs) -> anyhow::Result<()> {
         print_table(header, &cells);
         Ok(())
     })
+}
+
+/// The credentials an app could bind with and does not use yet (`GET
+/// /v2/apps/:guid/unused_credentials`), of its space's instances or of one of them, with the
+/// binding request field that reuses each.
+async fn unused_credentials_table(
+    state: &AppState,
+    app: &crate::db::models::App,
+    instance_name: Option<&str>,
+) -> anyhow::Result<()> {
+    use crate::db::repo;
+    let only = match instance_name {
+        Some(name) => {
+            let (space, by_name) = (app.space_guid.clone(), [repo::Filter::eq("name", name)]);
+            let found = state
+                .db
+                .read(move |conn| {
+                    let kind = repo::instances::Kind::Both;
+                    let first = repo::PageRequest::first(1);
+                    Ok(
+                        repo::instances::list(conn, &by_name, kind, Some(&space), None, &first)?
+                            .rows,
+                    )
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match found.first() {
+                Some(instance) => Some(instance.guid.clone()),
+                None => anyhow::bail!(
+                    "no service instance named {name} in the space of {}",
+                    app.name
+                ),
+            }
+        }
+        None => None,
+    };
+    let offered =
+        crate::service::keys::unused_by_app(state, &admin_caller(), &app.guid, only.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let guids: Vec<String> = offered
+        .iter()
+        .map(|o| o.service_instance_guid.clone())
+        .collect();
+    let instances = state
+        .db
+        .read(move |conn| Ok(repo::instances::find_many(conn, &guids)?))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let instance_named = |guid: &str| {
+        instances
+            .iter()
+            .find(|i| i.guid == guid)
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| guid.to_string())
+    };
+    let cells: Vec<[String; 6]> = offered
+        .iter()
+        .map(|o| {
+            let bind_with = match o.kind {
+                crate::service::keys::CredentialKind::ServiceKey => "service_key_guid",
+                crate::service::keys::CredentialKind::ServiceBinding => "credential_binding_guid",
+            };
+            [
+                o.name.clone(),
+                o.guid.clone(),
+                instance_named(&o.service_instance_guid),
+                o.kind.as_str().to_string(),
+                o.role.clone().unwrap_or_else(|| "-".into()),
+                bind_with.to_string(),
+            ]
+        })
+        .collect();
+    match instance_name {
+        Some(name) => println!(
+            "Existing credentials of {name} that {} does not use yet:",
+            app.name
+        ),
+        None => println!("Existing credentials that {} does not use yet:", app.name),
+    }
+    if cells.is_empty() {
+        println!("None: a new binding gets a new credential.");
+        return Ok(());
+    }
+    let header = [
+        "Name",
+        "ID",
+        "Service Instance",
+        "Type",
+        "Role",
+        "Bind With",
+    ];
+    print_table(header, &cells);
+    Ok(())
 }
 
 /// The one app of this name (in the space, a guid or unique name, when one is given).
