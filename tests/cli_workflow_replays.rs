@@ -33,14 +33,6 @@ fn column(r: &Response, field: &str) -> Vec<String> {
         .collect()
 }
 
-/// Asserts CC's error document: status, `code`, `error_code` and `description`.
-#[track_caller]
-fn assert_cf_error(r: &Response, status: u16, code: u64, error_code: &str, description: &str) {
-    r.assert_error(status, error_code);
-    assert_eq!(r.body["code"], code, "{}", r.text);
-    assert_eq!(r.body["description"], description, "{}", r.text);
-}
-
 // --- the marketplace: who sees which offerings ---------------------------------------------------
 
 /// The demo catalog plus a private plan of `demo-db` and a third service, `demo-cache`.
@@ -239,13 +231,7 @@ async fn replay_marketplace_logged_out(backend: Backend) {
         format!("/v2/service_plans/{}", w.plan_small),
     ] {
         let r = anonymous(&t, &path).await;
-        assert_cf_error(
-            &r,
-            401,
-            10002,
-            "CF-NotAuthenticated",
-            "Authentication error",
-        );
+        r.assert_cc_error(401, 10002, "CF-NotAuthenticated", "Authentication error");
     }
     // A token that is there but does not verify is refused, as CC refuses it.
     for path in [
@@ -253,17 +239,11 @@ async fn replay_marketplace_logged_out(backend: Backend) {
         format!("/v2/service_plans?q=service_guid%3A{db}"),
     ] {
         let r = t.request(Method::GET, &path, Some("not-a-jwt"), None).await;
-        assert_cf_error(&r, 401, 1000, "CF-InvalidAuthToken", "Invalid Auth Token");
+        r.assert_cc_error(401, 1000, "CF-InvalidAuthToken", "Invalid Auth Token");
         let forged = t
             .request(Method::GET, &path, Some(&forged_token(&t)), None)
             .await;
-        assert_cf_error(
-            &forged,
-            401,
-            1000,
-            "CF-InvalidAuthToken",
-            "Invalid Auth Token",
-        );
+        forged.assert_cc_error(401, 1000, "CF-InvalidAuthToken", "Invalid Auth Token");
     }
 }
 
@@ -348,8 +328,7 @@ async fn inactive_offerings_are_hidden(backend: Backend) {
     let writer = t.token_for("writer", &["cloud_controller.write"]);
     for path in ["/v2/services", "/v2/service_plans"] {
         let r = t.as_user(&writer, Method::GET, path, None).await;
-        assert_cf_error(
-            &r,
+        r.assert_cc_error(
             403,
             10007,
             "CF-InsufficientScope",
@@ -433,8 +412,7 @@ async fn replay_delete_service_async_broker(backend: Backend) {
     let r = t
         .delete(&format!("{path}?accepts_incomplete=true&async=true"))
         .await;
-    assert_cf_error(
-        &r,
+    r.assert_cc_error(
         409,
         60016,
         "CF-AsyncServiceInstanceOperationInProgress",
@@ -455,8 +433,7 @@ async fn replay_delete_service_async_broker(backend: Backend) {
     // The broker finishes: the instance is gone, and a later lookup finds nothing.
     assert!(t.broker.set_remaining_polls(&si, 0));
     let gone = t.drive_until(&path, |r| r.status.as_u16() == 404).await;
-    assert_cf_error(
-        &gone,
+    gone.assert_cc_error(
         404,
         60004,
         "CF-ServiceInstanceNotFound",
@@ -645,8 +622,7 @@ async fn replay_set_org_role_by_id(backend: Backend) {
         "",
     )
     .await;
-    assert_cf_error(
-        &r,
+    r.assert_cc_error(
         404,
         30003,
         "CF-OrganizationNotFound",
@@ -690,8 +666,7 @@ async fn set_space_role_past_the_10003(backend: Backend) {
     );
     let body = r#"{"username": "dev@example.com"}"#;
     let not_authorized = |r: &Response| {
-        assert_cf_error(
-            r,
+        r.assert_cc_error(
             403,
             10003,
             "CF-NotAuthorized",

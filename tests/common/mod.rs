@@ -174,6 +174,7 @@ const CC_ERROR_CODES: &[(&str, u64)] = &[
     ("CF-OrgSuspended", 10017),
     ("CF-UserNotFound", 20003),
     ("CF-OrganizationInvalid", 30001),
+    ("CF-OrganizationNotFound", 30003),
     ("CF-SpaceNotFound", 40004),
     ("CF-ServiceInstanceNameTaken", 60002),
     ("CF-ServiceInstanceNotFound", 60004),
