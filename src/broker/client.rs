@@ -116,6 +116,7 @@ async fn read_response(
             Ok(Some(chunk)) if body.len() + chunk.len() > MAX_BODY_BYTES => {
                 let raw = RawResponse {
                     status,
+                    uri: uri.to_string(),
                     body: Vec::new(),
                     retry_after,
                     method,
@@ -132,6 +133,7 @@ async fn read_response(
     }
     Ok(RawResponse {
         status,
+        uri: uri.to_string(),
         body,
         retry_after,
         method,

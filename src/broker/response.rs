@@ -14,6 +14,9 @@ const INVALID_RESPONSE: &str = "The service broker returned an invalid response:
 
 pub(super) struct RawResponse {
     pub status: StatusCode,
+    /// The broker URL asked, for the errors CC reports with it (`http.uri`, never in the
+    /// description).
+    pub uri: String,
     pub body: Vec<u8>,
     pub retry_after: Option<u64>,
     pub method: Method,
@@ -150,9 +153,12 @@ impl RawResponse {
                 "Authentication with the service broker failed. Double-check that the username and password are correct.".into(),
                 false,
             ),
-            408 => self.err(
+            // CC's ServiceBrokerApiTimeout is an HttpRequestError: `http` has the URI and
+            // the method, not the status.
+            408 => transport_error(
                 BrokerErrorKind::ApiTimeout,
-                "The request to the service broker timed out".into(),
+                &self.uri,
+                &self.method,
                 false,
             ),
             422 => self.unprocessable(mitigate_5xx),
@@ -333,7 +339,9 @@ pub(super) fn transport_error(
     mitigate: bool,
 ) -> BrokerError {
     let description = match kind {
-        BrokerErrorKind::HttpClientTimeout => "The request to the service broker timed out",
+        BrokerErrorKind::HttpClientTimeout | BrokerErrorKind::ApiTimeout => {
+            "The request to the service broker timed out"
+        }
         BrokerErrorKind::ApiAuthenticationFailed => {
             "Authentication with the service broker failed: its stored password cannot be read."
         }

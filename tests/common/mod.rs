@@ -59,16 +59,18 @@ macro_rules! backend_tests {
 
 /// True when the PostgreSQL half of the tests cannot run here and may be skipped: asked for
 /// (`TETHER_TEST_SKIP_PG=1`), or no server answers and none can be started. Under CI
-/// (`CI` or `TETHER_REQUIRE_PG=1` set) a missing PostgreSQL fails the test instead.
+/// (`CI` or `TETHER_REQUIRE_PG=1` set) the skip setting is ignored and a missing PostgreSQL
+/// fails the test instead.
 pub fn skip_postgres() -> bool {
-    if std::env::var("TETHER_TEST_SKIP_PG").is_ok_and(|v| v == "1") {
+    let required = std::env::var_os("CI").is_some()
+        || std::env::var("TETHER_REQUIRE_PG").is_ok_and(|v| v == "1");
+    // A required PostgreSQL half cannot be switched off by a leftover skip setting.
+    if !required && std::env::var("TETHER_TEST_SKIP_PG").is_ok_and(|v| v == "1") {
         return true;
     }
     if pg_server::shared_admin_url().is_some() {
         return false;
     }
-    let required = std::env::var_os("CI").is_some()
-        || std::env::var("TETHER_REQUIRE_PG").is_ok_and(|v| v == "1");
     assert!(
         !required,
         "no PostgreSQL for the PostgreSQL half of the tests: none at 127.0.0.1:5432 \
