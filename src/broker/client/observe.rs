@@ -46,6 +46,8 @@ fn error_outcome(error: &BrokerError) -> &'static str {
     match error.kind {
         BrokerErrorKind::HttpClientTimeout => "timeout",
         BrokerErrorKind::ApiUnreachable => "unreachable",
+        // The broker answered 408; its `http` object carries no status (CC's shape).
+        BrokerErrorKind::ApiTimeout => "4xx",
         _ => match error.http.status.and_then(|s| StatusCode::from_u16(s).ok()) {
             Some(status) => status_outcome(status),
             None => "unreachable",
