@@ -22,8 +22,26 @@ pub fn visible_service_guids(
     org: &str,
     member: bool,
 ) -> QueryResult<Vec<String>> {
+    let mut guids: Vec<String> = platform_plans_visible_to(conn, &[org.to_string()])?
+        .into_iter()
+        .map(|(_, service)| service)
+        .collect();
+    if member {
+        guids.extend(services_of_space_brokers(conn, &[space.to_string()])?);
+    }
+    guids.sort();
+    guids.dedup();
+    Ok(guids)
+}
+
+/// `(plan guid, service guid)` of the active plans from brokers of the whole platform that are
+/// public or made visible to one of `orgs`.
+fn platform_plans_visible_to(
+    conn: &mut DbConnection,
+    orgs: &[String],
+) -> QueryResult<Vec<(String, String)>> {
     let org_plans: Vec<String> = v::service_plan_visibilities
-        .filter(v::organization_guid.eq(org))
+        .filter(v::organization_guid.eq_any(orgs))
         .select(v::service_plan_guid)
         .load(conn)?;
     let platform_brokers: Vec<String> = b::service_brokers
@@ -34,27 +52,27 @@ pub fn visible_service_guids(
         .filter(s::service_broker_guid.eq_any(&platform_brokers))
         .select(s::guid)
         .load(conn)?;
-    let mut guids: Vec<String> = p::service_plans
+    p::service_plans
         .filter(p::active.eq(true))
         .filter(p::service_guid.eq_any(&platform_services))
         .filter(p::public.eq(true).or(p::guid.eq_any(&org_plans)))
-        .select(p::service_guid)
-        .distinct()
+        .select((p::guid, p::service_guid))
+        .load(conn)
+}
+
+/// Guids of the services of the brokers scoped to one of `spaces`.
+fn services_of_space_brokers(
+    conn: &mut DbConnection,
+    spaces: &[String],
+) -> QueryResult<Vec<String>> {
+    let space_brokers: Vec<String> = b::service_brokers
+        .filter(b::space_guid.eq_any(spaces))
+        .select(b::guid)
         .load(conn)?;
-    if member {
-        let space_brokers: Vec<String> = b::service_brokers
-            .filter(b::space_guid.eq(space))
-            .select(b::guid)
-            .load(conn)?;
-        let scoped: Vec<String> = s::services
-            .filter(s::service_broker_guid.eq_any(&space_brokers))
-            .select(s::guid)
-            .load(conn)?;
-        guids.extend(scoped);
-    }
-    guids.sort();
-    guids.dedup();
-    Ok(guids)
+    s::services
+        .filter(s::service_broker_guid.eq_any(&space_brokers))
+        .select(s::guid)
+        .load(conn)
 }
 
 /// A page of the services among `guids`, with the `/v2/services` filters.
@@ -84,33 +102,12 @@ pub fn listable_plan_guids(
     orgs: &[String],
     spaces: &[String],
 ) -> QueryResult<Vec<String>> {
-    let org_plans: Vec<String> = v::service_plan_visibilities
-        .filter(v::organization_guid.eq_any(orgs))
-        .select(v::service_plan_guid)
-        .load(conn)?;
-    let platform_brokers: Vec<String> = b::service_brokers
-        .filter(b::space_guid.is_null())
-        .select(b::guid)
-        .load(conn)?;
-    let platform_services: Vec<String> = s::services
-        .filter(s::service_broker_guid.eq_any(&platform_brokers))
-        .select(s::guid)
-        .load(conn)?;
-    let mut guids: Vec<String> = p::service_plans
-        .filter(p::active.eq(true))
-        .filter(p::service_guid.eq_any(&platform_services))
-        .filter(p::public.eq(true).or(p::guid.eq_any(&org_plans)))
-        .select(p::guid)
-        .load(conn)?;
+    let mut guids: Vec<String> = platform_plans_visible_to(conn, orgs)?
+        .into_iter()
+        .map(|(plan, _)| plan)
+        .collect();
     if !spaces.is_empty() {
-        let space_brokers: Vec<String> = b::service_brokers
-            .filter(b::space_guid.eq_any(spaces))
-            .select(b::guid)
-            .load(conn)?;
-        let scoped_services: Vec<String> = s::services
-            .filter(s::service_broker_guid.eq_any(&space_brokers))
-            .select(s::guid)
-            .load(conn)?;
+        let scoped_services = services_of_space_brokers(conn, spaces)?;
         let scoped: Vec<String> = p::service_plans
             .filter(p::active.eq(true))
             .filter(p::service_guid.eq_any(&scoped_services))
