@@ -6,6 +6,7 @@ mod common;
 use common::{Backend, TestApp, World};
 use reqwest::Method;
 use serde_json::{json, Value};
+use tether::demo_broker::Reply;
 
 fn labels(r: &common::Response) -> Vec<String> {
     r.body["resources"]
@@ -247,6 +248,39 @@ async fn replay_marketplace_and_create_service(backend: Backend) {
     assert_eq!(
         again.body["description"],
         "The service instance name is taken: newdb"
+    );
+    // A broker that provisions asynchronously: 202 with the instance "in progress", which the
+    // CLI prints as "Create in progress. Use 'cf services' or 'cf service NAME' ...".
+    t.broker.script(
+        "provision",
+        [Reply::Async {
+            operation: Some("provision-newdb-async".into()),
+            polls: 1000,
+            final_state: "succeeded",
+            retry_after: None,
+        }],
+    );
+    let body = json!({"name": "newdb-async", "service_plan_guid": small["metadata"]["guid"],
+                      "space_guid": w.space});
+    let pending = t.as_user(&dev, Method::POST, path, Some(body)).await;
+    pending.assert_status(202);
+    assert_eq!(pending.body["entity"]["name"], "newdb-async");
+    assert_eq!(
+        pending.body["entity"]["last_operation"]["type"], "create",
+        "{}",
+        pending.text
+    );
+    assert_eq!(
+        pending.body["entity"]["last_operation"]["state"], "in progress",
+        "{}",
+        pending.text
+    );
+    // Without -c the CLI sends no parameters, and the broker gets none.
+    let provision = t.broker.requests_to("PUT", "/v2/service_instances/");
+    assert!(
+        provision.last().unwrap().body.as_ref().unwrap()["parameters"].is_null(),
+        "{:?}",
+        provision.last().unwrap().body
     );
 }
 
