@@ -495,16 +495,7 @@ async fn legacy(t: &TestApp, token: &str, method: Method, path: &str, body: &str
         .send()
         .await
         .expect("request");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Response {
-        status,
-        headers,
-        body,
-        text,
-    }
+    Response::read(resp).await
 }
 
 fn holders(r: &Response) -> Vec<String> {

@@ -294,6 +294,21 @@ pub struct Response {
 }
 
 impl Response {
+    /// Reads a reply whole: status, headers, the body as text, and as JSON when it is JSON
+    /// (`Null` otherwise).
+    pub async fn read(resp: reqwest::Response) -> Response {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -489,16 +504,7 @@ impl Api {
             .send()
             .await
             .expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Response {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Response::read(resp).await
     }
 
     pub fn new(base: String, admin_token: String, broker_url: String) -> Api {
@@ -533,16 +539,7 @@ impl Api {
                 .body(b.to_string());
         }
         let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Response {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Response::read(resp).await
     }
 
     /// Sends raw bytes with the given content type.
@@ -562,16 +559,7 @@ impl Api {
             .send()
             .await
             .expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Response {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Response::read(resp).await
     }
 
     /// Runs a request as someone else.
