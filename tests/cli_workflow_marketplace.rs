@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestApp, World};
+use common::{Backend, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tether::demo_broker::Reply;
@@ -20,24 +20,6 @@ fn labels(r: &common::Response) -> Vec<String> {
                 .to_string()
         })
         .collect()
-}
-
-/// A user who develops in the world's space (org user + space developer).
-async fn developer(t: &TestApp, w: &World, name: &str) -> String {
-    let token = t.token_for(name, &["cloud_controller.read", "cloud_controller.write"]);
-    t.put(
-        &format!("/v2/organizations/{}/users/{name}", w.org),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
-    t.put(
-        &format!("/v2/spaces/{}/developers/{name}", w.space),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
-    token
 }
 
 async fn make_public(t: &TestApp, plan: &str) {
@@ -82,7 +64,7 @@ async fn visibility_rules(backend: Backend) {
     let r = t.get(&format!("/v2/spaces/{}/services", other.space)).await;
     assert_eq!(labels(&r), ["demo-db"]);
     // A space developer sees the same; a user without a role in the space is refused.
-    let dev = developer(&t, &w, "dev-1").await;
+    let dev = t.space_developer(&w, "dev-1").await;
     let r = t.as_user(&dev, Method::GET, &path, None).await;
     assert_eq!(labels(&r), ["demo-db", "demo-queue"]);
     let stranger = t.token_for("stranger", &["cloud_controller.read"]);
@@ -156,7 +138,7 @@ async fn space_scoped_broker(backend: Backend) {
         .await;
     r.assert_status(201);
     let path = format!("/v2/spaces/{}/services", w.space);
-    let dev = developer(&t, &w, "dev-2").await;
+    let dev = t.space_developer(&w, "dev-2").await;
     let r = t.as_user(&dev, Method::GET, &path, None).await;
     assert_eq!(labels(&r), ["private-db"]);
     assert_eq!(
@@ -190,7 +172,7 @@ async fn replay_marketplace_and_create_service(backend: Backend) {
     let w = t.world().await;
     make_public(&t, &w.plan_small).await;
     make_public(&t, &w.plan_unbindable).await;
-    let dev = developer(&t, &w, "dev-3").await;
+    let dev = t.space_developer(&w, "dev-3").await;
     let get = |path: String| {
         let dev = dev.clone();
         let t = &t;

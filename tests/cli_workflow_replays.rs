@@ -108,23 +108,6 @@ async fn make_public(t: &TestApp, plan: &str) {
     .assert_status(201);
 }
 
-/// Someone who develops in the world's space (org user and space developer).
-async fn developer(t: &TestApp, w: &World, name: &str) -> String {
-    t.put(
-        &format!("/v2/organizations/{}/users/{name}", w.org),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
-    t.put(
-        &format!("/v2/spaces/{}/developers/{name}", w.space),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
-    t.token_for(name, &["cloud_controller.read", "cloud_controller.write"])
-}
-
 /// A GET as the cf CLI sends it when nobody is logged in: no Authorization header at all.
 async fn anonymous(t: &TestApp, path: &str) -> Response {
     t.request(Method::GET, path, None, None).await
@@ -267,7 +250,7 @@ async fn inactive_offerings_are_hidden(backend: Backend) {
     )
     .await
     .assert_status(201);
-    let dev = developer(&t, &w, "dev-m").await;
+    let dev = t.space_developer(&w, "dev-m").await;
     let as_dev = |path: String| {
         let (t, dev) = (&t, dev.clone());
         async move {

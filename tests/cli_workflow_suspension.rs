@@ -3,30 +3,13 @@
 
 mod common;
 
-use common::{Backend, TestApp, World};
+use common::{Backend, TestApp};
 use reqwest::Method;
 use serde_json::json;
 
 /// CC's NotAuthorized (10003) and OrgSuspended (10017) descriptions (errors/v2.yml).
 const NOT_AUTHORIZED: &str = "You are not authorized to perform the requested action";
 const ORG_SUSPENDED: &str = "The organization is suspended";
-
-async fn developer(t: &TestApp, w: &World, name: &str) -> String {
-    let token = t.token_for(name, &["cloud_controller.read", "cloud_controller.write"]);
-    t.put(
-        &format!("/v2/organizations/{}/users/{name}", w.org),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
-    t.put(
-        &format!("/v2/spaces/{}/developers/{name}", w.space),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
-    token
-}
 
 async fn set_status(t: &TestApp, org: &str, status: &str) -> common::Response {
     t.put(
@@ -62,7 +45,7 @@ async fn status_is_stored(backend: Backend) {
         r#"The organization info is invalid: status is not in range or set: ["active", "suspended"]"#,
     );
     // Only admins change it.
-    let dev = developer(&t, &w, "dev-s").await;
+    let dev = t.space_developer(&w, "dev-s").await;
     let r = t
         .as_user(
             &dev,
@@ -80,7 +63,7 @@ async fn status_is_stored(backend: Backend) {
 async fn writes_refused_reads_allowed(backend: Backend) {
     let t = TestApp::start(backend).await;
     let w = t.world().await;
-    let dev = developer(&t, &w, "dev-w").await;
+    let dev = t.space_developer(&w, "dev-w").await;
     let bound = t.bind(&w.app, &w.instance, json!({})).await;
     bound.assert_status(201);
     let binding = bound.body["metadata"]["guid"].as_str().unwrap().to_string();

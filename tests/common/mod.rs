@@ -450,6 +450,24 @@ impl TestApp {
         self.db.url.clone()
     }
 
+    /// A user who develops in the world's space (org user and space developer), and a token
+    /// for them with read and write scopes.
+    pub async fn space_developer(&self, w: &World, name: &str) -> String {
+        self.put(
+            &format!("/v2/organizations/{}/users/{name}", w.org),
+            json!({}),
+        )
+        .await
+        .assert_status(201);
+        self.put(
+            &format!("/v2/spaces/{}/developers/{name}", w.space),
+            json!({}),
+        )
+        .await
+        .assert_status(201);
+        self.token_for(name, &["cloud_controller.read", "cloud_controller.write"])
+    }
+
     pub fn token_for(&self, user_id: &str, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         self.state
