@@ -7,7 +7,7 @@
 mod common;
 
 use common::osb::async_reply;
-use common::{Backend, Options, Response, TestApp, World};
+use common::{Backend, Response, TestApp, World};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -707,21 +707,8 @@ async fn set_space_role_past_the_10003(backend: Backend) {
 /// Code Engine's "existing secret" list from the command line: the credentials of the app's
 /// space (or of one instance) that the app does not use yet, with the field to bind with.
 async fn cli_lists_unused_credentials(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets_path = dir.path().join("secrets.json");
-    let secrets = tether::config::Secrets::load_or_create(&secrets_path).unwrap();
-    let (sp, enc) = (secrets_path.clone(), secrets.encryption_keys());
-    let t = TestApp::start_with(
-        backend,
-        Options {
-            customize: Some(Box::new(move |c| {
-                c.encryption = enc;
-                c.secrets_file = Some(sp);
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (secrets, t) = TestApp::start_with_secrets_file(backend).await;
+    let secrets_path = &secrets.path;
     let w = t.world().await;
     let key = t
         .post(
@@ -754,7 +741,7 @@ async fn cli_lists_unused_credentials(backend: Backend) {
         std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
             .args(args)
             .env("TETHER_DATABASE_URL", t.db_url())
-            .env("TETHER_SECRETS_FILE", &secrets_path)
+            .env("TETHER_SECRETS_FILE", secrets_path)
             .env("TETHER_LOG", "warn")
             .output()
             .unwrap()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Options, TestApp, BROKER_PASS, BROKER_USER};
+use common::{Backend, TestApp, BROKER_PASS, BROKER_USER};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tether::demo_broker::{DemoBroker, Reply};
@@ -582,21 +582,8 @@ async fn raw_values(t: &TestApp, table: &'static str, column: &'static str) -> V
 /// `tether rotate-key` (a real child process) re-seals everything under a new key while the
 /// server runs; the server picks the new key up from the secrets file by itself.
 async fn key_rotation(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets_path = dir.path().join("secrets.json");
-    let secrets = tether::config::Secrets::load_or_create(&secrets_path).unwrap();
-    let (sp, enc) = (secrets_path.clone(), secrets.encryption_keys());
-    let t = TestApp::start_with(
-        backend,
-        Options {
-            customize: Some(Box::new(move |c| {
-                c.encryption = enc;
-                c.secrets_file = Some(sp);
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (secrets, t) = TestApp::start_with_secrets_file(backend).await;
+    let secrets_path = &secrets.path;
     let w = t.world().await;
     let b = t.bind(&w.app, &w.instance, json!({})).await;
     b.assert_status(201);
@@ -607,7 +594,7 @@ async fn key_rotation(backend: Backend) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
         .args(["rotate-key", "--prune"])
         .env("TETHER_DATABASE_URL", &db_url)
-        .env("TETHER_SECRETS_FILE", &secrets_path)
+        .env("TETHER_SECRETS_FILE", secrets_path)
         .output()
         .unwrap();
     assert!(
@@ -623,7 +610,7 @@ async fn key_rotation(backend: Backend) {
     let after = raw_values(&t, "service_bindings", "credentials").await;
     let new_label = after[0].split(':').nth(2).unwrap().to_string();
     assert_ne!(old_label, new_label);
-    let file = tether::config::Secrets::load_or_create(&secrets_path).unwrap();
+    let file = tether::config::Secrets::load_or_create(secrets_path).unwrap();
     let ring = file.encryption_keys();
     assert_eq!(ring.current, new_label);
     assert!(
@@ -633,7 +620,7 @@ async fn key_rotation(backend: Backend) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&secrets_path)
+        let mode = std::fs::metadata(secrets_path)
             .unwrap()
             .permissions()
             .mode()
@@ -660,21 +647,8 @@ async fn key_rotation(backend: Backend) {
 
 /// `tether bindings --app` and `tether registry create`, as a user runs them.
 async fn cli_commands(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets_path = dir.path().join("secrets.json");
-    let secrets = tether::config::Secrets::load_or_create(&secrets_path).unwrap();
-    let (sp, enc) = (secrets_path.clone(), secrets.encryption_keys());
-    let t = TestApp::start_with(
-        backend,
-        Options {
-            customize: Some(Box::new(move |c| {
-                c.encryption = enc;
-                c.secrets_file = Some(sp);
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (secrets, t) = TestApp::start_with_secrets_file(backend).await;
+    let secrets_path = &secrets.path;
     let w = t.world().await;
     t.bind(
         &w.app,
@@ -687,7 +661,7 @@ async fn cli_commands(backend: Backend) {
         std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
             .args(args)
             .env("TETHER_DATABASE_URL", t.db_url())
-            .env("TETHER_SECRETS_FILE", &secrets_path)
+            .env("TETHER_SECRETS_FILE", secrets_path)
             .env("TETHER_LOG", "warn")
             .output()
             .unwrap()

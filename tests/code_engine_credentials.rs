@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Options, Response, TestApp};
+use common::{Backend, Response, TestApp};
 use serde_json::{json, Value};
 
 fn guid(r: &Response) -> String {
@@ -232,28 +232,15 @@ async fn credentials_an_app_does_not_use(backend: Backend) {
 
 /// `tether registry` as the seed's user runs it.
 async fn registry_commands(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let secrets_path = dir.path().join("secrets.json");
-    let secrets = tether::config::Secrets::load_or_create(&secrets_path).unwrap();
-    let (sp, enc) = (secrets_path.clone(), secrets.encryption_keys());
-    let t = TestApp::start_with(
-        backend,
-        Options {
-            customize: Some(Box::new(move |c| {
-                c.encryption = enc;
-                c.secrets_file = Some(sp);
-            })),
-            ..Default::default()
-        },
-    )
-    .await;
+    let (secrets, t) = TestApp::start_with_secrets_file(backend).await;
+    let secrets_path = &secrets.path;
     let w = t.org_space_app().await;
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
             .arg("registry")
             .args(args)
             .env("TETHER_DATABASE_URL", t.db_url())
-            .env("TETHER_SECRETS_FILE", &secrets_path)
+            .env("TETHER_SECRETS_FILE", secrets_path)
             .env("TETHER_LOG", "warn")
             .output()
             .unwrap();

@@ -286,6 +286,12 @@ pub struct TestApp {
     db: TestDb,
 }
 
+/// The secrets file of [`TestApp::start_with_secrets_file`], in a temp dir that goes with it.
+pub struct SecretsFile {
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
 pub struct Response {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
@@ -375,6 +381,28 @@ impl Response {
 impl TestApp {
     pub async fn start(backend: Backend) -> TestApp {
         Self::start_with(backend, Options::default()).await
+    }
+
+    /// A server whose secrets are in a file, as `tether serve` keeps them, so that the CLI a
+    /// test runs on the same database (`TETHER_SECRETS_FILE`) seals and unseals with the
+    /// server's keys. Bind the file first (`let (secrets, t) = …`): it outlives the server.
+    pub async fn start_with_secrets_file(backend: Backend) -> (SecretsFile, TestApp) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        let secrets = tether::config::Secrets::load_or_create(&path).unwrap();
+        let (sp, enc) = (path.clone(), secrets.encryption_keys());
+        let t = TestApp::start_with(
+            backend,
+            Options {
+                customize: Some(Box::new(move |c| {
+                    c.encryption = enc;
+                    c.secrets_file = Some(sp);
+                })),
+                ..Default::default()
+            },
+        )
+        .await;
+        (SecretsFile { path, _dir: dir }, t)
     }
 
     pub async fn start_with(backend: Backend, opts: Options) -> TestApp {
