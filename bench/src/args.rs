@@ -92,6 +92,9 @@ pub struct RunArgs {
     /// Concurrency of the ops-overhead runs.
     #[arg(long, default_value_t = 16)]
     pub overhead_concurrency: usize,
+    /// Operations of the ops-overhead runs (create, get, list; all three when not given).
+    #[arg(long, value_delimiter = ',')]
+    pub overhead_ops: Vec<String>,
     /// Skip the per-operation runs.
     #[arg(long)]
     pub skip_ops: bool,

@@ -145,7 +145,9 @@ pub async fn overhead_stage(ctx: &Ctx<'_>, report: &mut BackendReport) -> anyhow
         ("get", Op::Get),
         ("list", Op::List { page: 1 }),
     ];
-    for (name, op) in ops {
+    let wanted =
+        |name: &str| args.overhead_ops.is_empty() || args.overhead_ops.iter().any(|o| o == name);
+    for (name, op) in ops.into_iter().filter(|(name, _)| wanted(name)) {
         for round in 0..args.rounds.max(1) {
             // On, off, off, on, …: an order effect (the first run after a change of server
             // warms caches the second finds warm) cancels out over two rounds.
