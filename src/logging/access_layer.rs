@@ -12,8 +12,6 @@ use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
@@ -37,6 +35,36 @@ impl AccessLayer {
 thread_local! {
     /// The line being formatted, reused (no allocation per request).
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The last second formatted (`2026-12-01T16:49:21`) and its Unix time: the lines of one
+    /// second share it, so a line's time stamp costs six digits, not a calendar computation.
+    static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+}
+
+/// The time stamp as the `fmt` layer's `SystemTime` writes it (`2026-12-01T16:49:21.238245Z`,
+/// UTC, microseconds).
+fn timestamp(out: &mut String, now: std::time::SystemTime) {
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX);
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            let Some(second) = chrono::DateTime::from_timestamp(secs, 0) else {
+                return;
+            };
+            cached.1.clear();
+            let _ = write!(cached.1, "{}", second.format("%Y-%m-%dT%H:%M:%S"));
+            cached.0 = secs;
+        }
+        out.push_str(&cached.1);
+    });
+    let micros = since_epoch.subsec_micros();
+    out.push('.');
+    for shift in [100_000, 10_000, 1_000, 100, 10, 1] {
+        out.push(char::from(b'0' + (micros / shift % 10) as u8));
+    }
+    out.push('Z');
 }
 
 impl<S: Subscriber> Layer<S> for AccessLayer {
@@ -63,7 +91,7 @@ pub fn format_line(out: &mut String, event: &Event<'_>, format: LogFormat) -> fm
     let meta = event.metadata();
     match format {
         LogFormat::Text => {
-            SystemTime.format_time(&mut Writer::new(out))?;
+            timestamp(out, std::time::SystemTime::now());
             out.push(' ');
             out.push_str(padded_level(meta.level()));
             out.push(' ');
@@ -73,7 +101,7 @@ pub fn format_line(out: &mut String, event: &Event<'_>, format: LogFormat) -> fm
         }
         LogFormat::Json => {
             out.push_str("{\"timestamp\":\"");
-            SystemTime.format_time(&mut Writer::new(out))?;
+            timestamp(out, std::time::SystemTime::now());
             out.push_str("\",\"level\":\"");
             out.push_str(meta.level().as_str());
             out.push('"');
@@ -124,6 +152,23 @@ impl Visit for TextFields<'_> {
         } else {
             let _ = write!(self.out, "{value:?}");
         }
+    }
+
+    // Numbers as `Debug` writes them (what the default methods would do), without the trip
+    // through `&dyn Debug`.
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.name(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.name(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.name(field);
+        let _ = write!(self.out, "{value:?}");
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -277,6 +322,34 @@ mod tests {
              status=200 latency_ms=0.175 size=-1 request_id=\"abc::5f71f745\" \
              user_id=\"us\\\"er\\n\" ok=true\n"
         );
+    }
+
+    #[test]
+    fn a_time_stamp_reads_as_the_fmt_layers() {
+        use tracing_subscriber::fmt::format::Writer;
+        use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+        // The fmt layer's own stamp is of "now": ours of the same instant must match it to
+        // the second, in the same shape; fixed instants check the digits.
+        let mut theirs = String::new();
+        SystemTime
+            .format_time(&mut Writer::new(&mut theirs))
+            .unwrap();
+        let mut ours = String::new();
+        timestamp(&mut ours, std::time::SystemTime::now());
+        assert_eq!(ours.len(), theirs.len(), "{ours} / {theirs}");
+        assert_eq!(ours[..10], theirs[..10]);
+        let at = |secs: u64, micros: u64| {
+            let mut out = String::new();
+            let t =
+                std::time::UNIX_EPOCH + std::time::Duration::from_micros(secs * 1_000_000 + micros);
+            timestamp(&mut out, t);
+            out
+        };
+        assert_eq!(at(1_764_607_761, 238_245), "2025-12-01T16:49:21.238245Z");
+        assert_eq!(at(1_764_607_761, 7), "2025-12-01T16:49:21.000007Z");
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        // The cached second is replaced when the second changes.
+        assert_eq!(at(1_764_607_762, 999_999), "2025-12-01T16:49:22.999999Z");
     }
 
     #[test]
