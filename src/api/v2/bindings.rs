@@ -186,30 +186,34 @@ fn render_shown(shown: &Shown) -> Resource<BindingEntity<'_>, MetadataRef<'_>> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v2/service_bindings", web::get().to(list))
-        .route("/v2/service_bindings", web::post().to(create))
-        .route("/v2/service_bindings/{guid}", web::get().to(get))
-        .route("/v2/service_bindings/{guid}", web::delete().to(delete))
-        .route(
-            "/v2/service_bindings/{guid}/parameters",
-            web::get().to(parameters),
-        )
-        .route(
-            "/v2/apps/{guid}/service_bindings",
-            web::get().to(list_for_app),
-        )
-        .route(
-            "/v2/apps/{guid}/service_bindings/{binding}",
-            web::delete().to(delete_from_app),
-        )
-        .route(
-            "/v2/service_instances/{guid}/service_bindings",
-            web::get().to(list_for_instance),
-        )
-        .route(
-            "/v2/user_provided_service_instances/{guid}/service_bindings",
-            web::get().to(list_for_upsi),
-        );
+    // A scope: its prefix is compared as a string, and only the rest of the path (`/{guid}`,
+    // 37 bytes instead of 57) goes through the router's regex, the largest part of a
+    // binding get's routing cost (perf: the regex ~4% of a get's samples). Paths under the
+    // prefix that match no route here fall through to the application's 404, as before.
+    cfg.service(
+        web::scope("/v2/service_bindings")
+            .route("", web::get().to(list))
+            .route("", web::post().to(create))
+            .route("/{guid}", web::get().to(get))
+            .route("/{guid}", web::delete().to(delete))
+            .route("/{guid}/parameters", web::get().to(parameters)),
+    )
+    .route(
+        "/v2/apps/{guid}/service_bindings",
+        web::get().to(list_for_app),
+    )
+    .route(
+        "/v2/apps/{guid}/service_bindings/{binding}",
+        web::delete().to(delete_from_app),
+    )
+    .route(
+        "/v2/service_instances/{guid}/service_bindings",
+        web::get().to(list_for_instance),
+    )
+    .route(
+        "/v2/user_provided_service_instances/{guid}/service_bindings",
+        web::get().to(list_for_upsi),
+    );
 }
 
 /// The body of `POST /v2/service_bindings` (`accepts_incomplete`, from the query, is left
