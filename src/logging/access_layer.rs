@@ -154,23 +154,6 @@ impl Visit for TextFields<'_> {
         }
     }
 
-    // Numbers as `Debug` writes them (what the default methods would do), without the trip
-    // through `&dyn Debug`.
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.name(field);
-        let _ = write!(self.out, "{value}");
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.name(field);
-        let _ = write!(self.out, "{value}");
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.name(field);
-        let _ = write!(self.out, "{value:?}");
-    }
-
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             self.out.push(' ');
