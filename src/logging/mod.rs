@@ -246,12 +246,14 @@ impl BatchedWriter {
         MY_BUFFERS
             .try_with(|mine| {
                 let mut mine = mine.borrow_mut();
-                mine.retain(|(writer, _)| writer.strong_count() > 0);
                 let this = Arc::as_ptr(&self.shared);
                 if let Some((_, buffer)) = mine.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), this))
                 {
                     return buffer.clone();
                 }
+                // A new entry: drop those of writers that are gone (each one's `Weak` keeps
+                // its address from matching another), once here instead of on every line.
+                mine.retain(|(writer, _)| writer.strong_count() > 0);
                 let buffer = Arc::new(ThreadBuffer::default());
                 listed(&buffer);
                 mine.push((Arc::downgrade(&self.shared), buffer.clone()));
