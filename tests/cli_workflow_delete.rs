@@ -82,22 +82,7 @@ async fn purge_forgets_without_the_broker(backend: Backend) {
         .assert_status(201);
     key(&t, &w.instance, "k1").await;
     // A space developer may not purge an instance of a platform broker.
-    let dev = t.token_for(
-        "dev-p",
-        &["cloud_controller.read", "cloud_controller.write"],
-    );
-    t.put(
-        &format!("/v2/organizations/{}/users/dev-p", w.org),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
-    t.put(
-        &format!("/v2/spaces/{}/developers/dev-p", w.space),
-        json!({}),
-    )
-    .await
-    .assert_status(201);
+    let dev = t.space_developer(&w, "dev-p").await;
     let path = format!("/v2/service_instances/{}?async=true&purge=true", w.instance);
     let r = t.as_user(&dev, Method::DELETE, &path, None).await;
     r.assert_error(403, "CF-NotAuthorized");
